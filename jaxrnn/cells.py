@@ -1,0 +1,342 @@
+"""Elman, LSTM and GRU cells as immutable NamedTuples of pure functions.
+
+A cell offers two views of the same math:
+
+* ``step(params, carry, x) -> (carry, h)``: one timestep, for users who write their own loops;
+* ``project(params, xs)`` + ``recur_step(params, carry, xp_t)``: the input projection ``x w_x + b`` for any
+  number of timesteps at once, and the recurrent remainder of one step. :func:`jaxrnn.scan` uses this split to
+  run the projection as one large matmul outside the loop.
+
+Weights are ``(in, out)``; gate blocks follow PyTorch/cuDNN's order, so converting a PyTorch weight is a
+transpose (plus, for Elman and LSTM, summing ``bias_ih + bias_hh`` into ``b``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn import activations, initializers
+
+Array = jax.Array
+Params = dict[str, Array]
+Carry = Any
+
+
+class Cell(NamedTuple):
+    """A recurrent cell: pure functions plus the static facts a backend needs.
+
+    Attributes:
+      init: ``init(key, input_size, dtype=jnp.float32) -> params``, a dict of arrays.
+      initial_carry: ``initial_carry(batch_shape, dtype=jnp.float32) -> carry`` of zeros.
+      step: ``step(params, carry, x) -> (carry, h)`` with ``x`` of shape ``(*batch, input_size)``.
+      project: ``project(params, xs) -> xp``, ``xs[..., I] -> xp[..., G]``; ``None`` for a cell that has only
+        ``step`` (then nothing is hoisted).
+      recur_step: ``recur_step(params, carry, xp_t, h_mask=None) -> (carry, h)``; ``h_mask`` (same shape as
+        ``h``) multiplies the previous ``h`` where it enters the recurrent matmul (variational
+        recurrent dropout).
+      param_shapes: ``param_shapes(input_size) -> {name: shape}``, used to validate params.
+      kind: ``"elman"``, ``"lstm"``, ``"gru"`` or ``"custom"``.
+      hidden_size: ``H``, the width of ``h``.
+      options: static options that define the math (activation, reset_after, compute_dtype, ...).
+    """
+
+    init: Callable[..., Params]
+    initial_carry: Callable[..., Carry]
+    step: Callable[[Params, Carry, Array], tuple[Carry, Array]]
+    project: Callable[[Params, Array], Array] | None = None
+    recur_step: Callable[..., tuple[Carry, Array]] | None = None
+    param_shapes: Callable[[int], dict[str, tuple[int, ...]]] | None = None
+    kind: str = "custom"
+    hidden_size: int | None = None
+    options: Mapping[str, Any] | None = None
+
+
+def _check_hidden_size(hidden_size: int) -> None:
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
+        raise ValueError(f"hidden_size: got {hidden_size!r}, expected a positive int")
+
+
+def _matmul(a: Array, w: Array, compute_dtype: Any) -> Array:
+    """``a @ w``; with a ``compute_dtype`` the operands are cast to it and the product accumulates in
+    ``w``'s dtype (float32 for float32 params)."""
+    if compute_dtype is None:
+        return a @ w
+    return jnp.matmul(a.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=w.dtype)
+
+
+def _zeros_carry(hidden_size: int, count: int) -> Callable[..., Carry]:
+    def initial_carry(batch_shape: int | tuple[int, ...] = (), dtype=jnp.float32) -> Carry:
+        shape = (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
+        zeros = jnp.zeros((*shape, hidden_size), dtype)
+        return zeros if count == 1 else tuple(zeros for _ in range(count))
+
+    return initial_carry
+
+
+def _step_from(project, recur_step) -> Callable[[Params, Carry, Array], tuple[Carry, Array]]:
+    def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
+        return recur_step(params, carry, project(params, x))
+
+    return step
+
+
+def _masked(h: Array, h_mask: Array | None) -> Array:
+    return h if h_mask is None else h * h_mask
+
+
+def _init_weights(key, input_size, hidden_size, gates, kernel_init, recurrent_init, dtype):
+    kx, kh = jax.random.split(key)
+    w_x = initializers.blockwise(kernel_init, kx, (input_size, gates * hidden_size), gates, dtype)
+    w_h = initializers.blockwise(recurrent_init, kh, (hidden_size, gates * hidden_size), gates, dtype)
+    return w_x, w_h
+
+
+def elman(
+    hidden_size: int,
+    activation: str | Callable[[Array], Array] = "tanh",
+    *,
+    negative_slope: float = 0.01,
+    prelu_init: float = 0.25,
+    kernel_init: str | initializers.Initializer = "glorot_uniform",
+    recurrent_init: str | initializers.Initializer = "orthogonal",
+    bias_init: str | initializers.Initializer = "zeros",
+    compute_dtype: Any = None,
+) -> Cell:
+    """The Elman (simple) RNN cell.
+
+    ``h' = f(x w_x + h w_h + b)``
+
+    Params: ``w_x (I, H)``, ``w_h (H, H)``, ``b (H,)``; with ``activation="prelu"`` also ``alpha (H,)``, the
+    learnable per-unit negative slope: ``f(a) = a if a > 0 else alpha * a``.
+
+    Args:
+      hidden_size: ``H``.
+      activation: "tanh" (default), "relu", "sigmoid", "leaky_relu", "prelu", "identity", or a callable.
+      negative_slope: the slope of "leaky_relu" for negative inputs (default 0.01, as PyTorch).
+      prelu_init: the initial value of ``alpha`` for "prelu" (default 0.25, as PyTorch).
+      kernel_init: initializer of ``w_x`` (default "glorot_uniform", as Keras).
+      recurrent_init: initializer of ``w_h`` (default "orthogonal", as Keras; ``initializers.identity(1.0)``
+        with "relu" gives the IRNN of Le et al. 2015).
+      bias_init: initializer of ``b`` (default "zeros").
+      compute_dtype: e.g. ``jnp.bfloat16`` to run the matmuls in that dtype, accumulating in the params'
+        dtype; ``None`` (default) computes in the params' dtype.
+
+    Example::
+
+      cell = jaxrnn.elman(64, "relu", recurrent_init=jaxrnn.initializers.identity())
+      params = cell.init(jax.random.key(0), input_size=8)
+      carry, h = cell.step(params, cell.initial_carry(32), x)       # x: (32, 8)
+    """
+    _check_hidden_size(hidden_size)
+    kernel_init = initializers.get(kernel_init, "kernel_init")
+    recurrent_init = initializers.get(recurrent_init, "recurrent_init")
+    bias_init = initializers.get(bias_init, "bias_init")
+    if callable(activation):
+        act_name, act_fn = "custom", activation
+    elif activation == "prelu":
+        act_name, act_fn = "prelu", None
+    else:
+        act_name, act_fn = activation, activations.get(activation, negative_slope=negative_slope).fn
+
+    def param_shapes(input_size: int) -> dict[str, tuple[int, ...]]:
+        shapes = {"w_x": (input_size, hidden_size), "w_h": (hidden_size, hidden_size), "b": (hidden_size,)}
+        if act_name == "prelu":
+            shapes["alpha"] = (hidden_size,)
+        return shapes
+
+    def init(key: Array, input_size: int, dtype=jnp.float32) -> Params:
+        kw, kb = jax.random.split(key)
+        w_x, w_h = _init_weights(kw, input_size, hidden_size, 1, kernel_init, recurrent_init, dtype)
+        params = {"w_x": w_x, "w_h": w_h, "b": bias_init(kb, (hidden_size,), dtype)}
+        if act_name == "prelu":
+            params["alpha"] = jnp.full((hidden_size,), prelu_init, dtype)
+        return params
+
+    def project(params: Params, xs: Array) -> Array:
+        return _matmul(xs, params["w_x"], compute_dtype) + params["b"]
+
+    def recur_step(params: Params, h: Array, xp: Array, h_mask: Array | None = None):
+        a = xp + _matmul(_masked(h, h_mask), params["w_h"], compute_dtype)
+        h = activations.prelu(a, params["alpha"]) if act_name == "prelu" else act_fn(a)
+        return h, h
+
+    options = {"activation": act_name, "negative_slope": negative_slope, "compute_dtype": compute_dtype}
+    return Cell(
+        init=init,
+        initial_carry=_zeros_carry(hidden_size, 1),
+        step=_step_from(project, recur_step),
+        project=project,
+        recur_step=recur_step,
+        param_shapes=param_shapes,
+        kind="elman",
+        hidden_size=hidden_size,
+        options=options,
+    )
+
+
+def lstm(
+    hidden_size: int,
+    *,
+    forget_bias: float | None = 1.0,
+    kernel_init: str | initializers.Initializer = "glorot_uniform",
+    recurrent_init: str | initializers.Initializer = "orthogonal",
+    bias_init: str | initializers.Initializer = "zeros",
+    compute_dtype: Any = None,
+) -> Cell:
+    """The LSTM cell (Hochreiter & Schmidhuber 1997, with a forget gate), PyTorch's gate order (i, f, g, o).
+
+    ::
+
+      i, f, g, o = split(x w_x + h w_h + b, 4)
+      c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g)
+      h' = σ(o) ⊙ tanh(c')
+
+    Params: ``w_x (I, 4H)``, ``w_h (H, 4H)``, ``b (4H,)``. The carry is ``(h, c)``.
+
+    Args:
+      hidden_size: ``H``.
+      forget_bias: the *initial* value of the forget-gate block of ``b`` (default 1.0, as Keras'
+        ``unit_forget_bias``); nothing is added in the forward pass. ``None`` leaves ``bias_init``'s values.
+      kernel_init: initializer of each gate block of ``w_x`` (default "glorot_uniform").
+      recurrent_init: initializer of each gate block of ``w_h`` (default "orthogonal").
+      bias_init: initializer of ``b`` (default "zeros").
+      compute_dtype: as for :func:`elman`.
+
+    Example::
+
+      cell = jaxrnn.lstm(128)
+      params = cell.init(jax.random.key(0), input_size=16)
+      ys, (h, c) = jaxrnn.scan(cell, params, xs)                    # xs: (batch, T, 16)
+    """
+    _check_hidden_size(hidden_size)
+    kernel_init = initializers.get(kernel_init, "kernel_init")
+    recurrent_init = initializers.get(recurrent_init, "recurrent_init")
+    bias_init = initializers.get(bias_init, "bias_init")
+    H = hidden_size
+
+    def param_shapes(input_size: int) -> dict[str, tuple[int, ...]]:
+        return {"w_x": (input_size, 4 * H), "w_h": (H, 4 * H), "b": (4 * H,)}
+
+    def init(key: Array, input_size: int, dtype=jnp.float32) -> Params:
+        kw, kb = jax.random.split(key)
+        w_x, w_h = _init_weights(kw, input_size, H, 4, kernel_init, recurrent_init, dtype)
+        b = bias_init(kb, (4 * H,), dtype)
+        if forget_bias is not None:
+            b = b.at[H : 2 * H].set(forget_bias)
+        return {"w_x": w_x, "w_h": w_h, "b": b}
+
+    def project(params: Params, xs: Array) -> Array:
+        return _matmul(xs, params["w_x"], compute_dtype) + params["b"]
+
+    def recur_step(params: Params, carry, xp: Array, h_mask: Array | None = None):
+        h, c = carry
+        z = xp + _matmul(_masked(h, h_mask), params["w_h"], compute_dtype)
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (h, c), h
+
+    return Cell(
+        init=init,
+        initial_carry=_zeros_carry(H, 2),
+        step=_step_from(project, recur_step),
+        project=project,
+        recur_step=recur_step,
+        param_shapes=param_shapes,
+        kind="lstm",
+        hidden_size=H,
+        options={"compute_dtype": compute_dtype},
+    )
+
+
+def gru(
+    hidden_size: int,
+    reset_after: bool = True,
+    *,
+    kernel_init: str | initializers.Initializer = "glorot_uniform",
+    recurrent_init: str | initializers.Initializer = "orthogonal",
+    bias_init: str | initializers.Initializer = "zeros",
+    compute_dtype: Any = None,
+) -> Cell:
+    """The GRU cell (Cho et al. 2014), PyTorch's gate order (r, z, n).
+
+    With ``reset_after=True`` (PyTorch, cuDNN and Keras' default)::
+
+      r = σ(x w_xr + b_xr + h w_hr + b_hr)
+      z = σ(x w_xz + b_xz + h w_hz + b_hz)
+      n = tanh(x w_xn + b_xn + r ⊙ (h w_hn + b_hn))
+      h' = (1 - z) ⊙ n + z ⊙ h
+
+    With ``reset_after=False`` (the original formulation) the candidate is
+    ``n = tanh(x w_xn + b_xn + (r ⊙ h) w_hn + b_hn)``.
+
+    Params: ``w_x (I, 3H)``, ``w_h (H, 3H)``, ``b_x (3H,)``, ``b_h (3H,)``.
+
+    Args:
+      hidden_size: ``H``.
+      reset_after: where the reset gate applies (see above).
+      kernel_init: initializer of each gate block of ``w_x`` (default "glorot_uniform").
+      recurrent_init: initializer of each gate block of ``w_h`` (default "orthogonal").
+      bias_init: initializer of ``b_x`` and ``b_h`` (default "zeros").
+      compute_dtype: as for :func:`elman`.
+
+    Example::
+
+      cell = jaxrnn.gru(64, reset_after=False)
+      params = cell.init(jax.random.key(0), input_size=8)
+      ys, h = jaxrnn.scan(cell, params, xs, lengths=lengths)
+    """
+    _check_hidden_size(hidden_size)
+    if not isinstance(reset_after, bool):
+        raise TypeError(f"reset_after: got {reset_after!r}, expected True or False")
+    kernel_init = initializers.get(kernel_init, "kernel_init")
+    recurrent_init = initializers.get(recurrent_init, "recurrent_init")
+    bias_init = initializers.get(bias_init, "bias_init")
+    H = hidden_size
+
+    def param_shapes(input_size: int) -> dict[str, tuple[int, ...]]:
+        return {"w_x": (input_size, 3 * H), "w_h": (H, 3 * H), "b_x": (3 * H,), "b_h": (3 * H,)}
+
+    def init(key: Array, input_size: int, dtype=jnp.float32) -> Params:
+        kw, kbx, kbh = jax.random.split(key, 3)
+        w_x, w_h = _init_weights(kw, input_size, H, 3, kernel_init, recurrent_init, dtype)
+        return {
+            "w_x": w_x,
+            "w_h": w_h,
+            "b_x": bias_init(kbx, (3 * H,), dtype),
+            "b_h": bias_init(kbh, (3 * H,), dtype),
+        }
+
+    def project(params: Params, xs: Array) -> Array:
+        return _matmul(xs, params["w_x"], compute_dtype) + params["b_x"]
+
+    def recur_step(params: Params, h: Array, xp: Array, h_mask: Array | None = None):
+        w_h, b_h = params["w_h"], params["b_h"]
+        h_in = _masked(h, h_mask)
+        xr, xz, xn = jnp.split(xp, 3, axis=-1)
+        if reset_after:
+            hr, hz, hn = jnp.split(_matmul(h_in, w_h, compute_dtype) + b_h, 3, axis=-1)
+            r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + r * hn)
+        else:
+            hr, hz = jnp.split(_matmul(h_in, w_h[:, : 2 * H], compute_dtype) + b_h[: 2 * H], 2, -1)
+            r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + _matmul(r * h_in, w_h[:, 2 * H :], compute_dtype) + b_h[2 * H :])
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    return Cell(
+        init=init,
+        initial_carry=_zeros_carry(H, 1),
+        step=_step_from(project, recur_step),
+        project=project,
+        recur_step=recur_step,
+        param_shapes=param_shapes,
+        kind="gru",
+        hidden_size=H,
+        options={"reset_after": reset_after, "compute_dtype": compute_dtype},
+    )

@@ -1,0 +1,285 @@
+"""Stacked and bidirectional networks of cells, the dense readout, and picking the last valid output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn import initializers, validate
+from jaxrnn.cells import Cell
+from jaxrnn.scan import run
+
+Array = jax.Array
+
+#: Names accepted for ``merge``.
+MERGES: tuple[str, ...] = ("concat", "sum", "mean", "mul")
+
+_MERGE_FNS: dict[str, Callable[[Array, Array], Array]] = {
+    "concat": lambda f, b: jnp.concatenate([f, b], axis=-1),
+    "sum": lambda f, b: f + b,
+    "mean": lambda f, b: (f + b) / 2,
+    "mul": lambda f, b: f * b,
+}
+
+
+class Network(NamedTuple):
+    """A stack of recurrent layers, as pure functions.
+
+    Attributes:
+      init: ``init(key, input_size, dtype=jnp.float32) -> params``: a list with one dict per layer,
+        ``{"forward": cell_params}`` plus ``"backward"`` when bidirectional.
+      apply: ``apply(params, xs, carries=None, *, lengths=None, mask=None, key=None, train=False)
+        -> (ys, final_carries)``; carries mirror params: a list of
+        ``{"forward": carry[, "backward": carry]}``.
+      initial_carries: ``initial_carries(batch_shape, dtype=jnp.float32) -> carries`` of zeros.
+      cells: the cell of each layer.
+      bidirectional, merge, time_major: as given to :func:`rnn`.
+      output_size: the feature size of ``ys``.
+    """
+
+    init: Callable[..., list]
+    apply: Callable[..., tuple[Array, list]]
+    initial_carries: Callable[..., list]
+    cells: tuple[Cell, ...]
+    bidirectional: bool
+    merge: str
+    time_major: bool
+    output_size: int
+
+
+def _layer_cells(cells: Cell | Sequence[Cell], num_layers: int) -> tuple[Cell, ...]:
+    validate.positive_int(num_layers, "num_layers")
+    if isinstance(cells, Cell):
+        return (cells,) * num_layers
+    cells = tuple(cells)
+    if not cells or not all(isinstance(c, Cell) for c in cells):
+        raise TypeError("cells: expected a jaxrnn.Cell or a non-empty list of them")
+    if num_layers not in (1, len(cells)):
+        raise ValueError(f"num_layers: got {num_layers}, expected {len(cells)} (the number of cells given)")
+    for cell in cells:
+        if cell.hidden_size is None:
+            raise ValueError(f"cells: a {cell.kind} cell without hidden_size cannot be stacked")
+    return cells
+
+
+def _dropout(key: Array, rate: float, shape: tuple[int, ...], dtype) -> Array:
+    """An inverted-dropout multiplier: 0 with probability ``rate``, else ``1 / (1 - rate)``."""
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    return keep.astype(dtype) / (1.0 - rate)
+
+
+def rnn(
+    cells: Cell | Sequence[Cell],
+    *,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    merge: str = "concat",
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    time_major: bool = False,
+    unroll: int | bool = 1,
+    remat: bool | int = False,
+    backend: str = "auto",
+) -> Network:
+    """A stacked, optionally bidirectional recurrent network.
+
+    Layer ``l`` reads layer ``l-1``'s outputs; with ``bidirectional`` each layer runs a forward and a backward
+    (``reverse=True``) copy of its cell with separate params and merges their outputs with ``merge``
+    ("concat", "sum", "mean" or "mul").
+
+    Args:
+      cells: one cell, repeated for every layer, or a list with one cell per layer.
+      num_layers: the number of layers (must equal ``len(cells)`` when a list is given, or be 1).
+      bidirectional: add a backward direction to every layer.
+      merge: how the two directions' outputs combine.
+      dropout: inverted dropout on the outputs of every layer but the last, in training (as PyTorch's
+        ``dropout``).
+      recurrent_dropout: variational dropout of the recurrent input ``h`` (Gal & Ghahramani 2016): one mask
+        per sequence and direction, reused at every step, in training.
+      time_major, unroll, remat, backend: passed to :func:`jaxrnn.scan`.
+
+    Example::
+
+      net = jaxrnn.rnn(jaxrnn.lstm(128), num_layers=2, bidirectional=True, dropout=0.1)
+      params = net.init(jax.random.key(0), input_size=16)
+      ys, carries = net.apply(params, xs, lengths=lengths, key=key, train=True)   # ys: (B, T, 256)
+    """
+    layer_cells = _layer_cells(cells, num_layers)
+    validate.choice(merge, MERGES, "merge")
+    validate.probability(dropout, "dropout")
+    validate.probability(recurrent_dropout, "recurrent_dropout")
+    if not isinstance(bidirectional, bool):
+        raise TypeError(f"bidirectional: got {bidirectional!r}, expected True or False")
+    directions = ("forward", "backward") if bidirectional else ("forward",)
+
+    def width(cell: Cell) -> int:
+        return 2 * cell.hidden_size if bidirectional and merge == "concat" else cell.hidden_size
+
+    def init(key: Array, input_size: int, dtype=jnp.float32) -> list:
+        validate.positive_int(input_size, "input_size")
+        params = []
+        for cell, layer_key in zip(layer_cells, jax.random.split(key, len(layer_cells))):
+            keys = jax.random.split(layer_key, len(directions))
+            params.append({d: cell.init(k, input_size, dtype) for d, k in zip(directions, keys)})
+            input_size = width(cell)
+        return params
+
+    def initial_carries(batch_shape: int | tuple[int, ...] = (), dtype=jnp.float32) -> list:
+        return [{d: cell.initial_carry(batch_shape, dtype) for d in directions} for cell in layer_cells]
+
+    def check_layers(value: Any, argument: str) -> None:
+        if not isinstance(value, (list, tuple)) or len(value) != len(layer_cells):
+            got = (
+                f"a {type(value).__name__} of {len(value)}"
+                if isinstance(value, (list, tuple))
+                else (type(value).__name__)
+            )
+            raise ValueError(f"{argument}: got {got}, expected a list of {len(layer_cells)} layers")
+        for i, layer in enumerate(value):
+            if not isinstance(layer, dict) or set(layer) != set(directions):
+                got = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
+                raise ValueError(f"{argument}[{i}]: got {got}, expected a dict with keys {list(directions)}")
+
+    def apply(
+        params: list,
+        xs: Array,
+        carries: list | None = None,
+        *,
+        lengths: Array | None = None,
+        mask: Array | None = None,
+        key: Array | None = None,
+        train: bool = False,
+    ) -> tuple[Array, list]:
+        check_layers(params, "params")
+        if carries is not None:
+            check_layers(carries, "carries")
+        batch_shape, _ = validate.sequence(xs, None, time_major)
+        regularized = train and (dropout > 0 or recurrent_dropout > 0)
+        if regularized and key is None:
+            raise ValueError("key: got None, expected a PRNG key (dropout is on and train=True)")
+        # keys[i, j]: layer i's recurrent-dropout key for direction j; keys[i, 2]: its output dropout key.
+        keys = jax.random.split(key, (len(layer_cells), 3)) if regularized else None
+        final_carries = []
+        for i, cell in enumerate(layer_cells):
+            outputs, layer_carries = [], {}
+            for j, direction in enumerate(directions):
+                h_mask = None
+                if train and recurrent_dropout > 0:
+                    dtype = jnp.result_type(*jax.tree_util.tree_leaves(params[i][direction]))
+                    h_mask = _dropout(keys[i, j], recurrent_dropout, (*batch_shape, cell.hidden_size), dtype)
+                ys, layer_carries[direction] = run(
+                    cell,
+                    params[i][direction],
+                    xs,
+                    None if carries is None else carries[i][direction],
+                    lengths=lengths,
+                    mask=mask,
+                    reverse=direction == "backward",
+                    time_major=time_major,
+                    unroll=unroll,
+                    remat=remat,
+                    backend=backend,
+                    h_mask=h_mask,
+                )
+                outputs.append(ys)
+            xs = _MERGE_FNS[merge](*outputs) if bidirectional else outputs[0]
+            if train and dropout > 0 and i < len(layer_cells) - 1:
+                xs = xs * _dropout(keys[i, 2], dropout, xs.shape, xs.dtype)
+            final_carries.append(layer_carries)
+        return xs, final_carries
+
+    return Network(
+        init=init,
+        apply=apply,
+        initial_carries=initial_carries,
+        cells=layer_cells,
+        bidirectional=bidirectional,
+        merge=merge,
+        time_major=time_major,
+        output_size=width(layer_cells[-1]),
+    )
+
+
+#: Names accepted for a dense layer's ``activation``.
+DENSE_ACTIVATIONS: dict[str | None, Callable[[Array], Array]] = {
+    None: lambda y: y,
+    "softmax": jax.nn.softmax,
+    "log_softmax": jax.nn.log_softmax,
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+}
+
+
+class Dense(NamedTuple):
+    """A readout ``y = g(h w + b)``.
+
+    Attributes:
+      init: ``init(key, input_size, dtype=jnp.float32) -> {"w": (input_size, out_size), "b": (out_size,)}``.
+      apply: ``apply(params, h) -> y`` for ``h`` of shape ``(..., input_size)``.
+      out_size: the width of ``y``.
+    """
+
+    init: Callable[..., dict[str, Array]]
+    apply: Callable[[dict[str, Array], Array], Array]
+    out_size: int
+
+
+def dense(
+    out_size: int,
+    activation: str | None = None,
+    *,
+    kernel_init: str | initializers.Initializer = "glorot_uniform",
+    bias_init: str | initializers.Initializer = "zeros",
+) -> Dense:
+    """The readout layer ``y = g(h w + b)`` with ``g`` one of None (identity), "softmax", "log_softmax",
+    "sigmoid", "tanh", "relu".
+
+    Example::
+
+      head = jaxrnn.dense(10, "softmax")
+      head_params = head.init(jax.random.key(1), input_size=128)
+      probs = head.apply(head_params, jaxrnn.last_output(ys, lengths))
+    """
+    validate.positive_int(out_size, "out_size")
+    if activation not in DENSE_ACTIVATIONS:
+        raise ValueError(f"activation: got {activation!r}, expected one of {list(DENSE_ACTIVATIONS)}")
+    kernel_init = initializers.get(kernel_init, "kernel_init")
+    bias_init = initializers.get(bias_init, "bias_init")
+    g = DENSE_ACTIVATIONS[activation]
+
+    def init(key: Array, input_size: int, dtype=jnp.float32) -> dict[str, Array]:
+        validate.positive_int(input_size, "input_size")
+        kw, kb = jax.random.split(key)
+        return {"w": kernel_init(kw, (input_size, out_size), dtype), "b": bias_init(kb, (out_size,), dtype)}
+
+    def apply(params: dict[str, Array], h: Array) -> Array:
+        w_shape = jnp.shape(params["w"])
+        if jnp.shape(h)[-1:] != w_shape[:1]:
+            raise ValueError(
+                f"h: got shape {jnp.shape(h)}, expected (..., {w_shape[0]}) to match params['w']"
+            )
+        validate.floating(h, "h")
+        return g(h @ params["w"] + params["b"])
+
+    return Dense(init=init, apply=apply, out_size=out_size)
+
+
+def last_output(ys: Array, lengths: Array | None = None, *, time_major: bool = False) -> Array:
+    """Each sequence's output at its last valid step: ``ys[..., n-1, :]`` for length ``n`` (zeros for
+    ``n = 0``); without ``lengths`` the output at ``T-1``. ``ys`` is ``(*batch, T, H)`` (or time-major).
+
+    For a backward direction the last step consumed is position 0: use ``ys[..., 0, :]`` there.
+    """
+    if time_major:
+        ys = jnp.moveaxis(ys, 0, -2)
+    batch_shape, steps = validate.sequence(ys, None, False, "ys")
+    if lengths is None:
+        return ys[..., -1, :]
+    validate.lengths(lengths, batch_shape, steps)
+    index = jnp.clip(lengths - 1, 0, steps - 1)[..., None, None]
+    last = jnp.take_along_axis(ys, index, axis=-2)[..., 0, :]
+    return jnp.where((lengths > 0)[..., None], last, jnp.zeros_like(last))

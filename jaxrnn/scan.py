@@ -1,0 +1,156 @@
+"""The sequence driver: validate, lay out, project, dispatch, recur, finish."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn import dispatch, validate
+from jaxrnn.cells import Cell
+
+Array = jax.Array
+
+
+def scan(
+    cell: Cell,
+    params: Any,
+    xs: Array,
+    carry: Any = None,
+    *,
+    lengths: Array | None = None,
+    mask: Array | None = None,
+    reverse: bool = False,
+    time_major: bool = False,
+    unroll: int | bool = 1,
+    remat: bool | int = False,
+    backend: str = "auto",
+) -> tuple[Array, Any]:
+    """Runs ``cell`` over a sequence batch; returns ``(ys, final_carry)``.
+
+    Args:
+      cell: a cell from :func:`jaxrnn.elman`, :func:`jaxrnn.lstm`, :func:`jaxrnn.gru`, or a custom
+        :class:`jaxrnn.Cell`.
+      params: the cell's params.
+      xs: ``(*batch, T, I)``, or ``(T, *batch, I)`` with ``time_major=True``.
+      carry: the initial carry, shaped ``(*batch, H)`` per leaf; ``None`` means zeros.
+      lengths: ``(*batch,)`` ints in ``[0, T]`` for right-padded sequences. Outputs past a sequence's length
+        are zero and its final carry is the carry after its last valid step (length 0: the initial carry).
+      mask: bool, ``xs``'s shape less the feature axis. On a masked step the carry is held and the output is
+        zero. May be combined with ``lengths``.
+      reverse: run from the last step to the first. With ``lengths``, each sequence is reversed within its
+        own length: position t holds the state after consuming ``x[n-1], ..., x[t]`` (PyTorch's packed
+        bidirectional convention).
+      time_major: the layout of ``xs`` and ``ys``.
+      unroll: passed to ``lax.scan``.
+      remat: ``True`` or a chunk size checkpoints the scan so that BPTT's saved state grows as sqrt(T)
+        instead of T; values and gradients are unchanged.
+      backend: "auto", "xla" or "pallas" (see :mod:`jaxrnn.dispatch`).
+
+    Returns:
+      ``ys`` of shape ``(*batch, T, H)`` (or ``(T, *batch, H)``) and the final carry.
+
+    Example::
+
+      cell = jaxrnn.lstm(32)
+      params = cell.init(jax.random.key(0), input_size=8)
+      ys, (h, c) = jaxrnn.scan(cell, params, xs, lengths=lengths)    # xs: (B, T, 8)
+    """
+    return run(
+        cell,
+        params,
+        xs,
+        carry,
+        lengths=lengths,
+        mask=mask,
+        reverse=reverse,
+        time_major=time_major,
+        unroll=unroll,
+        remat=remat,
+        backend=backend,
+    )
+
+
+def _params_dtype(params: Any, xs: Array) -> Any:
+    leaves = jax.tree_util.tree_leaves(params)
+    return jnp.result_type(*leaves) if leaves else jnp.result_type(xs)
+
+
+def run(
+    cell: Cell,
+    params: Any,
+    xs: Array,
+    carry: Any = None,
+    *,
+    lengths: Array | None = None,
+    mask: Array | None = None,
+    reverse: bool = False,
+    time_major: bool = False,
+    unroll: int | bool = 1,
+    remat: bool | int = False,
+    backend: str = "auto",
+    h_mask: Array | None = None,
+) -> tuple[Array, Any]:
+    """:func:`scan`, plus ``h_mask (*batch, H)``: a per-sequence multiplier of the previous ``h`` where it
+    enters the recurrent matmul, reused at every step (variational recurrent dropout)."""
+    # 1. validate
+    if not isinstance(cell, Cell):
+        raise TypeError(f"cell: got {type(cell).__name__}, expected a jaxrnn.Cell")
+    input_size = validate.params(cell, params)
+    batch_shape, steps = validate.sequence(xs, input_size, time_major)
+    validate.choice(backend, dispatch.BACKENDS, "backend")
+    validate.positive_int(unroll, "unroll", allow_bool=True)
+    validate.positive_int(remat, "remat", allow_bool=True)
+    if lengths is not None:
+        validate.lengths(lengths, batch_shape, steps)
+    if mask is not None:
+        layout = "(T, *batch)" if time_major else "(*batch, T)"
+        expected = (steps, *batch_shape) if time_major else (*batch_shape, steps)
+        validate.mask(mask, expected, layout)
+    dtype = _params_dtype(params, xs)
+    zero_carry = cell.initial_carry(batch_shape, dtype)
+    if carry is None:
+        carry = zero_carry
+    else:
+        validate.carry(carry, zero_carry)
+    if h_mask is not None and cell.recur_step is None:
+        raise ValueError("recurrent dropout: the cell has no recur_step (a custom cell with only step)")
+    recurrence = dispatch.choose(cell, backend)
+
+    # 2. layout: time-major with one flat batch axis
+    batch = math.prod(batch_shape)
+    xs = jnp.asarray(xs)
+    xs = (
+        xs.reshape(steps, batch, xs.shape[-1])
+        if time_major
+        else (jnp.swapaxes(xs.reshape(batch, steps, xs.shape[-1]), 0, 1))
+    )
+    step_mask = _step_mask(lengths, mask, batch, steps, time_major)
+    carry = jax.tree_util.tree_map(lambda c: c.reshape(batch, *c.shape[len(batch_shape) :]), carry)
+    if h_mask is not None:
+        h_mask = h_mask.reshape(batch, -1)
+
+    # 3. project, 4.-5. recur
+    xp = cell.project(params, xs) if cell.project is not None else xs
+    hs, carry = recurrence(
+        cell, params, xp, carry, step_mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
+    )
+
+    # 6. finish: restore the layout
+    carry = jax.tree_util.tree_map(lambda c: c.reshape(*batch_shape, *c.shape[1:]), carry)
+    if time_major:
+        return hs.reshape(steps, *batch_shape, hs.shape[-1]), carry
+    return jnp.swapaxes(hs, 0, 1).reshape(*batch_shape, steps, hs.shape[-1]), carry
+
+
+def _step_mask(lengths, mask, batch: int, steps: int, time_major: bool) -> Array | None:
+    """The combined ``(T, B)`` step mask, or ``None`` when every step is valid."""
+    step_mask = None
+    if lengths is not None:
+        step_mask = jnp.arange(steps)[:, None] < jnp.reshape(lengths, (1, batch))
+    if mask is not None:
+        mask = jnp.reshape(mask, (steps, batch)) if time_major else jnp.reshape(mask, (batch, steps)).T
+        step_mask = mask if step_mask is None else step_mask & mask
+    return step_mask

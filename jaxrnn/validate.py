@@ -1,0 +1,141 @@
+"""Trace-time argument checks: each raises before any JAX primitive sees a bad value.
+
+Shapes, sizes and names raise ``ValueError``; dtypes raise ``TypeError``. Every message names the argument,
+what it got and what it expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrnn.cells import Cell
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(np.shape(x))
+
+
+def _dtype(x: Any) -> np.dtype:
+    return jnp.result_type(x)
+
+
+def floating(x: Any, argument: str) -> None:
+    """``x`` must have a floating dtype."""
+    if not jnp.issubdtype(_dtype(x), jnp.floating):
+        raise TypeError(f"{argument}: got dtype {_dtype(x)}, expected a floating dtype")
+
+
+def choice(value: Any, allowed: tuple, argument: str) -> None:
+    """``value`` must be one of ``allowed``."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{argument}: got {value!r}, expected one of {list(allowed)}")
+
+
+def params(cell: Cell, params: Any, argument: str = "params") -> int | None:
+    """Checks a cell's params against its layout; returns the input size (``None`` for a custom cell)."""
+    if cell.param_shapes is None:
+        return None
+    if not isinstance(params, Mapping):
+        raise TypeError(f"{argument}: got {type(params).__name__}, expected a dict of arrays")
+    if "w_x" not in params:
+        raise ValueError(f"{argument}: missing key 'w_x' (a {cell.kind} cell has {cell.param_shapes(1)})")
+    w_x_shape = _shape(params["w_x"])
+    if len(w_x_shape) != 2:
+        raise ValueError(f"{argument}['w_x']: got shape {w_x_shape}, expected (input_size, out)")
+    expected = cell.param_shapes(w_x_shape[0])
+    missing = sorted(set(expected) - set(params))
+    if missing:
+        raise ValueError(f"{argument}: missing keys {missing}; a {cell.kind} cell expects {sorted(expected)}")
+    extra = sorted(set(params) - set(expected))
+    if extra:
+        raise ValueError(
+            f"{argument}: unexpected keys {extra}; a {cell.kind} cell expects {sorted(expected)}"
+        )
+    for name, shape in expected.items():
+        if _shape(params[name]) != shape:
+            raise ValueError(
+                f"{argument}[{name!r}]: got shape {_shape(params[name])}, expected {shape} "
+                f"(hidden_size={cell.hidden_size}, input_size={w_x_shape[0]})"
+            )
+        floating(params[name], f"{argument}[{name!r}]")
+    return w_x_shape[0]
+
+
+def sequence(
+    xs: Any, input_size: int | None, time_major: bool, argument: str = "xs"
+) -> tuple[tuple[int, ...], int]:
+    """Checks a sequence batch; returns ``(batch_shape, T)``."""
+    shape = _shape(xs)
+    layout = "(T, *batch, features)" if time_major else "(*batch, T, features)"
+    if len(shape) < 2:
+        raise ValueError(f"{argument}: got shape {shape} (rank {len(shape)}), expected rank >= 2, {layout}")
+    floating(xs, argument)
+    if input_size is not None and shape[-1] != input_size:
+        raise ValueError(
+            f"{argument}: got {shape[-1]} features (shape {shape}), expected {input_size} "
+            f"(the input size of params['w_x'])"
+        )
+    if time_major:
+        return shape[1:-1], shape[0]
+    return shape[:-2], shape[-2]
+
+
+def lengths(lengths: Any, batch_shape: tuple[int, ...], steps: int) -> None:
+    """``lengths`` must be integers of shape ``batch_shape`` in ``[0, T]`` (values checked when concrete)."""
+    shape = _shape(lengths)
+    if shape != batch_shape:
+        raise ValueError(f"lengths: got shape {shape}, expected the batch shape {batch_shape}")
+    if not jnp.issubdtype(_dtype(lengths), jnp.integer):
+        raise TypeError(f"lengths: got dtype {_dtype(lengths)}, expected an integer dtype")
+    try:
+        values = np.asarray(lengths)
+    except jax.errors.TracerArrayConversionError:
+        return  # traced under jit: values are not known at trace time
+    if values.size and (values.min() < 0 or values.max() > steps):
+        raise ValueError(
+            f"lengths: got values in [{values.min()}, {values.max()}], "
+            f"expected values in [0, {steps}] (T={steps})"
+        )
+
+
+def mask(mask: Any, expected_shape: tuple[int, ...], layout: str) -> None:
+    """``mask`` must be boolean with the sequence's shape less the feature axis."""
+    shape = _shape(mask)
+    if shape != expected_shape:
+        raise ValueError(f"mask: got shape {shape}, expected {expected_shape} {layout}")
+    if _dtype(mask) != jnp.bool_:
+        raise TypeError(f"mask: got dtype {_dtype(mask)}, expected bool")
+
+
+def carry(carry: Any, expected: Any, argument: str = "carry") -> None:
+    """``carry`` must have the structure and shapes of ``expected`` (the cell's zero carry)."""
+    got_leaves, got_tree = jax.tree_util.tree_flatten(carry)
+    want_leaves, want_tree = jax.tree_util.tree_flatten(expected)
+    if got_tree != want_tree:
+        raise ValueError(f"{argument}: got structure {got_tree}, expected {want_tree}")
+    for got, want in zip(got_leaves, want_leaves):
+        if _shape(got) != _shape(want):
+            raise ValueError(f"{argument}: got shape {_shape(got)}, expected {_shape(want)}")
+        floating(got, argument)
+
+
+def positive_int(value: Any, argument: str, *, allow_bool: bool = False) -> None:
+    """``value`` must be a positive int (or, with ``allow_bool``, a bool)."""
+    if isinstance(value, bool):
+        if allow_bool:
+            return
+    elif isinstance(value, int) and value >= 1:
+        return
+    expected = "True, False or a positive int" if allow_bool else "a positive int"
+    raise ValueError(f"{argument}: got {value!r}, expected {expected}")
+
+
+def probability(value: Any, argument: str) -> None:
+    """``value`` must be a float in ``[0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{argument}: got {value!r}, expected a probability in [0, 1)")

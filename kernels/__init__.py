@@ -1,0 +1,1 @@
+"""Fused Pallas kernels for the recurrences (installed as ``jaxrnn.kernels``)."""

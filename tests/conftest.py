@@ -1,0 +1,5 @@
+"""Test-wide settings: Keras runs on the JAX backend."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")

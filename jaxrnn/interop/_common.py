@@ -1,0 +1,83 @@
+"""Helpers shared by the converters: optional imports, checks of jaxrnn networks and params, array moves."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrnn import validate
+from jaxrnn.cells import Cell
+from jaxrnn.network import Network
+
+Array = jax.Array
+
+
+def require(package: str, extra: str, caller: str) -> ModuleType:
+    """Imports an optional framework, or raises an ImportError naming the extra that installs it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError as err:
+        raise ImportError(
+            f"{caller} needs {package}, which is not installed; install it with pip install 'jaxrnn[{extra}]'"
+        ) from err
+
+
+def check_network(net: Any, params: Any, target: str) -> tuple[Cell, int]:
+    """Checks that ``net`` is a :class:`Network` of identical cells and ``params`` fits it.
+
+    Returns the (shared) cell and the network's input size.
+    """
+    if not isinstance(net, Network):
+        raise TypeError(f"net: got {type(net).__name__}, expected a jaxrnn.Network (from jaxrnn.rnn)")
+    cell = net.cells[0]
+    for i, other in enumerate(net.cells[1:], start=1):
+        if (other.kind, other.hidden_size, other.options) != (cell.kind, cell.hidden_size, cell.options):
+            raise ValueError(
+                f"net: layer {i} has a {other.kind} cell of hidden_size {other.hidden_size}, expected the "
+                f"same cell as layer 0 ({cell.kind}, hidden_size {cell.hidden_size}): {target} stacks "
+                "identical layers"
+            )
+    directions = ("forward", "backward") if net.bidirectional else ("forward",)
+    if not isinstance(params, (list, tuple)) or len(params) != len(net.cells):
+        raise ValueError(f"params: got {type(params).__name__}, expected a list of {len(net.cells)} layers")
+    input_size = None
+    for i, layer in enumerate(params):
+        if not isinstance(layer, dict) or set(layer) != set(directions):
+            got = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
+            raise ValueError(f"params[{i}]: got {got}, expected a dict with keys {list(directions)}")
+        for direction in directions:
+            argument = f"params[{i}][{direction!r}]"
+            size = validate.params(cell, layer[direction], argument)
+            if i == 0:
+                input_size = size
+            elif size != net.output_size:
+                raise ValueError(
+                    f"{argument}['w_x']: got input size {size}, expected {net.output_size} "
+                    f"(layer {i - 1}'s output)"
+                )
+    return cell, input_size
+
+
+def check_cell(cell: Any, params: Any) -> int:
+    """Checks a jaxrnn cell and its params; returns the input size."""
+    if not isinstance(cell, Cell) or cell.kind not in ("elman", "lstm", "gru"):
+        got = cell.kind if isinstance(cell, Cell) else type(cell).__name__
+        raise TypeError(f"cell: got {got}, expected a jaxrnn elman, lstm or gru cell")
+    return validate.params(cell, params)
+
+
+def require_zero(value: Any, argument: str, reason: str) -> None:
+    """Raises when ``value`` has a nonzero entry that the target cannot hold."""
+    if np.any(np.asarray(value) != 0):
+        raise ValueError(f"{argument}: has nonzero entries, expected zeros ({reason})")
+
+
+def blocks(w: Array, order: tuple[int, ...]) -> Array:
+    """Reorders the gate blocks along the last axis: block ``k`` of the result is block ``order[k]``."""
+    parts = jnp.split(jnp.asarray(w), len(order), axis=-1)
+    return jnp.concatenate([parts[k] for k in order], axis=-1)

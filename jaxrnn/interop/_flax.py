@@ -1,0 +1,176 @@
+"""Flax linen ``SimpleCell`` / ``LSTMCell`` / ``OptimizedLSTMCell`` / ``GRUCell`` <-> jaxrnn cells.
+
+Flax keeps one ``Dense`` per gate, ``kernel (in, H)``, named ``i<gate>`` (input) and ``h<gate>`` (hidden):
+jaxrnn's weights are those kernels concatenated in gate order. Bias placement differs by cell: SimpleCell
+biases ``i``, the LSTM biases ``h<gate>``, the GRU biases ``ir``, ``iz``, ``in`` and ``hn``. Flax's LSTM carry
+is ``(c, h)``; jaxrnn's is ``(h, c)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn.cells import Cell, elman, gru, lstm
+from jaxrnn.interop._common import check_cell, require
+
+Array = jax.Array
+
+_KINDS: dict[str, str] = {
+    "SimpleCell": "elman",
+    "LSTMCell": "lstm",
+    "OptimizedLSTMCell": "lstm",
+    "GRUCell": "gru",
+}
+#: A Flax SimpleCell's activation_fn -> jaxrnn Elman activation.
+_ACTIVATIONS: tuple[tuple[Any, str], ...] = (
+    (jnp.tanh, "tanh"),
+    (jax.nn.relu, "relu"),
+    (jax.nn.sigmoid, "sigmoid"),
+)
+_GATES: dict[str, tuple[str, ...]] = {"elman": ("",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+
+
+def _flax_spec(nn: Any, cell: Any) -> dict[str, Any]:
+    """The math a Flax cell computes, or an error naming the setting jaxrnn cannot represent."""
+    kind = next((k for name, k in _KINDS.items() if type(cell) is getattr(nn, name)), None)
+    if kind is None:
+        raise TypeError(f"cell: got {type(cell).__name__}, expected one of flax.linen.{list(_KINDS)}")
+    activation = next((name for fn, name in _ACTIVATIONS if cell.activation_fn is fn), None)
+    if kind == "elman":
+        if activation is None:
+            raise ValueError(
+                f"cell.activation_fn: got {cell.activation_fn!r}, expected flax.linen.tanh, relu or sigmoid"
+            )
+        if cell.residual:
+            raise ValueError("cell.residual: got True, expected False (jaxrnn's Elman cell has no residual)")
+    else:
+        if cell.gate_fn is not jax.nn.sigmoid:
+            raise ValueError(f"cell.gate_fn: got {cell.gate_fn!r}, expected flax.linen.sigmoid")
+        if activation != "tanh":
+            raise ValueError(f"cell.activation_fn: got {cell.activation_fn!r}, expected flax.linen.tanh")
+    if cell.dtype is not None and jnp.dtype(cell.dtype) != jnp.dtype(cell.param_dtype):
+        raise ValueError(
+            f"cell.dtype: got {jnp.dtype(cell.dtype)}, expected None or the param_dtype "
+            f"{jnp.dtype(cell.param_dtype)} (a separate compute dtype is not converted)"
+        )
+    return {"kind": kind, "features": cell.features, "activation": activation if kind == "elman" else None}
+
+
+def _has_bias(kind: str, module: str) -> bool:
+    """Whether Flax gives the Dense ``module`` a bias."""
+    if kind == "elman":
+        return module == "i"
+    if kind == "lstm":
+        return module.startswith("h")
+    return module.startswith("i") or module == "hn"
+
+
+def _leaf(tree: Mapping[str, Any], module: str, leaf: str, shape: tuple[int, ...]) -> Array:
+    if module not in tree or not isinstance(tree[module], Mapping) or leaf not in tree[module]:
+        raise ValueError(
+            f"variables: missing {module}/{leaf}, expected it in a Flax cell's params (got modules "
+            f"{sorted(tree)})"
+        )
+    value = jnp.asarray(tree[module][leaf])
+    if value.shape != shape:
+        raise ValueError(f"variables[{module!r}][{leaf!r}]: got shape {value.shape}, expected {shape}")
+    return value
+
+
+def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell, dict[str, Array]]:
+    """Converts a Flax linen cell's variables to a jaxrnn cell and its params.
+
+    Args:
+      variables: ``cell.init(...)``'s result, ``{"params": {...}}``, or the inner params dict.
+      cell: the ``flax.linen`` SimpleCell (tanh, relu or sigmoid; no ``residual``), LSTMCell,
+        OptimizedLSTMCell or GRUCell (sigmoid gates, tanh activation) the variables belong to.
+
+    Returns:
+      ``(jaxrnn_cell, params)``; ``jaxrnn_cell.step(params, carry, x)`` matches ``cell.apply(variables, carry,
+      x)`` with an LSTM's carry ``(h, c)`` for Flax's ``(c, h)``.
+    """
+    flax = require("flax", "flax", "from_flax")
+    spec = _flax_spec(flax.linen, cell)
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"variables: got {type(variables).__name__}, expected a dict of the cell's params")
+    tree = variables.get("params", variables)
+    kind, H = spec["kind"], spec["features"]
+    gates = _GATES[kind]
+    if not isinstance(tree.get(f"i{gates[0]}"), Mapping) or "kernel" not in tree[f"i{gates[0]}"]:
+        raise ValueError(f"variables: got modules {sorted(tree)}, expected a Flax {type(cell).__name__}'s")
+    input_size = jnp.shape(tree[f"i{gates[0]}"]["kernel"])[0]
+    w_x = jnp.concatenate([_leaf(tree, f"i{g}", "kernel", (input_size, H)) for g in gates], axis=-1)
+    w_h = jnp.concatenate([_leaf(tree, f"h{g}", "kernel", (H, H)) for g in gates], axis=-1)
+
+    def biases(prefix: str) -> Array:
+        parts = [
+            _leaf(tree, f"{prefix}{g}", "bias", (H,))
+            if _has_bias(kind, f"{prefix}{g}")
+            else jnp.zeros((H,), w_x.dtype)
+            for g in gates
+        ]
+        return jnp.concatenate(parts)
+
+    if kind == "elman":
+        return elman(H, spec["activation"]), {"w_x": w_x, "w_h": w_h, "b": biases("i")}
+    if kind == "lstm":
+        return lstm(H), {"w_x": w_x, "w_h": w_h, "b": biases("h")}
+    return gru(H, reset_after=True), {"w_x": w_x, "w_h": w_h, "b_x": biases("i"), "b_h": biases("h")}
+
+
+def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Exports a jaxrnn cell's params as Flax linen variables.
+
+    Args:
+      cell: a jaxrnn Elman (tanh, relu or sigmoid), LSTM or GRU (``reset_after=True``) cell.
+      params: its params.
+      flax_cell: the target Flax cell (checked against ``cell``); ``None`` makes a SimpleCell, LSTMCell or
+        GRUCell with ``param_dtype`` the params' dtype.
+
+    Returns:
+      ``(flax_cell, {"params": {...}})``. A GRU's recurrent r/z biases are added to the input ones (Flax has
+      no separate r/z recurrent bias; the function is the same), so a round trip returns them summed into
+      ``b_x``.
+    """
+    flax = require("flax", "flax", "to_flax")
+    nn = flax.linen
+    check_cell(cell, params)
+    kind, H = cell.kind, cell.hidden_size
+    activation = cell.options["activation"] if kind == "elman" else None
+    fns = {name: fn for fn, name in _ACTIVATIONS}
+    if kind == "elman" and activation not in fns:
+        raise ValueError(f"activation: got {activation!r}, expected one of {list(fns)} (Flax's SimpleCell)")
+    if kind == "gru" and not cell.options["reset_after"]:
+        raise ValueError(
+            "reset_after: got False, expected True (Flax's GRUCell applies the reset gate after the matmul)"
+        )
+    dtype = jnp.result_type(params["w_x"])
+    if flax_cell is None:
+        if kind == "elman":
+            flax_cell = nn.SimpleCell(features=H, activation_fn=fns[activation], param_dtype=dtype)
+        else:
+            flax_cell = (nn.LSTMCell if kind == "lstm" else nn.GRUCell)(features=H, param_dtype=dtype)
+    spec = _flax_spec(nn, flax_cell)
+    expected = {"kind": kind, "features": H, "activation": activation}
+    for name, value in expected.items():
+        if spec[name] != value:
+            raise ValueError(f"flax_cell: got {name} {spec[name]!r}, expected {value!r} to match the cell")
+    gates = _GATES[kind]
+    if kind == "gru":
+        # r and z see b_x + b_h; only the candidate keeps a separate recurrent bias.
+        b_i = jnp.concatenate([params["b_x"][: 2 * H] + params["b_h"][: 2 * H], params["b_x"][2 * H :]])
+        b_h = params["b_h"]
+    else:
+        b_i = b_h = params["b"]
+    tree: dict[str, dict[str, Array]] = {}
+    for k, g in enumerate(gates):
+        for prefix, w, b in (("i", params["w_x"], b_i), ("h", params["w_h"], b_h)):
+            module = f"{prefix}{g}"
+            tree[module] = {"kernel": jnp.asarray(w)[:, k * H : (k + 1) * H]}
+            if _has_bias(kind, module):
+                tree[module]["bias"] = jnp.asarray(b)[k * H : (k + 1) * H]
+    return flax_cell, {"params": tree}

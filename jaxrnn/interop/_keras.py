@@ -1,0 +1,205 @@
+"""Keras 3 ``SimpleRNN`` / ``LSTM`` / ``GRU`` and ``Bidirectional`` of them <-> jaxrnn.
+
+Keras stores ``kernel (I, G*H)``, ``recurrent_kernel (H, G*H)`` and ``bias``, already ``(in, out)``. The
+LSTM's gates are (i, f, c, o), jaxrnn's order; the GRU's are (z, r, h), so its blocks swap to (r, z, n). A
+GRU's bias is ``(2, 3H)`` (input and recurrent rows) with ``reset_after=True``, else ``(3H,)`` (input only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+
+from jaxrnn.cells import Cell, elman, gru, lstm
+from jaxrnn.interop._common import blocks, check_network, require, require_zero
+from jaxrnn.network import Network, rnn
+
+_KINDS: dict[str, str] = {"SimpleRNN": "elman", "LSTM": "lstm", "GRU": "gru"}
+#: Keras activation name -> jaxrnn Elman activation.
+_ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "linear": "identity"}
+#: Keras merge_mode -> jaxrnn merge.
+_MERGES: dict[str, str] = {"concat": "concat", "sum": "sum", "ave": "mean", "mul": "mul"}
+#: Keras GRU gate blocks (z, r, h) <-> jaxrnn (r, z, n); the swap is its own inverse.
+_GRU_ORDER = (1, 0, 2)
+
+
+def _rnn_spec(keras: Any, layer: Any, argument: str, go_backwards: bool) -> dict[str, Any]:
+    """The math a Keras RNN layer computes, or a ValueError naming the setting jaxrnn cannot represent."""
+    kind = next((k for name, k in _KINDS.items() if isinstance(layer, getattr(keras.layers, name))), None)
+    if kind is None:
+        raise TypeError(
+            f"{argument}: got {type(layer).__name__}, expected keras.layers.SimpleRNN, LSTM, GRU or a "
+            "Bidirectional of one"
+        )
+    config = layer.get_config()
+    activation = config["activation"]
+    allowed = tuple(_ACTIVATIONS) if kind == "elman" else ("tanh",)
+    if not isinstance(activation, str) or activation not in allowed:
+        raise ValueError(f"{argument}.activation: got {activation!r}, expected one of {list(allowed)}")
+    if kind != "elman" and config["recurrent_activation"] != "sigmoid":
+        raise ValueError(
+            f"{argument}.recurrent_activation: got {config['recurrent_activation']!r}, expected 'sigmoid' "
+            "(jaxrnn's gates are sigmoids)"
+        )
+    if config["go_backwards"] != go_backwards:
+        raise ValueError(
+            f"{argument}.go_backwards: got {config['go_backwards']}, expected {go_backwards} (a jaxrnn layer "
+            "runs forward; use Bidirectional for a backward direction)"
+        )
+    if config["stateful"]:
+        raise ValueError(
+            f"{argument}.stateful: got True, expected False (jaxrnn does not keep state between calls; "
+            "pass carries to net.apply instead)"
+        )
+    if layer.compute_dtype != layer.variable_dtype:
+        raise ValueError(
+            f"{argument}.dtype_policy: got compute dtype {layer.compute_dtype} with {layer.variable_dtype} "
+            "weights, expected one dtype (mixed precision is not converted)"
+        )
+    return {
+        "kind": kind,
+        "units": config["units"],
+        "activation": _ACTIVATIONS[activation] if kind == "elman" else None,
+        "reset_after": config["reset_after"] if kind == "gru" else None,
+        "use_bias": config["use_bias"],
+    }
+
+
+def _layer_spec(keras: Any, layer: Any) -> tuple[dict[str, Any], list[Any], str | None]:
+    """``(spec, [rnn layer per direction], merge or None)`` for a Keras layer."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        merge_mode = layer.merge_mode
+        if merge_mode not in _MERGES:
+            raise ValueError(f"layer.merge_mode: got {merge_mode!r}, expected one of {list(_MERGES)}")
+        spec = _rnn_spec(keras, layer.forward_layer, "layer.forward_layer", False)
+        backward = _rnn_spec(keras, layer.backward_layer, "layer.backward_layer", True)
+        if backward != spec:
+            raise ValueError(
+                f"layer.backward_layer: got {backward}, expected the forward layer's settings {spec}"
+            )
+        return spec, [layer.forward_layer, layer.backward_layer], _MERGES[merge_mode]
+    return _rnn_spec(keras, layer, "layer", False), [layer], None
+
+
+def _cell_for(spec: dict[str, Any]) -> Cell:
+    if spec["kind"] == "elman":
+        return elman(spec["units"], spec["activation"])
+    if spec["kind"] == "lstm":
+        return lstm(spec["units"])
+    return gru(spec["units"], reset_after=spec["reset_after"])
+
+
+def _params_from(spec: dict[str, Any], weights: list[Any]) -> dict[str, Any]:
+    kernel, recurrent = jnp.asarray(weights[0]), jnp.asarray(weights[1])
+    width = recurrent.shape[-1]
+    if spec["use_bias"]:
+        bias = jnp.asarray(weights[2])
+    else:
+        bias = jnp.zeros((2, width) if spec["reset_after"] else (width,), kernel.dtype)
+    if spec["kind"] != "gru":
+        return {"w_x": kernel, "w_h": recurrent, "b": bias}
+    b_x, b_h = (bias[0], bias[1]) if spec["reset_after"] else (bias, jnp.zeros_like(bias))
+    return {
+        "w_x": blocks(kernel, _GRU_ORDER),
+        "w_h": blocks(recurrent, _GRU_ORDER),
+        "b_x": blocks(b_x, _GRU_ORDER),
+        "b_h": blocks(b_h, _GRU_ORDER),
+    }
+
+
+def from_keras(layer: Any) -> tuple[Network, list]:
+    """Converts a built Keras 3 ``SimpleRNN``/``LSTM``/``GRU`` or ``Bidirectional`` of one to jaxrnn.
+
+    Returns ``(net, params)``: a one-layer, batch-major network. ``net.apply(params, x)`` returns the full
+    ``ys (B, T, D)`` and the final carries whatever ``return_sequences``/``return_state`` say: Keras'
+    ``return_sequences=False`` output is ``ys[:, -1]`` (Bidirectional: forward ``ys[:, -1]`` and backward
+    ``ys[:, 0]``, merged), its states are ``carries[0]["forward"]`` (then ``["backward"]``), an LSTM's
+    ``[h, c]`` as ``(h, c)``. ``use_bias=False`` gives zero biases. Train-time ``dropout`` and
+    ``recurrent_dropout`` are not carried over (they do not change inference).
+
+    Raises ``ValueError`` naming the setting for: an activation other than tanh (SimpleRNN: tanh, relu,
+    sigmoid, linear), a ``recurrent_activation`` other than sigmoid, ``go_backwards`` outside Bidirectional,
+    ``stateful``, mixed precision, ``merge_mode=None`` and differing forward/backward layers.
+    """
+    keras = require("keras", "keras", "from_keras")
+    spec, directions, merge = _layer_spec(keras, layer)
+    if not layer.built:
+        raise ValueError(
+            "layer: got an unbuilt layer, expected a built one (call it on an input or "
+            "layer.build((batch, T, input_size)) first)"
+        )
+    names = ("forward", "backward")
+    params = [{name: _params_from(spec, d.get_weights()) for name, d in zip(names, directions)}]
+    net = rnn(_cell_for(spec), bidirectional=merge is not None, merge=merge or "concat")
+    return net, params
+
+
+def _weights_for(spec: dict[str, Any], params: dict[str, Any], argument: str) -> list[Any]:
+    if spec["kind"] != "gru":
+        kernel, recurrent, bias = params["w_x"], params["w_h"], params["b"]
+    else:
+        kernel, recurrent = blocks(params["w_x"], _GRU_ORDER), blocks(params["w_h"], _GRU_ORDER)
+        b_x, b_h = blocks(params["b_x"], _GRU_ORDER), blocks(params["b_h"], _GRU_ORDER)
+        # Without reset_after every recurrent bias is added next to its input bias: their sum is exact math.
+        bias = jnp.stack([b_x, b_h]) if spec["reset_after"] else b_x + b_h
+    if not spec["use_bias"]:
+        names = ("b_x", "b_h") if spec["kind"] == "gru" else ("b",)
+        for name in names:
+            require_zero(params[name], f"{argument}[{name!r}]", "the Keras layer has use_bias=False")
+        return [kernel, recurrent]
+    return [kernel, recurrent, bias]
+
+
+def to_keras(net: Network, params: list, layer: Any) -> Any:
+    """Writes a one-layer jaxrnn network's params into a matching Keras 3 layer and returns the layer.
+
+    ``layer`` is a ``SimpleRNN``/``LSTM``/``GRU`` (or a ``Bidirectional`` of one when ``net`` is
+    bidirectional) with the net's ``units``, activation, ``reset_after`` and merge; an unbuilt layer is built
+    for the params' input size. A GRU with ``reset_after=False`` gets ``b_x + b_h`` as its single bias (the
+    same function); ``use_bias=False`` requires zero biases.
+    """
+    keras = require("keras", "keras", "to_keras")
+    cell, input_size = check_network(net, params, "Keras")
+    if len(net.cells) != 1:
+        raise ValueError(
+            f"net: got {len(net.cells)} layers, expected 1 (a Keras RNN layer is one layer; export a stack "
+            "layer by layer)"
+        )
+    spec, directions, merge = _layer_spec(keras, layer)
+    if (merge is not None) != net.bidirectional:
+        raise ValueError(
+            f"layer: got {type(layer).__name__}, expected a "
+            f"{'Bidirectional' if net.bidirectional else 'unidirectional'} layer to match net.bidirectional"
+        )
+    if merge is not None and merge != net.merge:
+        raise ValueError(
+            f"layer.merge_mode: got {layer.merge_mode!r}, expected the net's merge {net.merge!r}"
+        )
+    kind = cell.kind
+    activation = cell.options["activation"] if kind == "elman" else None
+    if kind == "elman" and activation not in _ACTIVATIONS.values():
+        raise ValueError(
+            f"activation: got {activation!r}, expected one of {list(_ACTIVATIONS.values())} (Keras' "
+            "SimpleRNN activations)"
+        )
+    reset_after = cell.options["reset_after"] if kind == "gru" else None
+    expected = {
+        "kind": kind,
+        "units": cell.hidden_size,
+        "activation": activation,
+        "reset_after": reset_after,
+    }
+    for name, value in expected.items():
+        if spec[name] != value:
+            raise ValueError(f"layer.{name}: got {spec[name]!r}, expected {value!r} to match the net's cell")
+    if not layer.built:
+        layer.build((None, None, input_size))
+    built_input = directions[0].get_weights()[0].shape[0]
+    if built_input != input_size:
+        raise ValueError(f"layer: built for input size {built_input}, expected {input_size} (the params')")
+    names = ("forward", "backward")
+    for name, direction in zip(names, directions):
+        weights = _weights_for(spec, params[0][name], f"params[0][{name!r}]")
+        direction.set_weights([jnp.asarray(w) for w in weights])
+    return layer

@@ -1,0 +1,325 @@
+"""PyTorch ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (and their ``*Cell`` versions) <-> jaxrnn.
+
+PyTorch stores ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``, ``bias_ih (G*H,)`` and ``bias_hh (G*H,)`` per
+layer and direction, with the gate blocks in the order jaxrnn uses: a weight converts by a transpose, the
+Elman and LSTM biases by a sum (``b = bias_ih + bias_hh``) and the GRU biases as they are
+(``b_x = bias_ih``, ``b_h = bias_hh``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrnn import validate
+from jaxrnn.cells import Cell, elman, gru, lstm
+from jaxrnn.interop._common import check_cell, check_network, require, require_zero
+from jaxrnn.network import Network, rnn
+
+Array = jax.Array
+
+#: Gate blocks per mode.
+_GATES: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3}
+#: torch's ``RNNBase.mode`` -> (mode, nonlinearity).
+_TORCH_MODES: dict[str, tuple[str, str | None]] = {
+    "RNN_TANH": ("rnn", "tanh"),
+    "RNN_RELU": ("rnn", "relu"),
+    "LSTM": ("lstm", None),
+    "GRU": ("gru", None),
+}
+
+
+def _module_spec(torch: Any, module: Any) -> dict[str, Any]:
+    """What a torch module says about itself: mode, nonlinearity, cell or not, batch_first, dropout."""
+    nn = torch.nn
+    if isinstance(module, nn.RNNCell):
+        return {"mode": "rnn", "nonlinearity": module.nonlinearity, "cell": True}
+    if isinstance(module, (nn.LSTMCell, nn.GRUCell)):
+        mode = "lstm" if isinstance(module, nn.LSTMCell) else "gru"
+        return {"mode": mode, "nonlinearity": None, "cell": True}
+    if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
+        if module.proj_size > 0:
+            raise ValueError(
+                f"module_or_state_dict: an nn.LSTM with proj_size={module.proj_size}, expected proj_size=0 "
+                "(jaxrnn's LSTM has no output projection)"
+            )
+        mode, nonlinearity = _TORCH_MODES[module.mode]
+        return {
+            "mode": mode,
+            "nonlinearity": nonlinearity,
+            "cell": False,
+            "batch_first": module.batch_first,
+            "dropout": float(module.dropout),
+        }
+    raise TypeError(
+        f"module_or_state_dict: got {type(module).__name__}, expected nn.RNN, nn.LSTM, nn.GRU, nn.RNNCell, "
+        "nn.LSTMCell, nn.GRUCell or one's state_dict"
+    )
+
+
+def _state_dict_spec(
+    state_dict: Mapping[str, Any],
+    mode: str | None,
+    nonlinearity: str | None,
+    batch_first: bool | None,
+    dropout: float | None,
+) -> dict[str, Any]:
+    """Infers the mode from a state_dict's shapes and checks the keyword arguments it cannot record."""
+    if "weight_ih" in state_dict:
+        is_cell, suffix = True, ""
+    elif "weight_ih_l0" in state_dict:
+        is_cell, suffix = False, "_l0"
+    else:
+        raise ValueError(
+            f"module_or_state_dict: got a state_dict with keys {sorted(state_dict)[:6]}, expected the keys "
+            "of an nn.RNN/LSTM/GRU ('weight_ih_l0', ...) or of a cell ('weight_ih', ...)"
+        )
+    if "weight_hr_l0" in state_dict:
+        raise ValueError(
+            "module_or_state_dict: the state_dict has 'weight_hr_l0' (an nn.LSTM with proj_size > 0), "
+            "expected none: jaxrnn's LSTM has no output projection"
+        )
+    shape = tuple(state_dict[f"weight_hh{suffix}"].shape)
+    gates = shape[0] // shape[1] if len(shape) == 2 and shape[1] > 0 else 0
+    inferred = {g: m for m, g in _GATES.items()}.get(gates)
+    if inferred is None or gates * shape[1] != shape[0]:
+        raise ValueError(
+            f"module_or_state_dict['weight_hh{suffix}']: got shape {shape}, expected (G * H, H) with G = 1 "
+            "(RNN), 3 (GRU) or 4 (LSTM)"
+        )
+    if mode is not None:
+        validate.choice(mode, tuple(_GATES), "mode")
+        if mode != inferred:
+            raise ValueError(
+                f"mode: got {mode!r}, but the state_dict's weight_hh{suffix} of shape {shape} has {gates} "
+                f"gate blocks, an {inferred}'s"
+            )
+    if inferred == "rnn":
+        if nonlinearity is None:
+            raise ValueError(
+                "nonlinearity: got None, expected 'tanh' or 'relu' (a state_dict does not record it)"
+            )
+        validate.choice(nonlinearity, ("tanh", "relu"), "nonlinearity")
+    elif nonlinearity is not None:
+        raise ValueError(f"nonlinearity: got {nonlinearity!r}, expected None for an {inferred}")
+    if is_cell:
+        for name, value in (("batch_first", batch_first), ("dropout", dropout)):
+            if value is not None:
+                raise ValueError(f"{name}: got {value!r}, expected None for a cell's state_dict")
+        return {"mode": inferred, "nonlinearity": nonlinearity, "cell": True}
+    if not isinstance(batch_first, bool):
+        raise ValueError(
+            f"batch_first: got {batch_first!r}, expected True or False (a state_dict does not record it)"
+        )
+    dropout = 0.0 if dropout is None else dropout
+    validate.probability(dropout, "dropout")
+    return {
+        "mode": inferred,
+        "nonlinearity": nonlinearity,
+        "cell": False,
+        "batch_first": batch_first,
+        "dropout": dropout,
+    }
+
+
+def _to_jax(torch: Any, tensor: Any) -> Array:
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return jnp.asarray(tensor.float().numpy(), jnp.bfloat16)
+    return jnp.asarray(tensor.numpy())
+
+
+def _to_torch(torch: Any, x: Array) -> Any:
+    x = np.asarray(x)
+    if x.dtype == jnp.bfloat16:
+        return torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)
+    return torch.from_numpy(np.array(x))
+
+
+def _cell_for(mode: str, hidden_size: int, nonlinearity: str | None) -> Cell:
+    if mode == "rnn":
+        return elman(hidden_size, nonlinearity)
+    return lstm(hidden_size) if mode == "lstm" else gru(hidden_size, reset_after=True)
+
+
+def _layer_keys(is_cell: bool, num_layers: int, bidirectional: bool) -> list[tuple[int, str, str]]:
+    """One ``(layer, direction, key suffix)`` per layer and direction."""
+    if is_cell:
+        return [(0, "forward", "")]
+    directions = (("forward", ""), ("backward", "_reverse")) if bidirectional else (("forward", ""),)
+    return [(i, d, f"_l{i}{s}") for i in range(num_layers) for d, s in directions]
+
+
+def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[str, Any]):
+    mode, is_cell = spec["mode"], spec["cell"]
+    num_layers = 1
+    while not is_cell and f"weight_ih_l{num_layers}" in state_dict:
+        num_layers += 1
+    bidirectional = not is_cell and "weight_ih_l0_reverse" in state_dict
+    bias = ("bias_ih" if is_cell else "bias_ih_l0") in state_dict
+    keys = _layer_keys(is_cell, num_layers, bidirectional)
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if bias else ("weight_ih", "weight_hh")
+    expected = {f"{n}{s}" for _, _, s in keys for n in names}
+    missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+    if missing or extra:
+        raise ValueError(
+            f"module_or_state_dict: missing keys {missing} and unexpected keys {extra} for a "
+            f"{num_layers}-layer{' bidirectional' if bidirectional else ''} {mode}"
+        )
+    gates = _GATES[mode]
+    hidden_size = state_dict[f"weight_hh{keys[0][2]}"].shape[1]
+    width = (2 if bidirectional else 1) * hidden_size
+    params: list[dict[str, Any]] = [{} for _ in range(num_layers)]
+    for layer, direction, suffix in keys:
+        tensors = {n: state_dict[f"{n}{suffix}"] for n in names}
+        input_size = tensors["weight_ih"].shape[-1] if layer == 0 else width
+        shapes = {
+            "weight_ih": (gates * hidden_size, input_size),
+            "weight_hh": (gates * hidden_size, hidden_size),
+            "bias_ih": (gates * hidden_size,),
+            "bias_hh": (gates * hidden_size,),
+        }
+        for name, tensor in tensors.items():
+            if tuple(tensor.shape) != shapes[name]:
+                raise ValueError(
+                    f"module_or_state_dict['{name}{suffix}']: got shape {tuple(tensor.shape)}, expected "
+                    f"{shapes[name]} (hidden_size={hidden_size})"
+                )
+        w_ih, w_hh = _to_jax(torch, tensors["weight_ih"]), _to_jax(torch, tensors["weight_hh"])
+        if bias:
+            b_ih, b_hh = _to_jax(torch, tensors["bias_ih"]), _to_jax(torch, tensors["bias_hh"])
+        else:
+            b_ih = b_hh = jnp.zeros((gates * hidden_size,), w_ih.dtype)
+        if mode == "gru":
+            params[layer][direction] = {"w_x": w_ih.T, "w_h": w_hh.T, "b_x": b_ih, "b_h": b_hh}
+        else:
+            params[layer][direction] = {"w_x": w_ih.T, "w_h": w_hh.T, "b": b_ih + b_hh}
+    cell = _cell_for(mode, hidden_size, spec["nonlinearity"])
+    for layer, direction, suffix in keys:
+        validate.params(cell, params[layer][direction], f"module_or_state_dict (weights{suffix})")
+    if is_cell:
+        return cell, params[0]["forward"]
+    net = rnn(
+        cell,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        dropout=spec["dropout"],
+        time_major=not spec["batch_first"],
+    )
+    return net, params
+
+
+def from_torch(
+    module_or_state_dict: Any,
+    *,
+    mode: str | None = None,
+    nonlinearity: str | None = None,
+    batch_first: bool | None = None,
+    dropout: float | None = None,
+) -> tuple[Network, list] | tuple[Cell, dict]:
+    """Converts a PyTorch recurrent module (or its ``state_dict``) to jaxrnn.
+
+    For ``nn.RNN``/``nn.LSTM``/``nn.GRU`` returns ``(net, params)``: ``net`` has the module's layers,
+    directions, dropout and layout (``time_major = not batch_first``), so ``net.apply(params, x)`` on the
+    tensor torch takes gives torch's output; ``final_carries[l]["forward"/"backward"]`` is torch's
+    ``h_n[l * D + d]`` (LSTM: ``(h_n[...], c_n[...])``). For ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``
+    returns ``(cell, params)`` for :func:`jaxrnn.scan` or ``cell.step``. ``bias=False`` gives zero biases.
+
+    Args:
+      module_or_state_dict: a module above, or its ``state_dict()``.
+      mode: "rnn", "lstm" or "gru"; a state_dict's is inferred from its shapes and checked against this.
+      nonlinearity: "tanh" or "relu"; required for an nn.RNN/nn.RNNCell state_dict, else None.
+      batch_first: required for a network's state_dict; None for a cell's.
+      dropout: between-layer dropout for a network's state_dict (default 0.0).
+
+    For a module, the keyword arguments may be left None; a value that disagrees with the module raises.
+    An ``nn.LSTM`` with ``proj_size > 0`` raises ``ValueError``.
+    """
+    torch = require("torch", "torch", "from_torch")
+    if isinstance(module_or_state_dict, torch.nn.Module):
+        spec = _module_spec(torch, module_or_state_dict)
+        given = {"mode": mode, "nonlinearity": nonlinearity, "batch_first": batch_first, "dropout": dropout}
+        for name, value in given.items():
+            if value is not None and value != spec.get(name):
+                raise ValueError(
+                    f"{name}: got {value!r}, but the module has {spec.get(name)!r}; "
+                    "leave it None for a module"
+                )
+        return _convert_state_dict(torch, module_or_state_dict.state_dict(), spec)
+    if isinstance(module_or_state_dict, Mapping):
+        spec = _state_dict_spec(module_or_state_dict, mode, nonlinearity, batch_first, dropout)
+        return _convert_state_dict(torch, module_or_state_dict, spec)
+    raise TypeError(
+        f"module_or_state_dict: got {type(module_or_state_dict).__name__}, expected a torch RNN/LSTM/GRU "
+        "module, cell, or a state_dict"
+    )
+
+
+def _torch_mode(cell: Cell) -> str:
+    """The torch mode that computes ``cell``, or a ValueError naming the setting torch lacks."""
+    if cell.kind == "elman":
+        activation = cell.options["activation"]
+        if activation not in ("tanh", "relu"):
+            raise ValueError(
+                f"activation: got {activation!r}, expected 'tanh' or 'relu' (torch's nonlinearity)"
+            )
+        return "rnn"
+    if cell.kind == "gru" and not cell.options["reset_after"]:
+        raise ValueError("reset_after: got False, expected True (torch's GRU applies the reset gate after)")
+    return cell.kind
+
+
+def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> dict[str, Any]:
+    """Exports jaxrnn params as a PyTorch ``state_dict``.
+
+    A :class:`Network` (identical cells in every layer, ``merge="concat"`` if bidirectional) gives the keys of
+    ``nn.RNN``/``nn.LSTM``/``nn.GRU(input_size, H, num_layers, bidirectional=...)``; a cell gives those of
+    ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``. Weights are transposed; an Elman/LSTM ``b`` goes to
+    ``bias_ih`` with ``bias_hh = 0``; a GRU's ``b_x``/``b_h`` go to ``bias_ih``/``bias_hh``.
+
+    Args:
+      net_or_cell: an Elman ("tanh" or "relu"), LSTM or GRU (``reset_after=True``) network or cell.
+      params: its params.
+      bias: False for a module built with ``bias=False``: the bias keys are left out; nonzero biases raise.
+
+    Returns:
+      A dict of torch tensors for ``module.load_state_dict``.
+    """
+    torch = require("torch", "torch", "to_torch")
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias: got {bias!r}, expected True or False")
+    if isinstance(net_or_cell, Network):
+        cell, _ = check_network(net_or_cell, params, "torch")
+        if net_or_cell.bidirectional and net_or_cell.merge != "concat":
+            raise ValueError(
+                f"merge: got {net_or_cell.merge!r}, expected 'concat' (torch concatenates the directions)"
+            )
+        keys = _layer_keys(False, len(net_or_cell.cells), net_or_cell.bidirectional)
+        layers = params
+    elif isinstance(net_or_cell, Cell):
+        check_cell(net_or_cell, params)
+        cell, keys, layers = net_or_cell, _layer_keys(True, 1, False), [{"forward": params}]
+    else:
+        raise TypeError(f"net_or_cell: got {type(net_or_cell).__name__}, expected a jaxrnn Network or Cell")
+    mode = _torch_mode(cell)
+    state_dict = {}
+    for layer, direction, suffix in keys:
+        p = layers[layer][direction]
+        argument = f"params[{layer}][{direction!r}]" if isinstance(net_or_cell, Network) else "params"
+        if mode == "gru":
+            b_ih, b_hh = p["b_x"], p["b_h"]
+        else:
+            b_ih, b_hh = p["b"], jnp.zeros_like(p["b"])
+        state_dict[f"weight_ih{suffix}"] = _to_torch(torch, jnp.asarray(p["w_x"]).T)
+        state_dict[f"weight_hh{suffix}"] = _to_torch(torch, jnp.asarray(p["w_h"]).T)
+        if bias:
+            state_dict[f"bias_ih{suffix}"] = _to_torch(torch, b_ih)
+            state_dict[f"bias_hh{suffix}"] = _to_torch(torch, b_hh)
+        else:
+            for name in ("b_x", "b_h") if mode == "gru" else ("b",):
+                require_zero(p[name], f"{argument}[{name!r}]", "bias=False drops the biases")
+    return state_dict

@@ -1,0 +1,135 @@
+"""Checkpoints with orbax-checkpoint: params, optimizer state, step, RNG key and a JSON config.
+
+Each checkpoint is one orbax step directory ``<directory>/<step>/`` holding the array state (``"state"``,
+orbax's standard pytree format) and ``"config"`` (JSON). Orbax writes a step into a temporary directory
+(``<step>.orbax-checkpoint-tmp-*``) and renames it into place only when every file is written, so a writer
+killed mid-save leaves the earlier steps intact and the half-written one is never listed or restored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+
+def _ocp():
+    try:
+        import orbax.checkpoint as ocp
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "checkpoints need orbax-checkpoint: pip install jaxrnn[train] (or pip install orbax-checkpoint)"
+        ) from err
+    return ocp
+
+
+class TrainState(NamedTuple):
+    """What a checkpoint holds besides the config.
+
+    Attributes:
+      params: the model params.
+      opt_state: the optax state.
+      step: the number of optimizer updates done.
+      key: the PRNG key (a typed ``jax.random.key`` or a raw uint32 key).
+      best_params: optionally, the params of the best epoch so far (``fit``'s early stopping).
+    """
+
+    params: Any
+    opt_state: Any
+    step: int
+    key: jax.Array
+    best_params: Any = None
+
+
+def _to_arrays(state: TrainState) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The orbax-saveable pytree and the JSON facts needed to rebuild the key."""
+    key = state.key
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    info = {"key_typed": typed, "key_impl": str(jax.random.key_impl(key)) if typed else None}
+    tree = {
+        "params": state.params,
+        "opt_state": state.opt_state,
+        "step": np.asarray(state.step, np.int64),
+        "key": jax.random.key_data(key) if typed else key,
+    }
+    if state.best_params is not None:
+        tree["best_params"] = state.best_params
+    return tree, info
+
+
+class Checkpointer:
+    """Saves and restores :class:`TrainState` checkpoints in ``directory`` (one orbax
+    ``CheckpointManager``; saves are synchronous, so a returned ``save`` is on disk).
+
+    Args:
+      directory: where the step directories live (created if missing).
+      max_to_keep: how many of the newest checkpoints to keep (None: all).
+
+    Example::
+
+      with jaxrnn.train.Checkpointer("/tmp/run") as ckpt:
+          ckpt.save(TrainState(params, opt_state, step, key), {"lr": 1e-3})
+          state, config = ckpt.restore(TrainState(params, opt_state, 0, key))
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int | None = 3) -> None:
+        ocp = _ocp()
+        self.directory = os.path.abspath(os.fspath(directory))
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "config"))
+
+    def save(self, state: TrainState, config: Mapping[str, Any] | None = None) -> None:
+        """Writes ``state`` and the JSON-serialisable ``config`` as checkpoint ``state.step`` (atomically)."""
+        ocp = _ocp()
+        tree, info = _to_arrays(state)
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(tree),
+            config=ocp.args.JsonSave({"config": dict(config or {}), **info}),
+        )
+        self._manager.save(int(state.step), args=args, force=True)
+        self._manager.wait_until_finished()
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or None when there is none."""
+        self._manager.reload()
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """The steps of every complete checkpoint, oldest first."""
+        self._manager.reload()
+        return sorted(self._manager.all_steps())
+
+    def restore(self, template: TrainState, step: int | None = None) -> tuple[TrainState, dict[str, Any]]:
+        """Restores checkpoint ``step`` (default the latest) into the structure, shapes, dtypes and shardings
+        of ``template``; returns ``(state, config)``."""
+        ocp = _ocp()
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"directory: no complete checkpoint in {self.directory}")
+        tree, _ = _to_arrays(template)
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(tree), config=ocp.args.JsonRestore())
+        )
+        arrays, meta = restored["state"], restored["config"]
+        key = arrays["key"]
+        if meta["key_typed"]:
+            key = jax.random.wrap_key_data(key, impl=meta["key_impl"])
+        state = TrainState(
+            arrays["params"], arrays["opt_state"], int(arrays["step"]), key, arrays.get("best_params")
+        )
+        return state, meta["config"]
+
+    def close(self) -> None:
+        """Releases the manager's resources."""
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

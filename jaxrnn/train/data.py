@@ -1,0 +1,133 @@
+"""In-memory datasets: padding variable-length sequences, shuffling and fixed-size batches.
+
+A dataset is a dict of NumPy arrays with a common leading axis ``N``: ``"x" (N, T, I)`` floats, ``"y"``
+targets (``(N, ...)`` per sequence or ``(N, T, ...)`` per step) and ``"lengths" (N,)`` int32. Every batch has
+the same shape, so a jitted step compiles once: sequences are padded to the dataset's longest ``T``, and the
+last, short batch is filled with copies of a real example whose ``"weights"`` entry is 0, so they never count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+Dataset = dict[str, np.ndarray]
+
+
+def pad_sequences(
+    seqs: Sequence[Any], *, length: int | None = None, value: float = 0.0, dtype: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pads sequences ``(T_i, ...)`` into ``(N, T, ...)``; returns ``(padded, lengths (N,) int32)``.
+
+    Args:
+      seqs: arrays whose shapes agree after the first (time) axis.
+      length: ``T``; default ``max T_i``. Must be at least every ``T_i``.
+      value: the padding value.
+      dtype: of the result; default that of the first sequence.
+    """
+    arrays = [np.asarray(s) for s in seqs]
+    if not arrays:
+        raise ValueError("seqs: got an empty list, expected at least one sequence")
+    for i, a in enumerate(arrays):
+        if a.ndim < 1 or a.shape[1:] != arrays[0].shape[1:]:
+            raise ValueError(
+                f"seqs[{i}]: got shape {a.shape}, expected (T, *{arrays[0].shape[1:]}) like seqs[0]"
+            )
+    lengths = np.array([a.shape[0] for a in arrays], np.int32)
+    steps = int(lengths.max()) if length is None else length
+    if steps < lengths.max():
+        raise ValueError(f"length: got {length}, expected at least the longest sequence ({lengths.max()})")
+    out = np.full((len(arrays), steps, *arrays[0].shape[1:]), value, dtype or arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = a
+    return out, lengths
+
+
+def _per_step(xs: Sequence[Any], ys: Any) -> bool:
+    """Whether ``ys`` is a list of per-step targets for the sequences ``xs``: ``len(ys[i]) == len(xs[i])``."""
+    return (
+        isinstance(ys, (list, tuple))
+        and len(ys) == len(xs)
+        and all(np.ndim(y) >= 1 and np.shape(y)[0] == np.shape(x)[0] for x, y in zip(xs, ys))
+    )
+
+
+def dataset(data: Mapping[str, Any] | Sequence[Any], argument: str = "data") -> Dataset:
+    """Normalises ``data`` into a :data:`Dataset` dict.
+
+    ``data`` is a dict with "x", "y" and optional "lengths", or a tuple ``(x, y)`` or ``(x, y, lengths)``.
+    ``x`` is ``(N, T, I)`` or a list of ``(T_i, I)`` arrays (then padded, and ``lengths`` come from the
+    ``T_i``); per-step targets given as a list of ``(T_i, ...)`` arrays are padded alike.
+    """
+    if isinstance(data, Mapping):
+        unknown = sorted(set(data) - {"x", "y", "lengths"})
+        if "x" not in data or "y" not in data or unknown:
+            raise ValueError(
+                f"{argument}: got keys {sorted(data)}, expected 'x', 'y' and optionally 'lengths'"
+            )
+        x, y, lengths = data["x"], data["y"], data.get("lengths")
+    elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
+        x, y, lengths = (*data, None) if len(data) == 2 else data
+    else:
+        raise TypeError(
+            f"{argument}: got {type(data).__name__}, expected a dict or an (x, y[, lengths]) tuple"
+        )
+    if len(x) == 0:
+        raise ValueError(f"{argument}: got an empty dataset (0 sequences), expected at least one")
+    if isinstance(x, (list, tuple)):
+        if lengths is not None:
+            raise ValueError(f"{argument}: got lengths with a list of sequences, expected one or the other")
+        if _per_step(x, y):
+            y, _ = pad_sequences(y)
+        x, lengths = pad_sequences(x, dtype=np.float32)
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"{argument}['x']: got shape {x.shape}, expected (N, T, features)")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{argument}['x']: got dtype {x.dtype}, expected a floating dtype")
+    y = np.asarray(y)
+    if y.ndim == 0 or y.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"{argument}['y']: got shape {y.shape}, expected {x.shape[0]} targets (one per sequence)"
+        )
+    if lengths is None:
+        lengths = np.full(x.shape[0], x.shape[1], np.int32)
+    lengths = np.asarray(lengths)
+    if lengths.shape != x.shape[:1] or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(
+            f"{argument}['lengths']: got {lengths.dtype} of shape {lengths.shape}, expected "
+            f"integers of shape {x.shape[:1]}"
+        )
+    if lengths.min() < 0 or lengths.max() > x.shape[1]:
+        raise ValueError(
+            f"{argument}['lengths']: got values in [{lengths.min()}, {lengths.max()}], "
+            f"expected [0, {x.shape[1]}]"
+        )
+    return {"x": x, "y": y, "lengths": lengths.astype(np.int32)}
+
+
+def num_batches(size: int, batch_size: int) -> int:
+    """The number of batches of ``batch_size`` that cover ``size`` examples (the last one padded)."""
+    return -(-size // batch_size)
+
+
+def batches(
+    data: Mapping[str, np.ndarray], batch_size: int, *, key: jax.Array | None = None
+) -> Iterator[Dataset]:
+    """Yields fixed-size batches of ``data`` (a dict of arrays with a common leading axis), shuffled by a
+    permutation drawn from ``key`` (in order when None), each with ``"weights" (batch_size,)`` float32: 1 for
+    a real example, 0 for the padding that completes the last batch."""
+    size = len(next(iter(data.values())))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: got {batch_size!r}, expected a positive int")
+    order = np.arange(size) if key is None else np.asarray(jax.random.permutation(key, size))
+    for start in range(0, size, batch_size):
+        index = order[start : start + batch_size]
+        real = len(index)
+        index = np.concatenate([index, np.full(batch_size - real, index[0])])
+        batch = {name: value[index] for name, value in data.items()}
+        batch["weights"] = (np.arange(batch_size) < real).astype(np.float32)
+        yield batch

@@ -1,0 +1,256 @@
+"""``fit``: the ready-made training loop over in-memory data."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from jaxrnn.train import data as data_lib
+from jaxrnn.train import losses, parallel
+from jaxrnn.train.checkpoint import Checkpointer, TrainState
+from jaxrnn.train.models import Model
+from jaxrnn.train.steps import combine_metrics, make_eval_step, make_train_step
+from jaxrnn.train.tbptt import make_tbptt_train_step
+
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns.
+
+    Attributes:
+      params: the trained params (those of the best epoch when early stopping restored them).
+      opt_state: the optimizer state after the last step.
+      history: ``{name: (epochs,) array}``: "loss", "grad_norm", "update_norm" (per-batch means), each
+        metric, "seq_per_s" (training throughput), and "val_loss"/"val_<metric>" with validation data.
+      step: the number of optimizer updates done.
+      best_epoch: the 0-based epoch with the best monitored loss.
+      stopped_early: whether early stopping ended the run.
+    """
+
+    params: Any
+    opt_state: Any
+    history: dict[str, np.ndarray]
+    step: int
+    best_epoch: int
+    stopped_early: bool
+
+
+def _positive_int(value: Any, argument: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{argument}: got {value!r}, expected a positive int")
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the progress bar needs tqdm: pip install jaxrnn[train] (or progress=False)"
+        ) from err
+    return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True)
+
+
+def fit(
+    model: Model,
+    params: Any,
+    train: Any,
+    *,
+    loss: str | losses.LossFn,
+    optimizer: optax.GradientTransformation,
+    epochs: int,
+    batch_size: int,
+    key: jax.Array,
+    validation: Any = None,
+    metrics: Any = (),
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    restore_best: bool = True,
+    shuffle: bool = True,
+    tbptt: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    max_to_keep: int = 3,
+    config: Mapping[str, Any] | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Trains ``model`` from ``params`` for ``epochs`` passes over ``train``.
+
+    Each epoch draws a permutation from ``fold_in(key, epoch)``, walks it in fixed-size batches (the last one
+    completed with zero-weight padding, so every batch compiles to the same program), takes one
+    :func:`~jaxrnn.train.make_train_step` step per batch (or, with ``tbptt=k``, one TBPTT pass of
+    ``ceil(T/k)`` updates), then evaluates ``validation``. A tqdm bar shows the loss, the pre-clipping
+    gradient norm and sequences/s.
+
+    Early stopping: with ``patience``, training stops once the monitored loss ("val_loss" with validation
+    data, else "loss") has not improved by more than ``min_delta`` for ``patience`` epochs; with
+    ``restore_best`` the best epoch's params are returned.
+
+    Checkpoints: with ``checkpoint_dir`` the state (params, optimizer state, step, key, best params) and a
+    JSON config (``config``, the history and the early-stopping state) are saved after every epoch; if the
+    directory already holds a checkpoint, ``fit`` resumes from it (its key replaces ``key``) and reproduces
+    the uninterrupted run bit for bit on CPU.
+
+    Multi-device: with more than one device in ``devices`` (default ``jax.devices()``) each batch is sharded
+    over a 1-D mesh (``NamedSharding`` on the batch axis) with params replicated; ``batch_size`` must then be
+    a multiple of the device count. For multi-host use see :mod:`jaxrnn.train.parallel`.
+
+    A non-finite loss, gradient norm or update stops ``fit`` with a ``FloatingPointError`` naming the step;
+    that step's params are discarded and the last checkpoint (the previous epoch's) is left as it was.
+
+    Args:
+      model: a :class:`~jaxrnn.train.Model`.
+      params: its initial params.
+      train: the training data in any format :func:`~jaxrnn.train.dataset` accepts.
+      loss: a loss name from :data:`~jaxrnn.train.losses.LOSSES` or ``fn(outputs, targets, mask)``.
+      optimizer: e.g. :func:`~jaxrnn.train.optimizer`.
+      epochs: the total number of epochs (including those of a resumed checkpoint).
+      batch_size: sequences per step (at most the number of training sequences).
+      key: the PRNG key for shuffling and dropout.
+      validation: optional validation data, same formats as ``train``.
+      metrics: metric names or a ``{name: fn}`` dict, reported for training and validation.
+      patience, min_delta, restore_best: early stopping, see above.
+      shuffle: reshuffle every epoch (default) or keep the data order.
+      tbptt: train by truncated BPTT with chunks of this many steps (needs a model with output "sequence").
+      checkpoint_dir, max_to_keep, config: checkpointing, see above.
+      devices: the devices for data parallelism.
+      progress: show the tqdm progress bar.
+
+    Returns:
+      A :class:`FitResult`.
+    """
+    _positive_int(epochs, "epochs")
+    _positive_int(batch_size, "batch_size")
+    if patience is not None:
+        _positive_int(patience, "patience")
+    train = data_lib.dataset(train, "train")
+    size = len(train["x"])
+    if batch_size > size:
+        raise ValueError(f"batch_size: got {batch_size}, expected at most the {size} training sequences")
+    if validation is not None:
+        validation = data_lib.dataset(validation, "validation")
+    devices = list(jax.devices() if devices is None else devices)
+    mesh = parallel.data_mesh(devices) if len(devices) > 1 else None
+    if mesh is not None and batch_size % len(devices):
+        raise ValueError(f"batch_size: got {batch_size}, expected a multiple of the {len(devices)} devices")
+    metric_fns = losses.get_metrics(metrics)
+    if tbptt is None:
+        train_step = make_train_step(model, loss, optimizer, metrics=metric_fns)
+    else:
+        train_step = make_tbptt_train_step(model, loss, optimizer, tbptt, metrics=metric_fns)
+    eval_step = make_eval_step(model, loss, metrics=metric_fns)
+    opt_state = optimizer.init(params)
+    if mesh is not None:
+        params, opt_state = parallel.replicate((params, opt_state), mesh)
+        place = lambda batch: parallel.shard_batch(batch, mesh)  # noqa: E731
+    else:
+        place = lambda batch: batch  # noqa: E731
+
+    monitor = "val_loss" if validation is not None else "loss"
+    fit_config = {"batch_size": batch_size, "tbptt": tbptt, "shuffle": shuffle}
+    step, first_epoch, history = 0, 0, {}
+    best, best_epoch, wait, best_params = math.inf, -1, 0, params
+    ckpt = Checkpointer(checkpoint_dir, max_to_keep=max_to_keep) if checkpoint_dir is not None else None
+    try:
+        if ckpt is not None and ckpt.latest_step() is not None:
+            state, saved = ckpt.restore(TrainState(params, opt_state, 0, key, best_params))
+            for name, value in fit_config.items():
+                if saved["fit"][name] != value:
+                    raise ValueError(
+                        f"{name}: got {value!r}, expected {saved['fit'][name]!r} as in the checkpoint in "
+                        f"{ckpt.directory} (resuming needs the same setting)"
+                    )
+            params, opt_state, step, key, best_params = state
+            first_epoch, history = saved["epoch"], saved["history"]
+            best, best_epoch, wait = saved["best"], saved["best_epoch"], saved["wait"]
+            if best is None:
+                best = math.inf
+
+        n_batches = data_lib.num_batches(size, batch_size)
+        stopped = False
+        for epoch in range(first_epoch, epochs):
+            perm_key, dropout_key = jax.random.split(jax.random.fold_in(key, epoch))
+            bar = _progress(n_batches, f"epoch {epoch + 1}/{epochs}", progress)
+            per_batch, start = [], time.perf_counter()
+            order = data_lib.batches(train, batch_size, key=perm_key if shuffle else None)
+            for b, batch in enumerate(order):
+                new_params, new_opt_state, m = train_step(
+                    params, opt_state, place(batch), jax.random.fold_in(dropout_key, b)
+                )
+                m = jax.device_get(m)
+                bad = [name for name in ("loss", "grad_norm", "update_norm") if not np.isfinite(m[name])]
+                if bad:
+                    if bar is not None:
+                        bar.close()
+                    kept = (
+                        f"the last good checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept"
+                        if ckpt is not None and ckpt.latest_step() is not None
+                        else "no checkpoint was written"
+                    )
+                    values = ", ".join(f"{name}={m[name]}" for name in bad)
+                    raise FloatingPointError(
+                        f"fit: non-finite {values} at step {step} (epoch {epoch + 1}, batch {b + 1} of "
+                        f"{n_batches}); this step's update was discarded and {kept}"
+                    )
+                params, opt_state, step = new_params, new_opt_state, step + 1
+                per_batch.append(m)
+                if bar is not None:
+                    done = (b + 1) * batch_size
+                    bar.set_postfix(
+                        loss=f"{m['loss']:.4g}",
+                        grad_norm=f"{m['grad_norm']:.3g}",
+                        seq_s=f"{done / (time.perf_counter() - start):.1f}",
+                    )
+                    bar.update()
+            elapsed = time.perf_counter() - start
+            row = combine_metrics(per_batch, loss, metric_fns)
+            row["grad_norm"] = float(np.mean([m["grad_norm"] for m in per_batch]))
+            row["update_norm"] = float(np.mean([m["update_norm"] for m in per_batch]))
+            row["seq_per_s"] = size / elapsed
+            if validation is not None:
+                val_batches = [
+                    jax.device_get(eval_step(params, place(b)))
+                    for b in data_lib.batches(validation, batch_size)
+                ]
+                val = combine_metrics(val_batches, loss, metric_fns)
+                row.update({f"val_{name}": value for name, value in val.items()})
+            for name, value in row.items():
+                history.setdefault(name, []).append(value)
+            if bar is not None:
+                bar.set_postfix(
+                    {k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "val_loss", "grad_norm")}
+                )
+                bar.close()
+
+            if row[monitor] < best - min_delta:
+                best, best_epoch, wait, best_params = row[monitor], epoch, 0, params
+            else:
+                wait += 1
+            stopped = patience is not None and wait >= patience
+            if ckpt is not None:
+                saved = {
+                    "config": dict(config or {}),
+                    "fit": fit_config,
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "best": best if math.isfinite(best) else None,
+                    "best_epoch": best_epoch,
+                    "wait": wait,
+                }
+                ckpt.save(TrainState(params, opt_state, step, key, best_params), saved)
+            if stopped:
+                break
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+
+    final = best_params if restore_best and patience is not None and best_epoch >= 0 else params
+    history = {name: np.asarray(values) for name, values in history.items()}
+    return FitResult(final, opt_state, history, step, best_epoch, stopped)

@@ -1,0 +1,211 @@
+"""Losses and metrics over padded batches, built on optax's element-wise losses.
+
+Every function has the signature ``fn(outputs, targets, mask=None, *, lengths=None) -> scalar`` and returns
+the mean over the *valid* elements only:
+
+``L = Σ_i w_i ℓ_i / Σ_i w_i`` (0 when no element is valid),
+
+where ``ℓ_i`` is the element loss and ``w_i`` the weight of element ``i``. ``mask`` (bool or float weights)
+has a prefix of the element shape, e.g. ``(B,)`` for per-sequence outputs or ``(B, T)`` for per-step ones,
+and is broadcast over the remaining axes. ``lengths (*batch,)`` marks steps ``t < lengths`` of the axis that
+follows the batch axes as valid. A padded element never counts, even when its output is NaN.
+
+Per-sequence and per-step use the same functions: cross-entropy over logits ``(B, C)`` with labels ``(B,)`` is
+per sequence; over logits ``(B, T, C)`` with labels ``(B, T)`` and ``lengths (B,)`` it is per step (the mean
+over valid tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+Array = jax.Array
+LossFn = Callable[..., Array]
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(np.shape(x))
+
+
+def _check_floating(x: Any, argument: str) -> None:
+    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        raise TypeError(f"{argument}: got dtype {jnp.result_type(x)}, expected a floating dtype")
+
+
+def _check_same_shape(outputs: Any, targets: Any, out_name: str, target_name: str) -> None:
+    if _shape(outputs) != _shape(targets):
+        raise ValueError(
+            f"{target_name}: got shape {_shape(targets)} for {out_name} of shape {_shape(outputs)}, "
+            f"expected the same shape"
+        )
+
+
+def _weights(elem_shape: tuple[int, ...], mask: Any, lengths: Any) -> Array | None:
+    """The ``elem_shape``-prefix weights from ``mask`` and ``lengths``, or ``None`` when all are valid."""
+    weights = None
+    if mask is not None:
+        m_shape = _shape(mask)
+        if m_shape != elem_shape[: len(m_shape)]:
+            raise ValueError(
+                f"mask: got shape {m_shape}, expected a prefix of the element shape {elem_shape}"
+            )
+        weights = jnp.asarray(mask, jnp.float32)
+    if lengths is not None:
+        l_shape = _shape(lengths)
+        if len(l_shape) >= len(elem_shape) or l_shape != elem_shape[: len(l_shape)]:
+            raise ValueError(
+                f"lengths: got shape {l_shape}, expected the batch shape of elements {elem_shape} "
+                f"(a prefix followed by the time axis)"
+            )
+        if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
+            raise TypeError(f"lengths: got dtype {jnp.result_type(lengths)}, expected an integer dtype")
+        steps = elem_shape[len(l_shape)]
+        valid = (jnp.arange(steps) < jnp.asarray(lengths)[..., None]).astype(jnp.float32)
+        if weights is None:
+            weights = valid
+        else:
+            rank = max(weights.ndim, valid.ndim)
+            weights = _expand(weights, rank) * _expand(valid, rank)
+    return weights
+
+
+def _expand(w: Array, rank: int) -> Array:
+    return w.reshape(w.shape + (1,) * (rank - w.ndim))
+
+
+def masked_mean(values: Array, mask: Any = None, *, lengths: Any = None) -> Array:
+    """``Σ w ⊙ values / Σ w`` over all elements, with ``mask``/``lengths`` as in the module docstring; a
+    masked-out value never contributes (not even a NaN); 0 when nothing is valid."""
+    weights = _weights(_shape(values), mask, lengths)
+    if weights is None:
+        return jnp.mean(values)
+    w = jnp.broadcast_to(_expand(weights, values.ndim), values.shape)
+    total = jnp.sum(w)
+    summed = jnp.sum(jnp.where(w > 0, values, 0.0) * w)
+    return jnp.where(total > 0, summed / jnp.where(total > 0, total, 1.0), 0.0)
+
+
+def mse(outputs: Array, targets: Array, mask: Any = None, *, lengths: Any = None) -> Array:
+    """Mean squared error ``mean (y - ŷ)²``; ``outputs`` and ``targets`` of the same shape."""
+    _check_floating(outputs, "outputs")
+    _check_same_shape(outputs, targets, "outputs", "targets")
+    return masked_mean(optax.squared_error(outputs, targets), mask, lengths=lengths)
+
+
+def mae(outputs: Array, targets: Array, mask: Any = None, *, lengths: Any = None) -> Array:
+    """Mean absolute error ``mean |y - ŷ|``; ``outputs`` and ``targets`` of the same shape."""
+    _check_floating(outputs, "outputs")
+    _check_same_shape(outputs, targets, "outputs", "targets")
+    return masked_mean(jnp.abs(outputs - targets), mask, lengths=lengths)
+
+
+def _check_labels(logits: Any, labels: Any) -> bool:
+    """Validates class labels against logits ``(..., C)``; returns whether they are integer labels."""
+    _check_floating(logits, "logits")
+    l_shape, y_shape = _shape(logits), _shape(labels)
+    if len(l_shape) < 1:
+        raise ValueError(f"logits: got shape {l_shape}, expected (..., num_classes)")
+    if jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        if y_shape != l_shape[:-1]:
+            raise ValueError(
+                f"labels: got integer labels of shape {y_shape} for logits of shape {l_shape}, "
+                f"expected shape {l_shape[:-1]} (or one-hot labels of shape {l_shape})"
+            )
+        return True
+    if y_shape != l_shape:
+        raise ValueError(
+            f"labels: got shape {y_shape} for logits of shape {l_shape}, expected one-hot labels of shape "
+            f"{l_shape} (or integer labels of shape {l_shape[:-1]})"
+        )
+    return False
+
+
+def softmax_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
+    """``mean -log softmax(logits)[label]`` over valid elements.
+
+    Args:
+      logits: ``(..., C)`` unnormalised scores (a head without activation).
+      labels: integer class indices ``(...)`` or one-hot / probability rows ``(..., C)``.
+      mask, lengths: over the leading axes, e.g. ``(B,)`` per sequence or ``(B, T)`` per step.
+    """
+    if _check_labels(logits, labels):
+        elements = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    else:
+        elements = optax.softmax_cross_entropy(logits, labels)
+    return masked_mean(elements, mask, lengths=lengths)
+
+
+def binary_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
+    """``mean -[y log σ(z) + (1-y) log(1-σ(z))]`` from logits ``z``, labels ``y ∈ [0, 1]`` of the same
+    shape (a head without activation; numerically stable)."""
+    _check_floating(logits, "logits")
+    _check_same_shape(logits, labels, "logits", "labels")
+    return masked_mean(optax.sigmoid_binary_cross_entropy(logits, labels), mask, lengths=lengths)
+
+
+def accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
+    """The fraction of valid elements whose ``argmax`` over the last axis equals the label (integer or
+    one-hot, as for :func:`softmax_cross_entropy`)."""
+    if not _check_labels(logits, labels):
+        labels = jnp.argmax(labels, axis=-1)
+    hits = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return masked_mean(hits, mask, lengths=lengths)
+
+
+def perplexity(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
+    """``exp`` of the mean token cross-entropy (language models); batches combine geometrically."""
+    return jnp.exp(softmax_cross_entropy(logits, labels, mask, lengths=lengths))
+
+
+#: Loss names accepted by ``make_train_step``/``fit``.
+LOSSES: dict[str, LossFn] = {
+    "mse": mse,
+    "mae": mae,
+    "cross_entropy": softmax_cross_entropy,
+    "binary_cross_entropy": binary_cross_entropy,
+}
+
+#: Metric names accepted by ``make_train_step``/``fit``/``evaluate``.
+METRICS: dict[str, LossFn] = {**LOSSES, "accuracy": accuracy, "perplexity": perplexity}
+
+
+def get_loss(loss: str | LossFn) -> LossFn:
+    """A loss given by name (one of :data:`LOSSES`) or as a callable."""
+    if callable(loss):
+        return loss
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss: got {loss!r}, expected a callable or one of {list(LOSSES)}")
+    return LOSSES[loss]
+
+
+def get_metrics(metrics: Any) -> dict[str, LossFn]:
+    """Metrics given as names (from :data:`METRICS`) or as a ``{name: fn}`` mapping."""
+    if isinstance(metrics, Mapping):
+        for name, fn in metrics.items():
+            if not isinstance(name, str) or not callable(fn):
+                raise TypeError(f"metrics: got entry {name!r}: {fn!r}, expected str -> callable")
+        return dict(metrics)
+    if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
+        raise TypeError(f"metrics: got {metrics!r}, expected a list of names or a dict of callables")
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"metrics: got unknown names {unknown}, expected names from {list(METRICS)}")
+    return {m: METRICS[m] for m in metrics}
+
+
+def combine(fn: LossFn, values: Any, counts: Any) -> float:
+    """Combines per-batch values of ``fn`` weighted by their valid counts into the value over all batches:
+    the weighted mean, or for :func:`perplexity` the weighted geometric mean (exp of the mean token loss)."""
+    values, counts = np.asarray(values, np.float64), np.asarray(counts, np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return 0.0
+    if fn is perplexity:
+        return float(np.exp(np.sum(np.log(values) * counts) / total))
+    return float(np.sum(values * counts) / total)

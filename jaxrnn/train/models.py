@@ -1,0 +1,119 @@
+"""A trainable model: a jaxrnn network plus an optional dense head, as a NamedTuple of pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn.network import Dense, Network, last_output
+
+Array = jax.Array
+
+#: Names accepted for ``model(output=...)``.
+OUTPUTS: tuple[str, ...] = ("last", "mean", "sequence")
+
+
+class Model(NamedTuple):
+    """A recurrent network with a readout, as pure functions.
+
+    Attributes:
+      init: ``init(key, input_size, dtype=jnp.float32) -> params``, ``{"rnn": [...], "head": {...}}``
+        (no ``"head"`` without a head).
+      apply: ``apply(params, xs, carries=None, *, lengths=None, key=None, train=False) -> (outputs,
+        final_carries)`` for ``xs (B, T, I)``; outputs are ``(B, O)`` for ``output`` "last"/"mean" and
+        ``(B, T, O)`` for "sequence".
+      readout: ``readout(params, ys, lengths=None) -> outputs``, the part of ``apply`` after the network.
+      initial_carries: the network's ``initial_carries(batch_shape, dtype)``.
+      network: the :class:`jaxrnn.Network`.
+      head: the :class:`jaxrnn.Dense` head, or None.
+      output: "last", "mean" or "sequence" (see :func:`model`).
+    """
+
+    init: Callable[..., dict]
+    apply: Callable[..., tuple[Array, list]]
+    readout: Callable[..., Array]
+    initial_carries: Callable[..., list]
+    network: Network
+    head: Dense | None
+    output: str
+
+
+def model(network: Network, head: Dense | None = None, *, output: str = "last") -> Model:
+    """Composes ``network`` and ``head`` into a :class:`Model`.
+
+    ``output`` chooses what the head reads from the network's outputs ``ys (B, T, H)``:
+
+    * "last": ``ys[b, lengths[b] - 1]``, the last valid step (sequence classification/regression);
+    * "mean": ``Σ_{t < lengths[b]} ys[b, t] / lengths[b]`` (mean pooling; the better choice for a
+      bidirectional network, whose backward half has seen one step at the last position);
+    * "sequence": every step, ``(B, T, O)`` (seq2seq regression, language models, per-step labels).
+
+    For cross-entropy losses give the head no activation: the losses take logits.
+
+    Example::
+
+      net = jaxrnn.rnn(jaxrnn.gru(64))
+      clf = jaxrnn.train.model(net, jaxrnn.dense(10), output="last")
+      params = clf.init(jax.random.key(0), input_size=8)
+      logits, _ = clf.apply(params, xs, lengths=lengths)            # (B, 10)
+    """
+    if not isinstance(network, Network):
+        raise TypeError(f"network: got {type(network).__name__}, expected a jaxrnn.Network (from jaxrnn.rnn)")
+    if head is not None and not isinstance(head, Dense):
+        raise TypeError(
+            f"head: got {type(head).__name__}, expected a jaxrnn.Dense (from jaxrnn.dense) or None"
+        )
+    if output not in OUTPUTS:
+        raise ValueError(f"output: got {output!r}, expected one of {list(OUTPUTS)}")
+    if network.time_major:
+        raise ValueError(
+            "network: got a time-major network, expected time_major=False (batches are (B, T, I))"
+        )
+
+    def init(key: Array, input_size: int, dtype: Any = jnp.float32) -> dict:
+        k_rnn, k_head = jax.random.split(key)
+        params = {"rnn": network.init(k_rnn, input_size, dtype)}
+        if head is not None:
+            params["head"] = head.init(k_head, network.output_size, dtype)
+        return params
+
+    def readout(params: dict, ys: Array, lengths: Array | None = None) -> Array:
+        if output == "last":
+            feats = last_output(ys, lengths)
+        elif output == "mean":
+            steps = ys.shape[-2]
+            n = jnp.full(ys.shape[:-2], steps) if lengths is None else lengths
+            valid = (jnp.arange(steps) < n[..., None])[..., None]
+            feats = jnp.sum(jnp.where(valid, ys, 0.0), axis=-2) / jnp.maximum(n, 1)[..., None]
+        else:
+            feats = ys
+        return feats if head is None else head.apply(params["head"], feats)
+
+    def apply(
+        params: dict,
+        xs: Array,
+        carries: list | None = None,
+        *,
+        lengths: Array | None = None,
+        key: Array | None = None,
+        train: bool = False,
+    ) -> tuple[Array, list]:
+        if not isinstance(params, dict) or "rnn" not in params or (head is not None) != ("head" in params):
+            got = sorted(params) if isinstance(params, dict) else type(params).__name__
+            want = ["head", "rnn"] if head is not None else ["rnn"]
+            raise ValueError(f"params: got {got}, expected a dict with keys {want}")
+        ys, carries = network.apply(params["rnn"], xs, carries, lengths=lengths, key=key, train=train)
+        return readout(params, ys, lengths), carries
+
+    return Model(
+        init=init,
+        apply=apply,
+        readout=readout,
+        initial_carries=network.initial_carries,
+        network=network,
+        head=head,
+        output=output,
+    )

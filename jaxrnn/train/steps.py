@@ -1,0 +1,175 @@
+"""Pure, jit-compiled training and evaluation steps, plus ``evaluate`` and ``predict``.
+
+A batch is a dict: ``"x" (B, T, I)``, ``"y"`` targets (``(B, ...)`` for a model with output "last"/"mean",
+``(B, T, ...)`` for "sequence"), and optionally ``"lengths" (B,)`` int and ``"weights" (B,)`` (0 marks a
+padding example). The loss mask is ``weights[b]`` per sequence, or ``weights[b] · [t < lengths[b]]`` per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxrnn.train import data as data_lib
+from jaxrnn.train import losses
+from jaxrnn.train.models import Model
+
+Array = jax.Array
+Batch = Mapping[str, Any]
+TrainStep = Callable[[Any, Any, Batch, Array], tuple[Any, Any, dict[str, Array]]]
+
+
+def check_batch(batch: Any, *, targets: bool = True) -> None:
+    """Trace-time checks of a batch's keys and shapes."""
+    if not isinstance(batch, Mapping):
+        raise TypeError(
+            f"batch: got {type(batch).__name__}, expected a dict with 'x', 'y'[, 'lengths', 'weights']"
+        )
+    required = ("x", "y") if targets else ("x",)
+    missing = [k for k in required if k not in batch]
+    if missing:
+        raise ValueError(f"batch: got keys {sorted(batch)}, missing {missing}")
+    x_shape = np.shape(batch["x"])
+    if len(x_shape) != 3:
+        raise ValueError(f"batch['x']: got shape {x_shape}, expected (B, T, features)")
+    for name in ("lengths", "weights") + (("y",) if targets else ()):
+        if name in batch and np.shape(batch[name])[:1] != x_shape[:1]:
+            raise ValueError(
+                f"batch[{name!r}]: got shape {np.shape(batch[name])}, expected a leading batch axis of "
+                f"{x_shape[0]} (as batch['x'] of shape {x_shape})"
+            )
+
+
+def loss_mask(model: Model, batch: Batch) -> Array:
+    """The loss weights: ``(B,)`` for a per-sequence model, ``(B, T)`` for output "sequence"."""
+    x = batch["x"]
+    weights = jnp.asarray(batch.get("weights", jnp.ones(x.shape[:1])), jnp.float32)
+    if model.output != "sequence":
+        return weights
+    steps = x.shape[1]
+    lengths = batch.get("lengths")
+    valid = jnp.ones(x.shape[:2]) if lengths is None else (jnp.arange(steps) < lengths[:, None])
+    return weights[:, None] * valid
+
+
+def objective(
+    model: Model, loss: str | losses.LossFn, metrics: Any = ()
+) -> Callable[..., tuple[Array, dict[str, Array]]]:
+    """``objective(params, batch, key, train, carries=None) -> (loss, (aux, final_carries))``, the masked loss
+    of a batch, with ``aux`` the named metrics plus ``"count"`` (the total loss weight)."""
+    loss_fn = losses.get_loss(loss)
+    metric_fns = losses.get_metrics(metrics)
+
+    def fn(params, batch, key, train, carries=None):
+        check_batch(batch)
+        outputs, final_carries = model.apply(
+            params, batch["x"], carries, lengths=batch.get("lengths"), key=key, train=train
+        )
+        mask = loss_mask(model, batch)
+        value = loss_fn(outputs, batch["y"], mask)
+        aux = {name: f(outputs, batch["y"], mask) for name, f in metric_fns.items()}
+        aux["count"] = jnp.sum(mask)
+        return value, (aux, final_carries)
+
+    return fn
+
+
+def make_train_step(
+    model: Model,
+    loss: str | losses.LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    metrics: Any = (),
+    jit: bool = True,
+) -> TrainStep:
+    """Builds ``train_step(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
+
+    One BPTT step: ``g = ∇_θ L(θ; batch)``, ``(u, s') = optimizer.update(g, s, θ)``, ``θ' = θ + u``. Dropout
+    (if the network has any) draws from ``key``. ``metrics`` holds scalars: ``"loss"``, ``"grad_norm"`` (the
+    global norm ``‖g‖₂`` *before* clipping), ``"update_norm"`` (``‖u‖₂``, after clipping and scaling),
+    ``"count"`` (the batch's loss weight) and each requested metric.
+
+    Args:
+      model: a :class:`~jaxrnn.train.Model`.
+      loss: a name from :data:`~jaxrnn.train.losses.LOSSES` or ``fn(outputs, targets, mask) -> scalar``.
+      optimizer: an optax transformation, e.g. :func:`~jaxrnn.train.optimizer`.
+      metrics: names from :data:`~jaxrnn.train.losses.METRICS` or a ``{name: fn}`` dict.
+      jit: return the ``jax.jit``-compiled step (default) or the pure function.
+    """
+    fn = objective(model, loss, metrics)
+
+    def train_step(params, opt_state, batch, key):
+        (value, (aux, _)), grads = jax.value_and_grad(fn, has_aux=True)(params, batch, key, True)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        stats = {
+            "loss": value,
+            "grad_norm": optax.global_norm(grads),
+            "update_norm": optax.global_norm(updates),
+        }
+        return params, opt_state, {**stats, **aux}
+
+    return jax.jit(train_step) if jit else train_step
+
+
+def make_eval_step(
+    model: Model, loss: str | losses.LossFn, *, metrics: Any = ()
+) -> Callable[[Any, Batch], dict[str, Array]]:
+    """Builds the jitted ``eval_step(params, batch) -> {"loss", "count", *metrics}`` (no dropout)."""
+    fn = objective(model, loss, metrics)
+
+    @jax.jit
+    def eval_step(params, batch):
+        value, (aux, _) = fn(params, batch, None, False)
+        return {"loss": value, **aux}
+
+    return eval_step
+
+
+def combine_metrics(
+    per_batch: list[Mapping[str, Any]], loss: str | losses.LossFn, metrics: Any = ()
+) -> dict[str, float]:
+    """Combines per-batch metric dicts into dataset-level values, weighting each batch by its ``"count"``."""
+    fns = {"loss": losses.get_loss(loss), **losses.get_metrics(metrics)}
+    counts = [m["count"] for m in per_batch]
+    return {name: losses.combine(fn, [m[name] for m in per_batch], counts) for name, fn in fns.items()}
+
+
+def evaluate(
+    model: Model,
+    params: Any,
+    data: Any,
+    *,
+    loss: str | losses.LossFn,
+    metrics: Any = (),
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """The loss and metrics of ``params`` over a whole dataset (any format :func:`~jaxrnn.train.dataset`
+    accepts), each averaged over every valid sequence or step (padding never counts)."""
+    data = data_lib.dataset(data, "data")
+    eval_step = make_eval_step(model, loss, metrics=metrics)
+    batch_size = min(batch_size, len(data["x"]))
+    per_batch = [jax.device_get(eval_step(params, b)) for b in data_lib.batches(data, batch_size)]
+    return combine_metrics(per_batch, loss, metrics)
+
+
+def predict(model: Model, params: Any, xs: Any, *, lengths: Any = None, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for ``xs`` (``(N, T, I)`` or a list of ``(T_i, I)`` arrays), in batches:
+    ``(N, O)`` for output "last"/"mean", ``(N, T, O)`` for "sequence" (zeros past each length)."""
+    if isinstance(xs, (list, tuple)):
+        if lengths is not None:
+            raise ValueError("lengths: got lengths with a list of sequences, expected one or the other")
+        xs, lengths = data_lib.pad_sequences(xs, dtype=np.float32)
+    xs = np.asarray(xs)
+    if xs.ndim != 3 or xs.shape[0] == 0:
+        raise ValueError(f"xs: got shape {xs.shape}, expected (N, T, features) with N >= 1")
+    lengths = np.full(xs.shape[0], xs.shape[1], np.int32) if lengths is None else np.asarray(lengths)
+    apply = jax.jit(lambda p, b: model.apply(p, b["x"], lengths=b["lengths"])[0])
+    batch_size = min(batch_size, xs.shape[0])
+    outs = [np.asarray(apply(params, b)) for b in data_lib.batches({"x": xs, "lengths": lengths}, batch_size)]
+    return np.concatenate(outs)[: xs.shape[0]]

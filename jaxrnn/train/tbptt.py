@@ -1,0 +1,154 @@
+"""Truncated backpropagation through time (TBPTT) for long streams: stateful training in chunks of ``k``
+steps.
+
+A stream ``x (B, T, I)`` is cut into chunks ``x[:, jk : (j+1)k]``. Chunk ``j`` starts from the final carry of
+chunk ``j-1`` passed through ``stop_gradient``, so the forward pass sees the whole history while the gradient
+of chunk ``j``'s loss flows back at most ``k`` steps:
+
+``h_{jk} = sg(h_{jk})``,  ``g_j = ∇_θ L_j(θ; x[jk : (j+1)k], h_{jk})``,  one optimizer update per chunk.
+
+The carry is reset to zeros where a new sequence begins (``reset``), so state never leaks from one sequence to
+the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jaxrnn.train import losses
+from jaxrnn.train.models import Model
+from jaxrnn.train.steps import Batch, TrainStep, objective
+
+Array = jax.Array
+TBPTTStep = Callable[[Any, Any, Any, Batch, Array], tuple[Any, Any, Any, dict[str, Array]]]
+
+
+def _check_model(model: Model) -> None:
+    if model.output != "sequence":
+        raise ValueError(
+            f"model: got output={model.output!r}, expected 'sequence' (TBPTT needs per-step targets)"
+        )
+    if model.network.bidirectional:
+        raise ValueError("model: got a bidirectional network, expected a unidirectional one for TBPTT")
+
+
+def truncate(carries: Any, reset: Array | None = None) -> Any:
+    """``stop_gradient`` of every carry leaf ``(B, H)``, zeroed for the rows where ``reset (B,)`` is True."""
+    carries = lax.stop_gradient(carries)
+    if reset is None:
+        return carries
+    return jax.tree_util.tree_map(lambda c: jnp.where(reset[:, None], jnp.zeros_like(c), c), carries)
+
+
+def make_tbptt_step(
+    model: Model,
+    loss: str | losses.LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    metrics: Any = (),
+    jit: bool = True,
+) -> TBPTTStep:
+    """Builds ``step(params, opt_state, carries, batch, key) -> (params, opt_state, carries, metrics)`` for
+    one chunk, for hand-written stateful loops.
+
+    ``batch`` holds one chunk: ``"x" (B, k, I)``, ``"y" (B, k, ...)``, optionally ``"lengths" (B,)`` (valid
+    steps within the chunk), ``"weights" (B,)``, and ``"reset" (B,)`` bool: the rows that begin a new sequence
+    with this chunk (their carry restarts from zeros). ``carries`` is the previous chunk's returned carries
+    (None at the start: zeros); the gradient never flows into it. Metrics are those of
+    :func:`~jaxrnn.train.make_train_step`.
+    """
+    _check_model(model)
+    fn = objective(model, loss, metrics)
+
+    def step(params, opt_state, carries, batch, key):
+        batch_size = batch["x"].shape[0]
+        if carries is None:
+            carries = model.initial_carries(batch_size, batch["x"].dtype)
+        carries = truncate(carries, batch.get("reset"))
+        grad_fn = jax.value_and_grad(fn, has_aux=True)
+        (value, (aux, carries)), grads = grad_fn(params, batch, key, True, carries)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        stats = {
+            "loss": value,
+            "grad_norm": optax.global_norm(grads),
+            "update_norm": optax.global_norm(updates),
+        }
+        return optax.apply_updates(params, updates), new_opt_state, carries, {**stats, **aux}
+
+    return jax.jit(step) if jit else step
+
+
+def make_tbptt_train_step(
+    model: Model,
+    loss: str | losses.LossFn,
+    optimizer: optax.GradientTransformation,
+    chunk: int,
+    *,
+    metrics: Any = (),
+) -> TrainStep:
+    """A jitted ``train_step(params, opt_state, batch, key) -> (params, opt_state, metrics)`` (the signature
+    :func:`~jaxrnn.train.fit` uses) that trains on a batch of whole sequences ``x (B, T, I)`` by TBPTT with
+    chunks of ``chunk`` steps: ``ceil(T / chunk)`` optimizer updates, the carry reset at the start of the
+    batch (each row is one sequence) and carried across its chunks. A chunk with no valid step makes no
+    update.
+
+    Metrics: ``"loss"`` and named metrics are averaged over chunks weighted by their valid steps (exactly the
+    mean over all valid steps for mse/mae/cross-entropy/accuracy); ``"grad_norm"``/``"update_norm"`` are the
+    largest over chunks; ``"count"`` is the total.
+    """
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk: got {chunk!r}, expected a positive int")
+    step = make_tbptt_step(model, loss, optimizer, metrics=metrics, jit=False)
+    perplexity_names = {n for n, f in losses.get_metrics(metrics).items() if f is losses.perplexity}
+
+    def train_step(params, opt_state, batch, key):
+        x = batch["x"]
+        size, steps = x.shape[:2]
+        n_chunks = -(-steps // chunk)
+        pad = n_chunks * chunk - steps
+        lengths = batch.get("lengths", jnp.full((size,), steps, jnp.int32))
+
+        def split(a):  # (B, T, ...) -> (n_chunks, B, chunk, ...)
+            a = jnp.pad(a, [(0, 0), (0, pad)] + [(0, 0)] * (a.ndim - 2))
+            return jnp.swapaxes(a.reshape(size, n_chunks, chunk, *a.shape[2:]), 0, 1)
+
+        starts = jnp.arange(n_chunks) * chunk
+        chunk_lengths = jnp.clip(lengths[None, :] - starts[:, None], 0, chunk).astype(jnp.int32)
+        reset = jnp.zeros((n_chunks, size), bool).at[0].set(True)
+        xs = (split(x), split(batch["y"]), chunk_lengths, reset, jax.random.split(key, n_chunks))
+        weights = batch.get("weights", jnp.ones((size,), jnp.float32))
+
+        def body(state, inputs):
+            params, opt_state, carries = state
+            x_c, y_c, len_c, reset_c, key_c = inputs
+            chunk_batch = {"x": x_c, "y": y_c, "lengths": len_c, "weights": weights, "reset": reset_c}
+            new = step(params, opt_state, carries, chunk_batch, key_c)
+            active = jnp.sum(len_c * weights) > 0
+            params, opt_state = jax.tree_util.tree_map(
+                lambda n, o: jnp.where(active, n, o), (new[0], new[1]), (params, opt_state)
+            )
+            return (params, opt_state, new[2]), new[3]
+
+        carries = model.initial_carries(size, x.dtype)
+        (params, opt_state, _), per_chunk = lax.scan(body, (params, opt_state, carries), xs)
+        counts = per_chunk["count"]
+        total = jnp.maximum(jnp.sum(counts), 1.0)
+        out = {}
+        for name, values in per_chunk.items():
+            if name in ("grad_norm", "update_norm"):
+                out[name] = jnp.max(values)
+            elif name == "count":
+                out[name] = jnp.sum(values)
+            elif name in perplexity_names:
+                out[name] = jnp.exp(jnp.sum(jnp.log(values) * counts) / total)
+            else:
+                out[name] = jnp.sum(values * counts) / total
+        return params, opt_state, out
+
+    return jax.jit(train_step)

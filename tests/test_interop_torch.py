@@ -1,0 +1,297 @@
+"""jaxrnn.interop for PyTorch: nn.RNN/LSTM/GRU and their cells, in and out."""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import jaxrnn
+from jaxrnn.interop import from_torch, to_torch
+
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+def _random_like(tree, seed: int):
+    """A tree of ``tree``'s shapes filled with N(0, 0.5^2) float32 values (biases included)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda x: jnp.asarray(0.5 * rng.standard_normal(np.shape(x), np.float32)), tree)
+
+
+def _random_params(net_or_cell, input_size: int, seed: int = 0):
+    """Random params for a cell or a network, without the (slow, eager) initializers."""
+    if isinstance(net_or_cell, jaxrnn.Cell):
+        shapes = net_or_cell.param_shapes(input_size)
+    else:
+        net = net_or_cell
+        directions = ("forward", "backward") if net.bidirectional else ("forward",)
+        shapes = [
+            {d: cell.param_shapes(input_size if i == 0 else net.output_size) for d in directions}
+            for i, cell in enumerate(net.cells)
+        ]
+    return _random_like(jax.tree.map(np.zeros, shapes, is_leaf=lambda s: isinstance(s, tuple)), seed)
+
+
+def _torch_state(net, carries, lstm: bool):
+    """jaxrnn carries -> torch's (h0[, c0]) stacked as (num_layers * D, B, H)."""
+    directions = ("forward", "backward") if net.bidirectional else ("forward",)
+    per = [layer[d] for layer in carries for d in directions]
+    if lstm:
+        return tuple(torch.from_numpy(np.stack([np.asarray(c[k]) for c in per])) for k in (0, 1))
+    return torch.from_numpy(np.stack([np.asarray(c) for c in per]))
+
+
+MODULES = [
+    (torch.nn.RNN, {"nonlinearity": "tanh"}, 3, 37, 1, 1),
+    (
+        torch.nn.RNN,
+        {"nonlinearity": "relu", "num_layers": 2, "bidirectional": True, "batch_first": True},
+        4,
+        6,
+        3,
+        5,
+    ),
+    (torch.nn.LSTM, {"batch_first": True}, 5, 8, 2, 7),
+    (torch.nn.LSTM, {"num_layers": 3, "bidirectional": True, "bias": False}, 2, 5, 3, 4),
+    (torch.nn.GRU, {"num_layers": 2, "bidirectional": True, "batch_first": True}, 3, 7, 4, 6),
+    (torch.nn.GRU, {"bias": False}, 1, 1, 1, 3),
+]
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "input_size", "hidden", "batch", "steps"), MODULES)
+def test_module_outputs_and_states_match(cls, kwargs, input_size, hidden, batch, steps):
+    torch.manual_seed(hidden + steps)
+    module = cls(input_size, hidden, **kwargs)
+    net, params = from_torch(module)
+    lstm = cls is torch.nn.LSTM
+    shape = (batch, steps, input_size) if module.batch_first else (steps, batch, input_size)
+    x = torch.randn(*shape)
+    carries = _random_like(net.initial_carries(batch), seed=hidden)
+    with torch.no_grad():
+        y, state = module(x, _torch_state(net, carries, lstm))
+    ys, final = jax.jit(net.apply)(params, jnp.asarray(x.numpy()), carries)
+    np.testing.assert_allclose(ys, _np(y), **TOL)
+    got = _torch_state(net, final, lstm)
+    jax.tree.map(lambda g, w: np.testing.assert_allclose(g.numpy(), _np(w), **TOL), got, state)
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "input_size", "hidden", "batch", "steps"), MODULES)
+def test_state_dict_gives_the_module_params(cls, kwargs, input_size, hidden, batch, steps):
+    module = cls(input_size, hidden, **kwargs)
+    _, expected = from_torch(module)
+    extra = {"nonlinearity": module.nonlinearity} if cls is torch.nn.RNN else {}
+    net, params = from_torch(module.state_dict(), batch_first=module.batch_first, **extra)
+    assert net.time_major is not module.batch_first
+    assert len(net.cells) == module.num_layers and net.bidirectional is module.bidirectional
+    jax.tree.map(np.testing.assert_array_equal, params, expected)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "input_size", "hidden", "batch"),
+    [
+        (torch.nn.RNNCell, {"nonlinearity": "relu"}, 4, 37, 1),
+        (torch.nn.RNNCell, {"bias": False}, 2, 3, 5),
+        (torch.nn.LSTMCell, {}, 6, 9, 3),
+        (torch.nn.GRUCell, {}, 3, 4, 2),
+        (torch.nn.GRUCell, {"bias": False}, 1, 1, 1),
+    ],
+)
+def test_cell_step_matches(cls, kwargs, input_size, hidden, batch):
+    torch.manual_seed(input_size * hidden)
+    module = cls(input_size, hidden, **kwargs)
+    cell, params = from_torch(module)
+    x = torch.randn(batch, input_size)
+    carry = _random_like(cell.initial_carry(batch), seed=batch)
+    lstm = cls is torch.nn.LSTMCell
+    hx = tuple(torch.tensor(np.asarray(c)) for c in carry) if lstm else torch.tensor(np.asarray(carry))
+    with torch.no_grad():
+        out = module(x, hx)
+    new_carry, h = jax.jit(cell.step)(params, carry, jnp.asarray(x.numpy()))
+    np.testing.assert_allclose(h, _np(out[0] if lstm else out), **TOL)
+    if lstm:
+        np.testing.assert_allclose(new_carry[1], _np(out[1]), **TOL)
+
+
+@pytest.mark.parametrize(
+    ("cell", "num_layers", "bidirectional", "input_size", "batch", "steps"),
+    [
+        (jaxrnn.elman(37, "relu"), 1, False, 3, 1, 1),
+        (jaxrnn.elman(5), 2, True, 4, 2, 6),
+        (jaxrnn.lstm(6), 3, True, 2, 3, 5),
+        (jaxrnn.gru(7), 2, False, 5, 2, 4),
+    ],
+)
+def test_network_round_trip_is_exact_and_loads_into_torch(
+    cell, num_layers, bidirectional, input_size, batch, steps
+):
+    net = jaxrnn.rnn(cell, num_layers=num_layers, bidirectional=bidirectional, time_major=True)
+    params = _random_params(net, input_size, seed=steps)
+    state_dict = to_torch(net, params)
+    cls = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell.kind]
+    extra = {"nonlinearity": cell.options["activation"]} if cell.kind == "elman" else {}
+    module = cls(input_size, cell.hidden_size, num_layers=num_layers, bidirectional=bidirectional, **extra)
+    module.load_state_dict(state_dict)
+    x = np.random.default_rng(steps).standard_normal((steps, batch, input_size), np.float32)
+    with torch.no_grad():
+        y, _ = module(torch.from_numpy(x))
+    np.testing.assert_allclose(jax.jit(net.apply)(params, jnp.asarray(x))[0], _np(y), **TOL)
+    _, back = from_torch(module)
+    jax.tree.map(np.testing.assert_array_equal, back, params)
+
+
+@pytest.mark.parametrize("cell", [jaxrnn.elman(4, "tanh"), jaxrnn.lstm(3), jaxrnn.gru(5)], ids=str)
+def test_cell_round_trip_is_exact(cell):
+    params = _random_params(cell, 6, seed=2)
+    cls = {"elman": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[cell.kind]
+    module = cls(6, cell.hidden_size)
+    module.load_state_dict(to_torch(cell, params))
+    back_cell, back = from_torch(module)
+    assert back_cell.kind == cell.kind
+    jax.tree.map(np.testing.assert_array_equal, back, params)
+
+
+def test_bias_false_export_loads_strictly():
+    net = jaxrnn.rnn(jaxrnn.gru(4), num_layers=2)
+    params = _random_params(net, 3)
+    for layer in params:
+        layer["forward"].update(b_x=jnp.zeros(12), b_h=jnp.zeros(12))
+    module = torch.nn.GRU(3, 4, num_layers=2, bias=False)
+    module.load_state_dict(to_torch(net, params, bias=False))
+    _, back = from_torch(module, batch_first=False)
+    jax.tree.map(np.testing.assert_array_equal, back, params)
+
+
+# --- errors: one test per case -----------------------------------------------------------------------
+
+
+def test_lstm_proj_size_module_raises():
+    with pytest.raises(ValueError, match=r"proj_size=2, expected proj_size=0"):
+        from_torch(torch.nn.LSTM(3, 4, proj_size=2))
+
+
+def test_lstm_proj_size_state_dict_raises():
+    with pytest.raises(ValueError, match=r"weight_hr_l0"):
+        from_torch(torch.nn.LSTM(3, 4, proj_size=2).state_dict(), batch_first=False)
+
+
+def test_rnn_state_dict_without_nonlinearity_raises():
+    with pytest.raises(ValueError, match=r"nonlinearity: got None, expected 'tanh' or 'relu'"):
+        from_torch(torch.nn.RNN(3, 4).state_dict(), batch_first=False)
+
+
+def test_unknown_nonlinearity_raises():
+    with pytest.raises(ValueError, match=r"nonlinearity: got 'gelu'"):
+        from_torch(torch.nn.RNN(3, 4).state_dict(), batch_first=False, nonlinearity="gelu")
+
+
+def test_nonlinearity_for_lstm_raises():
+    with pytest.raises(ValueError, match=r"nonlinearity: got 'tanh', expected None for an lstm"):
+        from_torch(torch.nn.LSTM(3, 4).state_dict(), batch_first=False, nonlinearity="tanh")
+
+
+def test_network_state_dict_without_batch_first_raises():
+    with pytest.raises(ValueError, match=r"batch_first: got None, expected True or False"):
+        from_torch(torch.nn.GRU(3, 4).state_dict())
+
+
+def test_batch_first_for_cell_state_dict_raises():
+    with pytest.raises(ValueError, match=r"batch_first: got True, expected None for a cell"):
+        from_torch(torch.nn.GRUCell(3, 4).state_dict(), batch_first=True)
+
+
+def test_mode_disagreeing_with_shapes_raises():
+    with pytest.raises(ValueError, match=r"mode: got 'gru'.*4 gate blocks, an lstm's"):
+        from_torch(torch.nn.LSTM(3, 4).state_dict(), mode="gru", batch_first=False)
+
+
+def test_keyword_disagreeing_with_module_raises():
+    with pytest.raises(ValueError, match=r"batch_first: got True, but the module has False"):
+        from_torch(torch.nn.LSTM(3, 4), batch_first=True)
+
+
+def test_other_module_raises():
+    with pytest.raises(TypeError, match=r"module_or_state_dict: got Linear"):
+        from_torch(torch.nn.Linear(3, 4))
+
+
+def test_non_mapping_raises():
+    with pytest.raises(TypeError, match=r"module_or_state_dict: got list"):
+        from_torch([torch.zeros(3)])
+
+
+def test_state_dict_without_rnn_keys_raises():
+    with pytest.raises(ValueError, match=r"expected the keys of an nn.RNN/LSTM/GRU"):
+        from_torch(torch.nn.Linear(3, 4).state_dict(), batch_first=False)
+
+
+def test_state_dict_missing_key_raises():
+    state_dict = torch.nn.GRU(3, 4, num_layers=2).state_dict()
+    del state_dict["bias_hh_l1"]
+    with pytest.raises(ValueError, match=r"missing keys \['bias_hh_l1'\]"):
+        from_torch(state_dict, batch_first=False)
+
+
+def test_state_dict_bad_gate_count_raises():
+    state_dict = {"weight_ih_l0": torch.zeros(8, 3), "weight_hh_l0": torch.zeros(8, 4)}
+    with pytest.raises(ValueError, match=r"weight_hh_l0'\]: got shape \(8, 4\), expected \(G \* H, H\)"):
+        from_torch(state_dict, batch_first=False)
+
+
+def test_state_dict_bad_weight_shape_raises():
+    state_dict = torch.nn.LSTM(3, 4, num_layers=2).state_dict()
+    state_dict["weight_ih_l1"] = torch.zeros(16, 5)
+    with pytest.raises(ValueError, match=r"weight_ih_l1'\]: got shape \(16, 5\), expected \(16, 4\)"):
+        from_torch(state_dict, batch_first=False)
+
+
+def test_to_torch_unsupported_activation_raises():
+    net = jaxrnn.rnn(jaxrnn.elman(4, "leaky_relu"))
+    with pytest.raises(ValueError, match=r"activation: got 'leaky_relu', expected 'tanh' or 'relu'"):
+        to_torch(net, _random_params(net, 3))
+
+
+def test_to_torch_gru_reset_before_raises():
+    net = jaxrnn.rnn(jaxrnn.gru(4, reset_after=False))
+    with pytest.raises(ValueError, match=r"reset_after: got False, expected True"):
+        to_torch(net, _random_params(net, 3))
+
+
+def test_to_torch_merge_other_than_concat_raises():
+    net = jaxrnn.rnn(jaxrnn.lstm(4), bidirectional=True, merge="sum")
+    with pytest.raises(ValueError, match=r"merge: got 'sum', expected 'concat'"):
+        to_torch(net, _random_params(net, 3))
+
+
+def test_to_torch_mixed_layers_raise():
+    net = jaxrnn.rnn([jaxrnn.lstm(4), jaxrnn.lstm(5)], num_layers=2)
+    with pytest.raises(ValueError, match=r"net: layer 1 has a lstm cell of hidden_size 5"):
+        to_torch(net, _random_params(net, 3))
+
+
+def test_to_torch_bias_false_with_nonzero_bias_raises():
+    cell = jaxrnn.lstm(4)
+    with pytest.raises(ValueError, match=r"params\['b'\]: has nonzero entries"):
+        to_torch(cell, _random_params(cell, 3), bias=False)
+
+
+def test_to_torch_wrong_params_raise():
+    net = jaxrnn.rnn(jaxrnn.gru(4), num_layers=2)
+    with pytest.raises(ValueError, match=r"params: got list, expected a list of 2 layers"):
+        to_torch(net, _random_params(net, 3)[:1])
+
+
+def test_to_torch_non_network_raises():
+    with pytest.raises(TypeError, match=r"net_or_cell: got dict"):
+        to_torch({}, {})
+
+
+def test_missing_torch_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match=r"pip install 'jaxrnn\[torch\]'"):
+        from_torch({})

@@ -1,25 +1,89 @@
-"""The one place that decides which backend runs a recurrence."""
+"""The one place that decides which backend runs a recurrence.
+
+* "xla": the ``lax.scan`` reference (:func:`jaxrnn.recurrence.scan_recurrence`).
+* "pallas": the fused kernel (:mod:`jaxrnn.kernels`); a cell, option, dtype or size it does not support raises
+  ``ValueError`` saying why. On CPU it runs in interpret mode, for checking, with a one-time warning.
+* "auto": the fused kernel on GPU and TPU where it supports the recurrence, else the XLA path; always the XLA
+  path on CPU, where interpret mode is far slower than ``lax.scan``.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from typing import Any
 
+from jaxrnn import kernels
 from jaxrnn.cells import Cell
+from jaxrnn.kernels import layout
 from jaxrnn.recurrence import scan_recurrence
 
 #: Names accepted for ``backend``.
 BACKENDS: tuple[str, ...] = ("auto", "xla", "pallas")
 
+_interpret_warned = False
+
+
+def select(cell: Cell, params: Any, *, backend: str, remat: bool | int, platform: str) -> tuple[str, str]:
+    """The backend that runs a recurrence, "xla" or "pallas", and why.
+
+    Raises:
+      ValueError: for ``backend="pallas"`` when the kernel does not support the recurrence.
+    """
+    if backend == "xla":
+        return "xla", "requested"
+    reason = kernels.unsupported(cell, params, remat=remat, platform=platform)
+    if backend == "pallas":
+        if reason is not None:
+            raise ValueError(f"backend='pallas': {reason}; use backend='xla' or 'auto'")
+        return "pallas", "requested"
+    if platform == "cpu":
+        return "xla", "on CPU the fused kernel runs only in (slow) interpret mode"
+    if reason is not None:
+        return "xla", reason
+    return "pallas", f"the fused kernel supports this recurrence on {platform}"
+
+
+def _warn_interpret() -> None:
+    global _interpret_warned
+    if not _interpret_warned:
+        _interpret_warned = True
+        warnings.warn(
+            "backend='pallas' on CPU runs the fused kernel in Pallas interpret mode: correct but slow, meant "
+            "for checking; use backend='auto' or 'xla' for speed",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+
 
 def choose(cell: Cell, backend: str) -> Callable:
     """Returns the recurrence function for ``backend`` (already validated against :data:`BACKENDS`).
 
-    "xla" is the ``lax.scan`` reference; "auto" picks the fastest correct path for the platform and shapes,
-    which today is the XLA path everywhere.
+    The function has :func:`jaxrnn.recurrence.scan_recurrence`'s signature; for "auto" and "pallas" it picks
+    with :func:`select` when called, once params and options are known.
+
+    Raises:
+      ValueError: for ``backend="pallas"`` and a cell with no fused kernel.
     """
-    del cell
-    if backend == "pallas":
-        raise NotImplementedError(
-            "backend='pallas': the fused Pallas kernel is not implemented yet; use backend='xla' or 'auto'"
+    if backend == "xla":
+        return scan_recurrence
+    reason = kernels.cell_unsupported(cell)
+    if backend == "pallas" and reason is not None:
+        raise ValueError(f"backend='pallas': {reason}; use backend='xla' or 'auto'")
+    if backend == "auto" and reason is not None:
+        return scan_recurrence
+
+    def recurrence(cell, params, xp, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None):
+        platform = layout.default_platform()
+        chosen, _ = select(cell, params, backend=backend, remat=remat, platform=platform)
+        if chosen == "xla":
+            return scan_recurrence(
+                cell, params, xp, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
+            )
+        if platform == "cpu":
+            _warn_interpret()
+        return kernels.recurrence(
+            cell, params, xp, carry, mask, reverse=reverse, unroll=unroll, h_mask=h_mask, platform=platform
         )
-    return scan_recurrence
+
+    return recurrence

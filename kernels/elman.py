@@ -6,8 +6,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import activations
-from kernels import fused
-from kernels.reference import matmul, scan_steps
+
+from . import fused
+from .reference import matmul, scan_steps
 
 Array = jax.Array
 

@@ -31,8 +31,8 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
 
-from kernels import layout as layouts
-from kernels.layout import Layout
+from . import layout as layouts
+from .layout import Layout
 
 Array = jax.Array
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from kernels import fused
-from kernels.reference import matmul, scan_steps
+from . import fused
+from .reference import matmul, scan_steps
 
 Array = jax.Array
 

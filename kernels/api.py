@@ -1,0 +1,112 @@
+"""The fused recurrence behind the backend signature every recurrence in :mod:`jaxrnn` has, and the rules
+for what it supports.
+
+Supported in the kernels: Elman with every table activation, LSTM, GRU (both forms); step masks (lengths),
+``reverse``, recurrent dropout (``h_mask``); float32, bfloat16 (float32 accumulation and carry) and float64
+(CPU interpret mode only, for checking). ``unroll`` is a ``lax.scan`` hint with no meaning inside a kernel and
+is ignored. Not supported, so routed to the XLA path by ``backend="auto"``:
+
+* custom cells and callable Elman activations: the kernel needs the activation's derivative;
+* ``remat``: the kernel saves its own residuals, and checkpointing a chunk of them needs the XLA scan;
+* other dtypes, and float64 on GPU/TPU;
+* recurrent weights larger than the platform's on-chip budget (:data:`kernels.layout.WEIGHT_BUDGET_BYTES`):
+  the kernel holds the whole ``W_h`` on chip and has no blocked-``W_h`` variant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn.cells import Cell
+
+from . import elman, gru, layout, lstm
+
+Array = jax.Array
+
+#: Cell kinds with a fused kernel, and their gate counts.
+GATES: dict[str, int] = {"elman": 1, "lstm": 4, "gru": 3}
+
+_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float64))
+
+
+def cell_unsupported(cell: Cell) -> str | None:
+    """Why ``cell`` has no fused kernel, or ``None`` if it has one."""
+    if cell.kind not in GATES:
+        return f"cell kind {cell.kind!r} has no fused kernel (supported: {list(GATES)})"
+    activation = (cell.options or {}).get("activation")
+    if cell.kind == "elman" and activation not in elman.ACTIVATIONS:
+        return f"Elman activation {activation!r} has no fused kernel (supported: {list(elman.ACTIVATIONS)})"
+    return None
+
+
+def _matmul_dtype(cell: Cell, params: Any) -> Any:
+    compute_dtype = (cell.options or {}).get("compute_dtype")
+    return jnp.dtype(params["w_h"].dtype if compute_dtype is None else compute_dtype)
+
+
+def unsupported(cell: Cell, params: Any, *, remat: bool | int, platform: str) -> str | None:
+    """Why the fused kernel cannot run this recurrence on ``platform``, or ``None`` if it can."""
+    reason = cell_unsupported(cell)
+    if reason is not None:
+        return reason
+    if remat:
+        return f"remat={remat!r} needs the XLA scan (the kernel saves its own residuals)"
+    dtypes = {jnp.dtype(params["w_h"].dtype), _matmul_dtype(cell, params)}
+    if not dtypes <= set(_DTYPES):
+        return f"dtype {sorted(map(str, dtypes))} is not supported (supported: float32, bfloat16, float64)"
+    if platform != "cpu" and jnp.dtype(jnp.float64) in dtypes:
+        return f"float64 runs only in CPU interpret mode, not on {platform}"
+    hidden = layout.padded_hidden(platform, cell.hidden_size)
+    size = layout.weight_bytes(hidden, GATES[cell.kind], _matmul_dtype(cell, params))
+    budget = layout.WEIGHT_BUDGET_BYTES[platform]
+    if size > budget:
+        return (
+            f"W_h of hidden size {cell.hidden_size} takes {size} bytes on {platform}, more than the "
+            f"{budget} bytes the kernel can hold on chip"
+        )
+    return None
+
+
+def recurrence(
+    cell: Cell,
+    params: Any,
+    xp: Array,
+    carry: Any,
+    mask: Array | None,
+    *,
+    reverse: bool,
+    unroll: int | bool = 1,
+    remat: bool | int = False,
+    h_mask: Array | None = None,
+    platform: str | None = None,
+) -> tuple[Array, Any]:
+    """The fused kernel with :func:`jaxrnn.recurrence.scan_recurrence`'s signature and results.
+
+    ``platform`` ("cpu", "gpu", "tpu") defaults to the default backend's; "cpu" runs interpret mode.
+
+    Raises:
+      ValueError: when the kernel does not support the cell, option, dtype or size (the message says why).
+    """
+    del unroll  # a lax.scan hint; the kernel's loop has no per-step launch to save
+    platform = layout.default_platform() if platform is None else platform
+    reason = unsupported(cell, params, remat=remat, platform=platform)
+    if reason is not None:
+        raise ValueError(f"backend='pallas': {reason}; use backend='xla' or 'auto'")
+    w_h = params["w_h"].astype(_matmul_dtype(cell, params))
+    options = dict(mask=mask, h_mask=h_mask, reverse=reverse, platform=platform)
+    if cell.kind == "lstm":
+        return lstm.lstm(xp, tuple(carry), w_h, **options)
+    if cell.kind == "gru":
+        return gru.gru(xp, carry, w_h, params["b_h"], reset_after=cell.options["reset_after"], **options)
+    return elman.elman(
+        xp,
+        carry,
+        w_h,
+        activation=cell.options["activation"],
+        negative_slope=cell.options["negative_slope"],
+        alpha=params.get("alpha"),
+        **options,
+    )

@@ -109,8 +109,8 @@ def make_train_step(
         params = optax.apply_updates(params, updates)
         stats = {
             "loss": value,
-            "grad_norm": optax.global_norm(grads),
-            "update_norm": optax.global_norm(updates),
+            "grad_norm": optax.tree.norm(grads),
+            "update_norm": optax.tree.norm(updates),
         }
         return params, opt_state, {**stats, **aux}
 

@@ -76,8 +76,8 @@ def make_tbptt_step(
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         stats = {
             "loss": value,
-            "grad_norm": optax.global_norm(grads),
-            "update_norm": optax.global_norm(updates),
+            "grad_norm": optax.tree.norm(grads),
+            "update_norm": optax.tree.norm(updates),
         }
         return optax.apply_updates(params, updates), new_opt_state, carries, {**stats, **aux}
 

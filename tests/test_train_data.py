@@ -1,0 +1,58 @@
+"""Datasets: padding, normalisation, fixed-size shuffled batches, and bad input."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxrnn.train import batches, dataset, pad_sequences
+
+rng = np.random.default_rng()
+
+
+def test_pad_sequences_right_pads_and_reports_lengths():
+    seqs = [rng.normal(size=(n, 2)) for n in rng.integers(1, 9, 5)]
+    padded, lengths = pad_sequences(seqs, value=-1.0)
+    assert padded.shape == (5, max(len(s) for s in seqs), 2)
+    for i, s in enumerate(seqs):
+        assert lengths[i] == len(s)
+        np.testing.assert_array_equal(padded[i, : len(s)], s)
+        assert np.all(padded[i, len(s) :] == -1.0)
+
+
+def test_dataset_pads_a_list_of_sequences_and_per_step_targets():
+    ns = [3, 7, 5]
+    xs = [rng.normal(size=(n, 4)).astype(np.float32) for n in ns]
+    ys = [rng.integers(0, 9, n) for n in ns]
+    data = dataset((xs, ys))
+    assert data["x"].shape == (3, 7, 4) and data["y"].shape == (3, 7)
+    np.testing.assert_array_equal(data["lengths"], ns)
+    np.testing.assert_array_equal(data["y"][0, :3], ys[0])
+
+
+def test_batches_cover_every_example_once_and_pad_the_last():
+    data = {"x": rng.normal(size=(11, 2, 1)), "id": np.arange(11)}
+    seen = []
+    for batch in batches(data, 4, key=jax.random.key(int(rng.integers(1 << 30)))):
+        assert batch["x"].shape == (4, 2, 1) and batch["weights"].shape == (4,)
+        seen.extend(batch["id"][batch["weights"] > 0])
+    assert sorted(seen) == list(range(11)) and len(seen) == 11
+
+
+def test_empty_dataset_is_rejected():
+    with pytest.raises(ValueError, match=r"train: got an empty dataset \(0 sequences\)"):
+        dataset((np.zeros((0, 3, 2)), np.zeros(0)), "train")
+
+
+def test_targets_count_mismatch_is_rejected():
+    with pytest.raises(ValueError, match=r"data\['y'\]: got shape \(4,\), expected 5 targets"):
+        dataset((np.zeros((5, 3, 2)), np.zeros(4)))
+
+
+def test_lengths_out_of_range_are_rejected():
+    with pytest.raises(ValueError, match=r"data\['lengths'\]: got values in \[1, 9\], expected \[0, 3\]"):
+        dataset((np.zeros((2, 3, 2)), np.zeros(2), np.array([1, 9])))
+
+
+def test_integer_inputs_are_rejected():
+    with pytest.raises(TypeError, match=r"data\['x'\]: got dtype int64, expected a floating dtype"):
+        dataset((np.zeros((2, 3, 2), np.int64), np.zeros(2)))

@@ -1,0 +1,131 @@
+"""Gradient flow: ‖∂L/∂h_t‖ against a hand-unrolled reference, and the textbook vanishing/exploding story."""
+
+import jax
+import jax.numpy as jnp
+import matplotlib.image
+import numpy as np
+import pytest
+from jax.nn import initializers as jinit
+
+import jaxrnn
+from jaxrnn.train import gradient_flow, losses, make_train_step, model, optimizer, plot_gradient_flow
+
+rng = np.random.default_rng()
+T, H = 40, 32
+
+
+def elman_model(activation, recurrent_init):
+    net = jaxrnn.rnn(jaxrnn.elman(H, activation, recurrent_init=recurrent_init))
+    return model(net, jaxrnn.dense(1), output="last")
+
+
+def regression_batch(steps=T, batch=8):
+    return {
+        "x": rng.normal(size=(batch, steps, 4)).astype(np.float32),
+        "y": rng.normal(size=(batch, 1)).astype(np.float32),
+    }
+
+
+def test_matches_a_hand_unrolled_perturbation_gradient():
+    m = model(jaxrnn.rnn(jaxrnn.elman(6)), jaxrnn.dense(2), output="sequence")
+    params = m.init(jax.random.key(int(rng.integers(1 << 30))), 3)
+    batch = {
+        "x": rng.normal(size=(2, 5, 3)).astype(np.float32),
+        "y": rng.normal(size=(2, 5, 2)).astype(np.float32),
+    }
+    p = params["rnn"][0]["forward"]
+
+    def loss(delta):
+        h, outs = jnp.zeros((2, 6)), []
+        for t in range(5):
+            h = jnp.tanh(batch["x"][:, t] @ p["w_x"] + h @ p["w_h"] + p["b"]) + delta[t]
+            outs.append(h)
+        out = jnp.stack(outs, 1) @ params["head"]["w"] + params["head"]["b"]
+        return losses.mse(out, batch["y"])
+
+    ref = jnp.linalg.norm(jax.grad(loss)(jnp.zeros((5, 2, 6))).reshape(5, -1), axis=1)
+    np.testing.assert_allclose(gradient_flow(m, params, batch, loss="mse"), ref, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def profiles():
+    batch = regression_batch()
+    setups = {
+        "tanh, orthogonal x0.5": ("tanh", jinit.orthogonal(0.5)),
+        "tanh, orthogonal x1": ("tanh", jinit.orthogonal(1.0)),
+        "relu, identity (IRNN)": ("relu", jaxrnn.initializers.identity(1.0)),
+        "relu, orthogonal x2": ("relu", jinit.orthogonal(2.0)),
+    }
+    out = {}
+    for label, (activation, init) in setups.items():
+        m = elman_model(activation, init)
+        params = m.init(jax.random.key(int(rng.integers(1 << 30))), 4)
+        out[label] = (m, params, gradient_flow(m, params, batch, loss="mse"))
+    return batch, out
+
+
+def ratio(norms):
+    """‖∂L/∂h_0‖ / ‖∂L/∂h_{T-1}‖: how the gradient grows (> 1) or shrinks (< 1) over T steps back."""
+    return float(norms[0] / norms[-1])
+
+
+def steps_above(norms, fraction=1e-2):
+    """How many steps back from the end the norm stays above ``fraction`` of its final value."""
+    below = np.nonzero(norms[::-1] < fraction * norms[-1])[0]
+    return len(norms) if len(below) == 0 else int(below[0])
+
+
+def test_tanh_with_small_recurrent_scale_vanishes(profiles):
+    norms = profiles[1]["tanh, orthogonal x0.5"][2]
+    assert ratio(norms) < 1e-6
+    assert steps_above(norms) < 10
+
+
+def test_relu_with_large_recurrent_scale_explodes(profiles):
+    assert ratio(profiles[1]["relu, orthogonal x2"][2]) > 1e4
+
+
+def test_orthogonal_and_identity_keep_the_profile_flat_for_longer(profiles):
+    _, out = profiles
+    small = steps_above(out["tanh, orthogonal x0.5"][2])
+    assert steps_above(out["tanh, orthogonal x1"][2]) > 2 * small
+    irnn = out["relu, identity (IRNN)"][2]
+    assert steps_above(irnn) == T and 1e-2 < ratio(irnn) < 1e2
+
+
+def test_clipping_bounds_the_update_norm(profiles):
+    batch, out = profiles
+    m, params, _ = out["relu, orthogonal x2"]
+    lr = 0.1
+    for clip, bounded in ((1.0, True), (None, False)):
+        opt = optimizer(lr, name="sgd", clip_norm=clip)
+        _, _, metrics = make_train_step(m, "mse", opt)(params, opt.init(params), batch, jax.random.key(0))
+        assert float(metrics["grad_norm"]) > 1e3
+        if bounded:
+            assert float(metrics["update_norm"]) <= lr * 1.0 * (1 + 1e-5)
+        else:
+            np.testing.assert_allclose(metrics["update_norm"], lr * metrics["grad_norm"], rtol=1e-5)
+
+
+def test_plot_writes_a_png(profiles, tmp_path):
+    path = plot_gradient_flow({label: v[2] for label, v in profiles[1].items()}, tmp_path / "flow.png")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_bidirectional_network_is_rejected():
+    m = model(jaxrnn.rnn(jaxrnn.gru(3), bidirectional=True), jaxrnn.dense(1), output="mean")
+    params = m.init(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match="model: got a bidirectional network, expected a unidirectional one"):
+        gradient_flow(m, params, {"x": np.zeros((1, 3, 2), np.float32), "y": np.zeros((1, 1))}, loss="mse")
+
+
+def test_layer_out_of_range_is_rejected():
+    m = model(jaxrnn.rnn(jaxrnn.gru(3)), jaxrnn.dense(1))
+    params = m.init(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match=r"layer: got 1, expected an int in \[-1, 0\]"):
+        gradient_flow(
+            m, params, {"x": np.zeros((1, 3, 2), np.float32), "y": np.zeros((1, 1))}, loss="mse", layer=1
+        )

@@ -1,0 +1,129 @@
+"""Losses and metrics: values against NumPy references, masking, and shape errors."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrnn.train import losses
+
+rng = np.random.default_rng()
+
+
+def log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def test_mse_and_mae_average_valid_elements_only():
+    pred, target = rng.normal(size=(5, 7, 3)), rng.normal(size=(5, 7, 3))
+    lengths = rng.integers(0, 8, 5)
+    lengths[0] = 7
+    pred[1, lengths[1] :] = np.nan  # padding never counts, not even a NaN
+    valid = np.arange(7)[None, :] < lengths[:, None]
+    err = (pred - target)[valid]
+    np.testing.assert_allclose(losses.mse(jnp.asarray(pred), target, lengths=lengths), np.mean(err**2), 1e-5)
+    np.testing.assert_allclose(losses.mae(jnp.asarray(pred), target, valid), np.mean(np.abs(err)), 1e-5)
+
+
+def test_softmax_cross_entropy_integer_and_one_hot_agree_with_reference():
+    logits = rng.normal(size=(6, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 6)
+    weights = rng.integers(0, 2, 6).astype(np.float32)
+    weights[0] = 1
+    ref = -log_softmax(logits)[np.arange(6), labels]
+    expected = np.sum(ref * weights) / weights.sum()
+    np.testing.assert_allclose(losses.softmax_cross_entropy(logits, labels, weights), expected, 1e-5)
+    one_hot = np.eye(4, dtype=np.float32)[labels]
+    np.testing.assert_allclose(losses.softmax_cross_entropy(logits, one_hot, weights), expected, 1e-5)
+
+
+def test_per_step_cross_entropy_is_the_mean_over_valid_tokens():
+    logits = rng.normal(size=(3, 9, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, (3, 9))
+    lengths = np.array([9, rng.integers(1, 9), 0])
+    tokens = [-log_softmax(logits[b, t])[labels[b, t]] for b in range(3) for t in range(lengths[b])]
+    got = losses.softmax_cross_entropy(logits, labels, lengths=lengths)
+    np.testing.assert_allclose(got, np.mean(tokens), 1e-5)
+    np.testing.assert_allclose(
+        losses.perplexity(logits, labels, lengths=lengths), np.exp(np.mean(tokens)), 1e-5
+    )
+
+
+def test_binary_cross_entropy_matches_reference():
+    z, y = rng.normal(size=(4, 3)), rng.integers(0, 2, (4, 3)).astype(np.float64)
+    p = 1 / (1 + np.exp(-z))
+    expected = np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    np.testing.assert_allclose(losses.binary_cross_entropy(jnp.asarray(z), y), expected, 1e-5)
+
+
+def test_accuracy_counts_argmax_hits_under_the_mask():
+    logits = rng.normal(size=(2, 6, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 6))
+    mask = rng.integers(0, 2, (2, 6)).astype(bool)
+    mask[0, 0] = True
+    hits = (logits.argmax(-1) == labels)[mask]
+    np.testing.assert_allclose(losses.accuracy(logits, labels, mask), hits.mean(), 1e-6)
+    np.testing.assert_allclose(losses.accuracy(logits, np.eye(3)[labels], mask), hits.mean(), 1e-6)
+
+
+def test_nothing_valid_gives_zero_not_nan():
+    logits, labels = rng.normal(size=(3, 4)), rng.integers(0, 4, 3)
+    assert float(losses.softmax_cross_entropy(jnp.asarray(logits), labels, np.zeros(3))) == 0.0
+
+
+def test_combine_reproduces_the_full_dataset_value():
+    logits = rng.normal(size=(10, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, 10)
+    parts = [(logits[:4], labels[:4]), (logits[4:], labels[4:])]
+    for fn in (losses.softmax_cross_entropy, losses.perplexity, losses.accuracy):
+        values = [float(fn(lg, lb)) for lg, lb in parts]
+        np.testing.assert_allclose(losses.combine(fn, values, [4, 6]), fn(logits, labels), 1e-5)
+
+
+def test_integer_labels_of_the_wrong_shape_name_both_shapes():
+    with pytest.raises(
+        ValueError, match=r"labels: got integer labels of shape \(4, 2\) for logits of shape \(4, 3\)"
+    ):
+        losses.softmax_cross_entropy(jnp.zeros((4, 3)), np.zeros((4, 2), int))
+
+
+def test_one_hot_labels_of_the_wrong_shape_name_both_shapes():
+    with pytest.raises(ValueError, match=r"labels: got shape \(4, 5\) for logits of shape \(4, 3\)"):
+        losses.accuracy(jnp.zeros((4, 3)), np.zeros((4, 5)))
+
+
+def test_regression_targets_of_the_wrong_shape_name_both_shapes():
+    with pytest.raises(ValueError, match=r"targets: got shape \(4, 1\) for outputs of shape \(4,\)"):
+        losses.mse(jnp.zeros(4), np.zeros((4, 1)))
+
+
+def test_binary_labels_of_the_wrong_shape_name_both_shapes():
+    with pytest.raises(ValueError, match=r"labels: got shape \(3,\) for logits of shape \(3, 1\)"):
+        losses.binary_cross_entropy(jnp.zeros((3, 1)), np.zeros(3))
+
+
+def test_integer_logits_are_a_type_error():
+    with pytest.raises(TypeError, match="logits: got dtype int"):
+        losses.softmax_cross_entropy(jnp.zeros((2, 3), int), np.zeros(2, int))
+
+
+def test_mask_of_the_wrong_shape_is_rejected():
+    with pytest.raises(
+        ValueError, match=r"mask: got shape \(3,\), expected a prefix of the element shape \(2, 5\)"
+    ):
+        losses.mse(jnp.zeros((2, 5)), jnp.zeros((2, 5)), np.ones(3))
+
+
+def test_float_lengths_are_rejected():
+    with pytest.raises(TypeError, match="lengths: got dtype float"):
+        losses.mse(jnp.zeros((2, 5)), jnp.zeros((2, 5)), lengths=np.ones(2))
+
+
+def test_unknown_loss_name_is_rejected():
+    with pytest.raises(ValueError, match=r"loss: got 'hinge', expected a callable or one of \['mse'"):
+        losses.get_loss("hinge")
+
+
+def test_unknown_metric_name_is_rejected():
+    with pytest.raises(ValueError, match=r"metrics: got unknown names \['f1'\]"):
+        losses.get_metrics(["accuracy", "f1"])

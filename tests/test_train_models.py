@@ -1,0 +1,79 @@
+"""The Model abstraction: what the head reads for each output kind, and bad arguments."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+from jaxrnn.train import model
+
+rng = np.random.default_rng()
+
+
+def setup(output):
+    net = jaxrnn.rnn(jaxrnn.gru(5))
+    head = jaxrnn.dense(3)
+    m = model(net, head, output=output)
+    params = m.init(jax.random.key(int(rng.integers(1 << 30))), 2)
+    xs = jnp.asarray(rng.normal(size=(4, 6, 2)), jnp.float32)
+    lengths = jnp.asarray(rng.integers(1, 7, 4), jnp.int32)
+    ys, _ = net.apply(params["rnn"], xs, lengths=lengths)
+    return m, head, params, xs, lengths, ys
+
+
+def test_last_reads_the_last_valid_step():
+    m, head, params, xs, lengths, ys = setup("last")
+    out, _ = m.apply(params, xs, lengths=lengths)
+    last = ys[jnp.arange(4), lengths - 1]
+    np.testing.assert_allclose(out, head.apply(params["head"], last), rtol=1e-6)
+
+
+def test_mean_pools_over_valid_steps():
+    m, head, params, xs, lengths, ys = setup("mean")
+    out, _ = m.apply(params, xs, lengths=lengths)
+    pooled = jnp.stack([ys[b, : lengths[b]].mean(0) for b in range(4)])
+    np.testing.assert_allclose(out, head.apply(params["head"], pooled), rtol=1e-5, atol=1e-6)
+
+
+def test_sequence_reads_every_step():
+    m, head, params, xs, lengths, ys = setup("sequence")
+    out, carries = m.apply(params, xs, lengths=lengths)
+    assert out.shape == (4, 6, 3)
+    np.testing.assert_allclose(out, head.apply(params["head"], ys), rtol=1e-6)
+    assert carries[0]["forward"].shape == (4, 5)
+
+
+def test_without_head_the_features_are_the_output():
+    net = jaxrnn.rnn(jaxrnn.elman(4))
+    m = model(net, output="last")
+    params = m.init(jax.random.key(0), 3)
+    assert set(params) == {"rnn"}
+    xs = jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
+    np.testing.assert_allclose(m.apply(params, xs)[0], net.apply(params["rnn"], xs)[0][:, -1], rtol=1e-6)
+
+
+def test_network_of_the_wrong_type_is_rejected():
+    with pytest.raises(TypeError, match="network: got Cell, expected a jaxrnn.Network"):
+        model(jaxrnn.gru(4), jaxrnn.dense(2))
+
+
+def test_unknown_output_is_rejected():
+    with pytest.raises(
+        ValueError, match=r"output: got 'first', expected one of \['last', 'mean', 'sequence'\]"
+    ):
+        model(jaxrnn.rnn(jaxrnn.gru(4)), output="first")
+
+
+def test_time_major_network_is_rejected():
+    with pytest.raises(ValueError, match="network: got a time-major network, expected time_major=False"):
+        model(jaxrnn.rnn(jaxrnn.gru(4), time_major=True))
+
+
+def test_params_without_head_are_rejected():
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(2))
+    params = m.init(jax.random.key(0), 3)
+    with pytest.raises(
+        ValueError, match=r"params: got \['rnn'\], expected a dict with keys \['head', 'rnn'\]"
+    ):
+        m.apply({"rnn": params["rnn"]}, jnp.zeros((1, 2, 3)))

@@ -1,0 +1,123 @@
+"""train_step / evaluate / predict: gradients, pre-clip norms, padding weights, and bad batches."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxrnn
+from jaxrnn.train import evaluate, losses, make_train_step, model, optimizer, predict
+
+rng = np.random.default_rng()
+KEY = jax.random.key(0)
+
+
+@pytest.fixture(scope="module")
+def clf():
+    m = model(jaxrnn.rnn(jaxrnn.elman(6)), jaxrnn.dense(3), output="last")
+    return m, m.init(jax.random.key(int(rng.integers(1 << 30))), 2)
+
+
+def make_batch(n=5, steps=7):
+    return {
+        "x": rng.normal(size=(n, steps, 2)).astype(np.float32),
+        "y": rng.integers(0, 3, n),
+        "lengths": rng.integers(1, steps + 1, n).astype(np.int32),
+    }
+
+
+def test_train_step_reports_the_preclip_norm_and_applies_the_optax_update(clf):
+    m, params = clf
+    batch = make_batch()
+    opt = optimizer(0.1, name="sgd", clip_norm=0.01)
+    new_params, _, metrics = make_train_step(m, "cross_entropy", opt, metrics=["accuracy"])(
+        params, opt.init(params), batch, KEY
+    )
+
+    def loss(p):
+        logits, _ = m.apply(p, batch["x"], lengths=batch["lengths"])
+        return losses.softmax_cross_entropy(logits, batch["y"])
+
+    value, grads = jax.value_and_grad(loss)(params)
+    norm = optax.tree.norm(grads)
+    np.testing.assert_allclose(metrics["loss"], value, rtol=1e-5)
+    np.testing.assert_allclose(metrics["grad_norm"], norm, rtol=1e-5)
+    np.testing.assert_allclose(metrics["update_norm"], 0.1 * min(1.0, 0.01 / float(norm)) * norm, rtol=1e-4)
+    expected = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g * min(1.0, 0.01 / float(norm)), params, grads)
+    for a, b in zip(jax.tree_util.tree_leaves(new_params), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert 0.0 <= float(metrics["accuracy"]) <= 1.0 and float(metrics["count"]) == 5
+
+
+def test_zero_weight_examples_do_not_change_the_update(clf):
+    m, params = clf
+    batch = make_batch(4)
+    padded = {
+        k: np.concatenate([v, v[:1] * 0 + rng.integers(0, 2, v[:1].shape).astype(v.dtype)])
+        for k, v in batch.items()
+    }
+    padded["x"][-1] = 1e3  # garbage in the padding example
+    padded["weights"] = np.array([1, 1, 1, 1, 0], np.float32)
+    opt = optax.sgd(1.0)
+    step = make_train_step(m, "cross_entropy", opt, jit=False)
+    a, _, ma = step(params, opt.init(params), batch, KEY)
+    b, _, mb = step(params, opt.init(params), padded, KEY)
+    np.testing.assert_allclose(ma["loss"], mb["loss"], rtol=1e-6)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+
+
+def test_per_step_model_masks_steps_past_each_length():
+    m = model(jaxrnn.rnn(jaxrnn.elman(4)), jaxrnn.dense(2), output="sequence")
+    params = m.init(KEY, 2)
+    batch = {
+        "x": rng.normal(size=(3, 5, 2)).astype(np.float32),
+        "y": rng.normal(size=(3, 5, 2)).astype(np.float32),
+    }
+    batch["lengths"] = np.array([5, 2, 3], np.int32)
+    opt = optax.sgd(0.0)
+    _, _, metrics = make_train_step(m, "mse", opt)(params, opt.init(params), batch, KEY)
+    out, _ = m.apply(params, batch["x"], lengths=batch["lengths"])
+    valid = np.arange(5)[None] < batch["lengths"][:, None]
+    np.testing.assert_allclose(
+        metrics["loss"], np.mean(((np.asarray(out) - batch["y"]) ** 2)[valid]), rtol=1e-5
+    )
+    assert float(metrics["count"]) == 10
+
+
+def test_evaluate_and_predict_cover_the_whole_dataset(clf):
+    m, params = clf
+    data = make_batch(9)
+    logits = predict(m, params, data["x"], lengths=data["lengths"], batch_size=4)
+    assert logits.shape == (9, 3)
+    direct, _ = m.apply(params, jnp.asarray(data["x"]), lengths=jnp.asarray(data["lengths"]))
+    np.testing.assert_allclose(logits, direct, rtol=1e-5, atol=1e-6)
+    result = evaluate(m, params, data, loss="cross_entropy", metrics=["accuracy"], batch_size=4)
+    np.testing.assert_allclose(result["loss"], losses.softmax_cross_entropy(direct, data["y"]), rtol=1e-5)
+    np.testing.assert_allclose(result["accuracy"], np.mean(np.argmax(direct, -1) == data["y"]), rtol=1e-6)
+
+
+def test_batch_without_targets_is_rejected(clf):
+    m, params = clf
+    opt = optax.sgd(0.1)
+    with pytest.raises(ValueError, match=r"batch: got keys \['x'\], missing \['y'\]"):
+        make_train_step(m, "cross_entropy", opt)(params, opt.init(params), {"x": np.zeros((2, 3, 2))}, KEY)
+
+
+def test_targets_of_the_wrong_batch_size_are_rejected(clf):
+    m, params = clf
+    opt = optax.sgd(0.1)
+    batch = {"x": np.zeros((2, 3, 2), np.float32), "y": np.zeros(3, int)}
+    with pytest.raises(
+        ValueError, match=r"batch\['y'\]: got shape \(3,\), expected a leading batch axis of 2"
+    ):
+        make_train_step(m, "cross_entropy", opt)(params, opt.init(params), batch, KEY)
+
+
+def test_label_logit_mismatch_names_both_shapes(clf):
+    m, params = clf
+    opt = optax.sgd(0.1)
+    batch = {"x": np.zeros((2, 3, 2), np.float32), "y": np.zeros((2, 4), np.float32)}
+    with pytest.raises(ValueError, match=r"labels: got shape \(2, 4\) for logits of shape \(2, 3\)"):
+        make_train_step(m, "cross_entropy", opt)(params, opt.init(params), batch, KEY)

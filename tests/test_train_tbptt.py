@@ -1,0 +1,114 @@
+"""Truncated BPTT: gradients stop at the chunk edge, carries reset at sequence starts."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxrnn
+from jaxrnn.train import losses, make_tbptt_step, make_tbptt_train_step, make_train_step, model, truncate
+
+rng = np.random.default_rng()
+KEY = jax.random.key(0)
+K = 4  # chunk length
+
+
+@pytest.fixture(scope="module")
+def lm():
+    m = model(jaxrnn.rnn(jaxrnn.elman(5)), jaxrnn.dense(3), output="sequence")
+    return m, m.init(jax.random.key(int(rng.integers(1 << 30))), 2)
+
+
+def stream(n=3, steps=2 * K):
+    return rng.normal(size=(n, steps, 2)).astype(np.float32), rng.integers(0, 3, (n, steps))
+
+
+def chunk_loss(m, params, carries, x, y):
+    out, carries = m.apply(params, x, carries)
+    return losses.softmax_cross_entropy(out, y), carries
+
+
+def test_gradient_stops_at_the_chunk_edge(lm):
+    m, params = lm
+    x, y = stream()
+
+    def second_chunk_loss(x_first, cut):
+        _, carries = chunk_loss(m, params, None, x_first, y[:, :K])
+        carries = truncate(carries) if cut else carries
+        return chunk_loss(m, params, carries, x[:, K:], y[:, K:])[0]
+
+    cut = jax.grad(second_chunk_loss)(jnp.asarray(x[:, :K]), True)
+    full = jax.grad(second_chunk_loss)(jnp.asarray(x[:, :K]), False)
+    assert float(jnp.max(jnp.abs(cut))) == 0.0  # nothing flows back across the edge...
+    assert float(jnp.max(jnp.abs(full))) > 1e-4  # ...although the loss does depend on the first chunk
+
+
+def test_tbptt_step_gradient_is_that_of_the_chunk_from_a_constant_carry(lm):
+    m, params = lm
+    x, y = stream()
+    opt = optax.sgd(1.0)  # new params = params - gradient
+    step = make_tbptt_step(m, "cross_entropy", opt)
+    first = {"x": x[:, :K], "y": y[:, :K], "reset": np.ones(3, bool)}
+    _, _, carries, _ = step(params, opt.init(params), None, first, KEY)
+    new, _, _, metrics = step(params, opt.init(params), carries, {"x": x[:, K:], "y": y[:, K:]}, KEY)
+    grads = jax.grad(lambda p: chunk_loss(m, p, carries, x[:, K:], y[:, K:])[0])(params)
+    full = jax.grad(lambda p: losses.softmax_cross_entropy(m.apply(p, x)[0][:, K:], y[:, K:]))(params)
+    got = jax.tree_util.tree_map(lambda a, b: a - b, params, new)
+    for g, want in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(grads)):
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-6)
+    w_h = (got["rnn"][0]["forward"]["w_h"], full["rnn"][0]["forward"]["w_h"])
+    assert float(jnp.max(jnp.abs(w_h[0] - w_h[1]))) > 1e-5  # full BPTT would differ
+    np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(grads), rtol=1e-4)
+
+
+def test_reset_rows_restart_from_zero(lm):
+    m, params = lm
+    x, y = stream()
+    opt = optax.sgd(0.0)
+    step = make_tbptt_step(m, "cross_entropy", opt)
+    _, _, carries, _ = step(params, opt.init(params), None, {"x": x[:, :K], "y": y[:, :K]}, KEY)
+    reset = np.array([True, False, True])
+    _, _, after, _ = step(
+        params, opt.init(params), carries, {"x": x[:, K:], "y": y[:, K:], "reset": reset}, KEY
+    )
+    _, fresh = m.apply(params, x[:, K:])
+    _, held = m.apply(params, x[:, K:], carries)
+    h, h_fresh, h_held = after[0]["forward"], fresh[0]["forward"], held[0]["forward"]
+    np.testing.assert_allclose(h[reset], h_fresh[reset], rtol=1e-5)
+    np.testing.assert_allclose(h[~reset], h_held[~reset], rtol=1e-5)
+
+
+def test_one_chunk_covering_the_sequence_is_plain_bptt(lm):
+    m, params = lm
+    x, y = stream(steps=6)
+    batch = {"x": x, "y": y, "lengths": rng.integers(1, 7, 3).astype(np.int32)}
+    opt = optax.sgd(0.5)
+    a, _, ma = make_tbptt_train_step(m, "cross_entropy", opt, 8)(params, opt.init(params), batch, KEY)
+    b, _, mb = make_train_step(m, "cross_entropy", opt)(params, opt.init(params), batch, KEY)
+    np.testing.assert_allclose(ma["loss"], mb["loss"], rtol=1e-5)
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7)
+
+
+def test_tbptt_train_step_makes_one_update_per_nonempty_chunk(lm):
+    m, params = lm
+    x, y = stream(steps=3 * K)
+    batch = {"x": x, "y": y, "lengths": np.array([K, 2 * K - 1, 1], np.int32)}  # the third chunk is empty
+    opt = optax.adam(1e-2)
+    _, state, metrics = make_tbptt_train_step(m, "cross_entropy", opt, K)(
+        params, opt.init(params), batch, KEY
+    )
+    assert int(state[0].count) == 2
+    assert float(metrics["count"]) == K + 2 * K - 1 + 1
+
+
+def test_per_sequence_model_is_rejected():
+    m = model(jaxrnn.rnn(jaxrnn.elman(3)), jaxrnn.dense(2), output="last")
+    with pytest.raises(ValueError, match="model: got output='last', expected 'sequence'"):
+        make_tbptt_step(m, "mse", optax.sgd(0.1))
+
+
+def test_nonpositive_chunk_is_rejected(lm):
+    with pytest.raises(ValueError, match="chunk: got 0, expected a positive int"):
+        make_tbptt_train_step(lm[0], "mse", optax.sgd(0.1), 0)

@@ -1,4 +1,4 @@
-"""Orbax checkpoints: round trip, retention, and a writer killed mid-save (SIGKILL) leaving the last one intact."""
+"""Orbax checkpoints: round trip, retention, and a writer SIGKILLed mid-save leaving the last one intact."""
 
 import os
 import signal
@@ -69,7 +69,8 @@ WRITER = textwrap.dedent(
     for step in range(1000):
         # ~48 MB per checkpoint, every entry a function of the step.
         params = {f"w{i}": jnp.full((1 << 20,), float(step)) + jnp.arange(1 << 20) for i in range(12)}
-        ckpt.save(TrainState(params, {"m": jnp.full((4,), float(step))}, step, jax.random.key(step)), {"step": step})
+        opt_state = {"m": jnp.full((4,), float(step))}
+        ckpt.save(TrainState(params, opt_state, step, jax.random.key(step)), {"step": step})
         print("saved", step, flush=True)
     """
 )

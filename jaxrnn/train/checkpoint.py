@@ -32,7 +32,7 @@ class TrainState(NamedTuple):
     Attributes:
       params: the model params.
       opt_state: the optax state.
-      step: the number of optimizer updates done.
+      step: the training progress, e.g. ``fit``'s number of training batches done.
       key: the PRNG key (a typed ``jax.random.key`` or a raw uint32 key).
       best_params: optionally, the params of the best epoch so far (``fit``'s early stopping).
     """

@@ -28,7 +28,7 @@ class FitResult(NamedTuple):
       opt_state: the optimizer state after the last step.
       history: ``{name: (epochs,) array}``: "loss", "grad_norm", "update_norm" (per-batch means), each
         metric, "seq_per_s" (training throughput), and "val_loss"/"val_<metric>" with validation data.
-      step: the number of optimizer updates done.
+      step: the number of training batches done (one optimizer update each; with ``tbptt`` one per chunk).
       best_epoch: the 0-based epoch with the best monitored loss.
       stopped_early: whether early stopping ended the run.
     """

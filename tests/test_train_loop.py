@@ -1,0 +1,181 @@
+"""fit: learning, history, early stopping, progress bar, bit-exact resume, NaN handling and bad input."""
+
+import re
+
+import jax
+import numpy as np
+import pytest
+
+import jaxrnn
+from jaxrnn.train import Checkpointer, evaluate, fit, model, optimizer
+
+rng = np.random.default_rng()
+N, T = 48, 6
+
+
+def sign_task(n=N):
+    """Classify whether the sum over the valid steps of a variable-length sequence is positive."""
+    lengths = rng.integers(2, T + 1, n).astype(np.int32)
+    x = rng.normal(size=(n, T, 1)).astype(np.float32)
+    x[np.arange(T)[None] >= lengths[:, None]] = 0.0
+    return x, (x.sum((1, 2)) > 0).astype(np.int32), lengths
+
+
+def classifier(recurrent_dropout=0.0):
+    m = model(
+        jaxrnn.rnn(jaxrnn.elman(8), recurrent_dropout=recurrent_dropout), jaxrnn.dense(2), output="last"
+    )
+    return m, m.init(jax.random.key(int(rng.integers(1 << 30))), 1)
+
+
+def test_fit_learns_reports_history_and_shows_progress(capsys):
+    m, params = classifier()
+    train, val = sign_task(), sign_task(16)
+    result = fit(
+        m,
+        params,
+        train,
+        loss="cross_entropy",
+        optimizer=optimizer(0.05),
+        epochs=8,
+        batch_size=16,
+        key=jax.random.key(1),
+        validation=val,
+        metrics=["accuracy"],
+    )
+    h = result.history
+    assert {"loss", "accuracy", "grad_norm", "update_norm", "seq_per_s", "val_loss", "val_accuracy"} <= set(h)
+    assert all(v.shape == (8,) and np.all(np.isfinite(v)) for v in h.values())
+    assert h["loss"][-1] < h["loss"][0] and h["val_loss"][-1] < h["val_loss"][0]
+    assert result.step == 8 * 3 and not result.stopped_early
+    final = evaluate(m, result.params, val, loss="cross_entropy", metrics=["accuracy"])
+    np.testing.assert_allclose(final["loss"], h["val_loss"][-1], rtol=1e-5)
+    err = capsys.readouterr().err
+    assert "epoch 8/8" in err and "loss=" in err and "grad_norm=" in err and "seq_s=" in err
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement():
+    m, params = classifier()
+    frozen = optimizer(0.1, schedule=lambda step: 0.0)  # nothing changes, so nothing improves
+    result = fit(
+        m,
+        params,
+        sign_task(),
+        loss="cross_entropy",
+        optimizer=frozen,
+        epochs=20,
+        batch_size=24,
+        key=jax.random.key(2),
+        validation=sign_task(8),
+        patience=2,
+        progress=False,
+    )
+    assert result.stopped_early and len(result.history["val_loss"]) == 3 and result.best_epoch == 0
+
+
+def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path):
+    m, params = classifier(recurrent_dropout=0.2)  # dropout keys must be replayed too
+    train, val = sign_task(), sign_task(8)
+    kwargs = dict(
+        loss="cross_entropy", optimizer=optimizer(0.05), batch_size=16, validation=val, progress=False
+    )
+    key = jax.random.key(int(rng.integers(1 << 30)))
+    whole = fit(m, params, train, epochs=2, key=key, checkpoint_dir=tmp_path / "a", **kwargs)
+    fit(m, params, train, epochs=1, key=key, checkpoint_dir=tmp_path / "b", **kwargs)
+    resumed = fit(m, params, train, epochs=2, key=jax.random.key(0), checkpoint_dir=tmp_path / "b", **kwargs)
+    assert resumed.step == whole.step
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+    for name in whole.history:
+        if name != "seq_per_s":
+            np.testing.assert_array_equal(whole.history[name], resumed.history[name])
+
+
+def test_nan_loss_stops_fit_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    m, params = classifier()
+    kwargs = dict(loss="cross_entropy", optimizer=optimizer(0.05), batch_size=16, progress=False)
+    train = sign_task()
+    good = fit(m, params, train, epochs=1, key=jax.random.key(3), checkpoint_dir=tmp_path, **kwargs)
+    poisoned = (train[0].copy(), train[1], train[2])
+    poisoned[0][int(rng.integers(N)), 0, 0] = np.nan
+    with pytest.raises(
+        FloatingPointError, match=r"non-finite loss=nan.* at step \d+ \(epoch 2, batch \d of 3\)"
+    ) as err:
+        fit(m, params, poisoned, epochs=3, key=jax.random.key(3), checkpoint_dir=tmp_path, **kwargs)
+    assert 3 <= int(re.search(r"at step (\d+)", str(err.value)).group(1)) < 6
+    assert "last good checkpoint (step 3)" in str(err.value)
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.latest_step() == 3
+        opt_state = optimizer(0.05).init(params)
+        from jaxrnn.train import TrainState
+
+        restored, _ = ckpt.restore(TrainState(params, opt_state, 0, jax.random.key(0), params))
+    for a, b in zip(jax.tree_util.tree_leaves(good.params), jax.tree_util.tree_leaves(restored.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_with_tbptt_trains_a_per_step_model():
+    m = model(jaxrnn.rnn(jaxrnn.elman(6)), jaxrnn.dense(1), output="sequence")
+    params = m.init(jax.random.key(0), 1)
+    x = rng.normal(size=(16, 9, 1)).astype(np.float32)
+    y = np.cumsum(x, axis=1) * 0.3  # a per-step target that needs memory
+    result = fit(
+        m,
+        params,
+        (x, y),
+        loss="mse",
+        optimizer=optimizer(0.02),
+        epochs=4,
+        batch_size=8,
+        key=jax.random.key(4),
+        tbptt=4,
+        progress=False,
+    )
+    assert result.step == 4 * 2  # epochs x batches
+    assert int(result.opt_state[1].count) == 4 * 2 * 3  # one update per chunk
+    assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_empty_dataset_is_rejected():
+    m, params = classifier()
+    with pytest.raises(ValueError, match=r"train: got an empty dataset \(0 sequences\)"):
+        fit(
+            m,
+            params,
+            (np.zeros((0, T, 1), np.float32), np.zeros(0, int)),
+            loss="cross_entropy",
+            optimizer=optimizer(0.1),
+            epochs=1,
+            batch_size=4,
+            key=jax.random.key(0),
+        )
+
+
+def test_batch_size_larger_than_the_data_is_rejected():
+    m, params = classifier()
+    with pytest.raises(ValueError, match="batch_size: got 64, expected at most the 48 training sequences"):
+        fit(
+            m,
+            params,
+            sign_task(),
+            loss="cross_entropy",
+            optimizer=optimizer(0.1),
+            epochs=1,
+            batch_size=64,
+            key=jax.random.key(0),
+        )
+
+
+def test_nonpositive_epochs_are_rejected():
+    m, params = classifier()
+    with pytest.raises(ValueError, match="epochs: got 0, expected a positive int"):
+        fit(
+            m,
+            params,
+            sign_task(),
+            loss="cross_entropy",
+            optimizer=optimizer(0.1),
+            epochs=0,
+            batch_size=4,
+            key=jax.random.key(0),
+        )

@@ -74,7 +74,10 @@ def get(init: str | Initializer, argument: str) -> Initializer:
 
 
 def blockwise(init: Initializer, key: jax.Array, shape: tuple[int, int], blocks: int, dtype) -> jax.Array:
-    """Draws ``blocks`` independent ``(shape[0], shape[1] // blocks)`` blocks and concatenates them."""
+    """Draws ``blocks`` independent ``(shape[0], shape[1] // blocks)`` blocks and concatenates them.
+
+    Blocks are drawn in at least float32 (QR for "orthogonal" has no bfloat16 kernel) and then cast."""
     width = shape[1] // blocks
     keys = jax.random.split(key, blocks)
-    return jnp.concatenate([init(k, (shape[0], width), dtype) for k in keys], axis=1)
+    draw_dtype = jnp.promote_types(dtype, jnp.float32)
+    return jnp.concatenate([init(k, (shape[0], width), draw_dtype) for k in keys], axis=1).astype(dtype)

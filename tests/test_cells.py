@@ -1,0 +1,169 @@
+"""Cells: parameter layout, the documented equations, initial values and gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from cellcases import CELLS, random_carry, random_params
+from jax.test_util import check_grads
+
+import jaxrnn
+
+
+def sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def numpy_step(kind, options, params, carry, x):
+    """The equations of the cells' docstrings, written out in numpy."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    x = np.asarray(x, np.float64)
+    if kind == "elman":
+        a = x @ p["w_x"] + np.asarray(carry) @ p["w_h"] + p["b"]
+        act = options["activation"]
+        if act == "prelu":
+            return np.where(a > 0, a, p["alpha"] * a)
+        fns = {
+            "tanh": np.tanh,
+            "relu": lambda v: np.maximum(v, 0),
+            "sigmoid": sigmoid,
+            "leaky_relu": lambda v: np.where(v > 0, v, options["negative_slope"] * v),
+            "identity": lambda v: v,
+            "custom": lambda v: np.log1p(np.exp(v)),
+        }
+        return fns[act](a)
+    if kind == "lstm":
+        h, c = (np.asarray(v) for v in carry)
+        i, f, g, o = np.split(x @ p["w_x"] + h @ p["w_h"] + p["b"], 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        return sigmoid(o) * np.tanh(c), c
+    h = np.asarray(carry)
+    xr, xz, xn = np.split(x @ p["w_x"] + p["b_x"], 3, axis=-1)
+    w_hr, w_hz, w_hn = np.split(p["w_h"], 3, axis=-1)
+    b_hr, b_hz, b_hn = np.split(p["b_h"], 3)
+    r = sigmoid(xr + h @ w_hr + b_hr)
+    z = sigmoid(xz + h @ w_hz + b_hz)
+    if options["reset_after"]:
+        n = np.tanh(xn + r * (h @ w_hn + b_hn))
+    else:
+        n = np.tanh(xn + (r * h) @ w_hn + b_hn)
+    return (1 - z) * n + z * h
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_step_follows_the_documented_equations(name):
+    cell = CELLS[name](6)
+    key = jax.random.key(0)
+    params = random_params(cell, key, 4)
+    carry = random_carry(cell, jax.random.key(1), (3,))
+    x = jax.random.normal(jax.random.key(2), (3, 4))
+    new_carry, h = cell.step(params, carry, x)
+    want = numpy_step(cell.kind, cell.options, params, carry, x)
+    if cell.kind == "lstm":
+        np.testing.assert_allclose(h, want[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(new_carry[1], want[1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(new_carry[0], h)
+    else:
+        np.testing.assert_allclose(h, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(new_carry, h)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_project_plus_recur_step_equals_step(name):
+    cell = CELLS[name](5)
+    params = random_params(cell, jax.random.key(3), 7)
+    carry = random_carry(cell, jax.random.key(4), (2,))
+    x = jax.random.normal(jax.random.key(5), (2, 7))
+    split = cell.recur_step(params, carry, cell.project(params, x))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, split, cell.step(params, carry, x))
+
+
+@pytest.mark.parametrize(
+    ("name", "shapes"),
+    [
+        ("elman_tanh", {"w_x": (3, 5), "w_h": (5, 5), "b": (5,)}),
+        ("elman_prelu", {"w_x": (3, 5), "w_h": (5, 5), "b": (5,), "alpha": (5,)}),
+        ("lstm", {"w_x": (3, 20), "w_h": (5, 20), "b": (20,)}),
+        ("gru", {"w_x": (3, 15), "w_h": (5, 15), "b_x": (15,), "b_h": (15,)}),
+    ],
+)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_init_layout_and_dtype(name, shapes, dtype):
+    params = CELLS[name](5).init(jax.random.key(0), 3, dtype)
+    assert {k: v.shape for k, v in params.items()} == shapes
+    assert all(v.dtype == dtype for v in params.values())
+
+
+def test_init_float64():
+    with jax.enable_x64(True):
+        params = jaxrnn.lstm(4).init(jax.random.key(0), 3, jnp.float64)
+        assert all(v.dtype == jnp.float64 for v in params.values())
+
+
+def test_initial_carry_is_zeros_of_the_batch_shape():
+    assert jaxrnn.elman(3).initial_carry((2, 4)).shape == (2, 4, 3)
+    assert jaxrnn.gru(3).initial_carry(5).shape == (5, 3)
+    h, c = jaxrnn.lstm(3).initial_carry((), jnp.bfloat16)
+    assert h.shape == c.shape == (3,) and h.dtype == jnp.bfloat16
+    assert not np.any(np.asarray(c))
+
+
+def test_lstm_forget_bias_sets_only_the_initial_forget_block():
+    params = jaxrnn.lstm(4, forget_bias=1.0).init(jax.random.key(0), 3)
+    np.testing.assert_array_equal(params["b"], np.r_[np.zeros(4), np.ones(4), np.zeros(8)])
+    plain = jaxrnn.lstm(4, forget_bias=None).init(jax.random.key(0), 3)
+    np.testing.assert_array_equal(plain["b"], np.zeros(16))
+    # Nothing is added in the forward pass: with the same params both cells compute the same thing.
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    carry = jaxrnn.lstm(4).initial_carry(2)
+    np.testing.assert_array_equal(
+        jaxrnn.lstm(4, forget_bias=1.0).step(params, carry, x)[1],
+        jaxrnn.lstm(4, forget_bias=None).step(params, carry, x)[1],
+    )
+
+
+def test_recurrent_weights_are_orthogonal_per_gate_by_default():
+    w_h = jaxrnn.gru(6).init(jax.random.key(0), 2)["w_h"]
+    for block in np.split(np.asarray(w_h), 3, axis=1):
+        np.testing.assert_allclose(block.T @ block, np.eye(6), atol=1e-5)
+
+
+def test_identity_recurrent_init_gives_the_irnn():
+    cell = jaxrnn.elman(5, "relu", recurrent_init=jaxrnn.initializers.identity(0.5))
+    params = cell.init(jax.random.key(0), 3)
+    np.testing.assert_array_equal(params["w_h"], 0.5 * np.eye(5))
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_check_grads_through_scan_float64(name):
+    with jax.enable_x64(True):
+        cell = CELLS[name](3)
+        params = random_params(cell, jax.random.key(0), 2, jnp.float64)
+        xs = jax.random.normal(jax.random.key(1), (2, 4, 2), jnp.float64)
+        carry = random_carry(cell, jax.random.key(2), (2,), jnp.float64)
+
+        def loss(params, xs, carry):
+            ys, final = jaxrnn.scan(cell, params, xs, carry, backend="xla")
+            return jnp.sum(ys**2) + sum(jnp.sum(c) for c in jax.tree_util.tree_leaves(final))
+
+        check_grads(jax.jit(loss), (params, xs, carry), order=2, modes=("fwd", "rev"), eps=1e-4)
+
+
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru"])
+def test_bfloat16_compute_stays_close_to_float32(name):
+    """compute_dtype=bfloat16 keeps float32 params, carry and accumulation; the matmul operands lose
+    mantissa bits, so outputs agree with float32 to about 2e-2 (the tolerance documented in the README)."""
+    full = CELLS[name](16)
+    half = {"elman_tanh": jaxrnn.elman, "lstm": jaxrnn.lstm, "gru": jaxrnn.gru}[name](
+        16, compute_dtype=jnp.bfloat16
+    )
+    params = random_params(full, jax.random.key(0), 8)
+    xs = jax.random.normal(jax.random.key(1), (4, 12, 8))
+    ys_full, _ = jaxrnn.scan(full, params, xs)
+    ys_half, carry = jaxrnn.scan(half, params, xs)
+    assert ys_half.dtype == jnp.float32
+    assert all(c.dtype == jnp.float32 for c in jax.tree_util.tree_leaves(carry))
+    np.testing.assert_allclose(ys_half, ys_full, atol=2e-2)
+    assert not np.array_equal(ys_half, ys_full)
+    grads = jax.grad(lambda p: jnp.sum(jaxrnn.scan(half, p, xs)[0]))(params)
+    assert all(g.dtype == jnp.float32 for g in jax.tree_util.tree_leaves(grads))

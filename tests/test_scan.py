@@ -1,0 +1,215 @@
+"""The driver: equivalences between layouts, masks, directions, remat and a plain Python loop."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from cellcases import (
+    CELLS,
+    assert_relative_error,
+    assert_trees_close,
+    loop_scan,
+    random_carry,
+    random_params,
+)
+
+import jaxrnn
+
+KINDS = ["elman_tanh", "elman_prelu", "lstm", "gru", "gru_reset_before"]
+
+
+def setup(name, batch_shape=(3,), steps=6, input_size=4, hidden=5, seed=0, dtype=jnp.float32):
+    cell = CELLS[name](hidden)
+    keys = jax.random.split(jax.random.key(seed), 3)
+    params = random_params(cell, keys[0], input_size, dtype)
+    xs = jax.random.normal(keys[1], (*batch_shape, steps, input_size), dtype)
+    carry = random_carry(cell, keys[2], batch_shape, dtype)
+    return cell, params, xs, carry
+
+
+def take(carry, index):
+    return jax.tree_util.tree_map(lambda c: c[index], carry)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_scan_equals_a_python_loop_over_step(name):
+    with jax.enable_x64(True):
+        cell, params, xs, carry = setup(name, dtype=jnp.float64)
+        got = jaxrnn.scan(cell, params, xs, carry)
+        assert_trees_close(got, loop_scan(cell, params, xs, carry), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_jit_equals_no_jit(name):
+    cell, params, xs, carry = setup(name)
+    eager = jaxrnn.scan(cell, params, xs, carry)
+    jitted = jax.jit(lambda p, x, c: jaxrnn.scan(cell, p, x, c))(params, xs, carry)
+    assert_trees_close(jitted, eager, rtol=1e-6, atol=1e-6)
+
+
+def test_carry_none_means_zeros():
+    cell, params, xs, _ = setup("lstm")
+    zeros = cell.initial_carry((3,))
+    assert_trees_close(jaxrnn.scan(cell, params, xs), jaxrnn.scan(cell, params, xs, zeros), 0, 0)
+
+
+@pytest.mark.parametrize("name", KINDS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lengths_equal_running_each_unpadded_sequence_alone(name, reverse):
+    cell, params, xs, carry = setup(name, batch_shape=(4,), steps=7)
+    lengths = jnp.array([7, 3, 0, 1])
+    ys, final = jaxrnn.scan(cell, params, xs, carry, lengths=lengths, reverse=reverse)
+    for b, n in enumerate(lengths.tolist()):
+        alone_ys, alone_final = jaxrnn.scan(cell, params, xs[b, :n], take(carry, b), reverse=reverse)
+        np.testing.assert_allclose(ys[b, :n], alone_ys, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(ys[b, n:], 0.0)
+        assert_trees_close(take(final, b), alone_final)
+    assert_trees_close(take(final, 2), take(carry, 2), 0, 0)  # length 0: the initial carry
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_mask_equals_dropping_the_masked_steps(name):
+    cell, params, xs, carry = setup(name, batch_shape=(3,), steps=8)
+    mask = jax.random.bernoulli(jax.random.key(7), 0.6, (3, 8)).at[0].set(False)
+    ys, final = jaxrnn.scan(cell, params, xs, carry, mask=mask)
+    for b in range(3):
+        keep = np.flatnonzero(np.asarray(mask[b]))
+        kept_ys, kept_final = loop_scan(cell, params, xs[b, keep], take(carry, b))
+        np.testing.assert_allclose(ys[b, keep], kept_ys, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(ys[b][~np.asarray(mask[b])], 0.0)
+        assert_trees_close(take(final, b), kept_final)
+
+
+def test_mask_and_lengths_combine():
+    cell, params, xs, carry = setup("gru", batch_shape=(2,), steps=6)
+    mask = jnp.array([[True, False, True, True, True, True], [True, True, False, True, True, True]])
+    lengths = jnp.array([4, 6])
+    both = jaxrnn.scan(cell, params, xs, carry, mask=mask, lengths=lengths)
+    combined = mask & (jnp.arange(6) < lengths[:, None])
+    assert_trees_close(both, jaxrnn.scan(cell, params, xs, carry, mask=combined), 0, 0)
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_reverse_equals_flipping(name):
+    cell, params, xs, carry = setup(name)
+    ys, final = jaxrnn.scan(cell, params, xs, carry, reverse=True)
+    flipped_ys, flipped_final = jaxrnn.scan(cell, params, xs[:, ::-1], carry)
+    np.testing.assert_allclose(ys, flipped_ys[:, ::-1], rtol=1e-6, atol=1e-6)
+    assert_trees_close(final, flipped_final)
+
+
+@pytest.mark.parametrize("name", KINDS)
+@pytest.mark.parametrize("remat", [True, 3])
+def test_remat_gives_the_same_values_and_gradients(name, remat):
+    cell, params, xs, carry = setup(name, steps=10)
+    lengths = jnp.array([10, 4, 7])
+
+    def loss(params, xs, carry, remat):
+        ys, final = jaxrnn.scan(cell, params, xs, carry, lengths=lengths, remat=remat)
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree_util.tree_leaves(final))
+
+    plain = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, carry, False)
+    checkpointed = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, carry, remat)
+    assert_relative_error(checkpointed, plain, 1e-6)
+
+
+def _residual_bytes(cell, params, xs, remat):
+    """Bytes BPTT keeps for the backward pass, beyond the inputs, projections and outputs."""
+    steps, batch = xs.shape[1], xs.shape[0]
+    hidden = cell.hidden_size
+
+    def forward(params):
+        return jaxrnn.scan(cell, params, xs, remat=remat)[0]
+
+    _, vjp = jax.vjp(forward, params)
+    total = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(vjp))
+    baseline = xs.nbytes + 2 * steps * batch * 4 * hidden * 4  # inputs, projections and outputs, generously
+    return total - baseline
+
+
+def test_remat_residuals_grow_sublinearly_in_T():
+    cell = jaxrnn.lstm(16)
+    params = cell.init(jax.random.key(0), 4)
+    short, long = (jax.random.normal(jax.random.key(1), (2, t, 4)) for t in (64, 1024))
+    plain_growth = _residual_bytes(cell, params, long, False) / _residual_bytes(cell, params, short, False)
+    remat_long = _residual_bytes(cell, params, long, True)
+    assert plain_growth > 12  # linear: about 16x for 16x the steps
+    assert remat_long < _residual_bytes(cell, params, long, False) / 4
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_time_major_equals_batch_major(name):
+    cell, params, xs, carry = setup(name)
+    mask = jax.random.bernoulli(jax.random.key(3), 0.7, xs.shape[:-1])
+    batch_major = jaxrnn.scan(cell, params, xs, carry, mask=mask, reverse=True)
+    ys, final = jaxrnn.scan(
+        cell, params, jnp.swapaxes(xs, 0, 1), carry, mask=mask.T, reverse=True, time_major=True
+    )
+    np.testing.assert_array_equal(jnp.swapaxes(ys, 0, 1), batch_major[0])
+    assert_trees_close(final, batch_major[1], 0, 0)
+
+
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru"])
+def test_extra_leading_batch_dims(name):
+    cell, params, xs, carry = setup(name, batch_shape=(2, 3))
+    lengths = jnp.array([[6, 2, 0], [1, 5, 6]])
+    ys, final = jaxrnn.scan(cell, params, xs, carry, lengths=lengths)
+    flat = jax.tree_util.tree_map(lambda c: c.reshape(6, *c.shape[2:]), carry)
+    flat_ys, flat_final = jaxrnn.scan(cell, params, xs.reshape(6, 6, 4), flat, lengths=lengths.reshape(6))
+    np.testing.assert_array_equal(ys, flat_ys.reshape(2, 3, 6, 5))
+    assert_trees_close(final, jax.tree_util.tree_map(lambda c: c.reshape(2, 3, 5), flat_final), 0, 0)
+
+
+@pytest.mark.parametrize("name", ["elman_relu", "lstm", "gru"])
+def test_no_batch_dims_and_vmap(name):
+    cell, params, xs, carry = setup(name, batch_shape=(3,))
+    batched = jaxrnn.scan(cell, params, xs, carry)
+    vmapped = jax.vmap(lambda x, c: jaxrnn.scan(cell, params, x, c))(xs, carry)
+    single = jaxrnn.scan(cell, params, xs[1], take(carry, 1))
+    assert_trees_close(vmapped, batched)
+    assert_trees_close(single, take(batched, 1))
+
+
+@pytest.mark.parametrize(
+    ("batch", "steps", "input_size", "hidden"), [(1, 5, 3, 4), (2, 1, 3, 4), (2, 4, 3, 1), (1, 1, 9, 37)]
+)
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru_reset_before"])
+def test_odd_shapes(name, batch, steps, input_size, hidden):
+    cell, params, xs, carry = setup(name, (batch,), steps, input_size, hidden)
+    ys, final = jaxrnn.scan(cell, params, xs, carry)
+    assert ys.shape == (batch, steps, hidden)
+    assert_trees_close((ys, final), loop_scan(cell, params, xs, carry), rtol=1e-5, atol=1e-6)
+
+
+def test_float64_in_float64_out():
+    with jax.enable_x64(True):
+        cell, params, xs, carry = setup("gru", dtype=jnp.float64)
+        ys, final = jaxrnn.scan(cell, params, xs, carry)
+        assert ys.dtype == final.dtype == jnp.float64
+
+
+def test_unroll_gives_the_same_values():
+    cell, params, xs, carry = setup("lstm", steps=9)
+    assert_trees_close(
+        jaxrnn.scan(cell, params, xs, carry, unroll=4), jaxrnn.scan(cell, params, xs, carry), 1e-6, 1e-6
+    )
+
+
+def test_custom_cell_with_only_step_runs_unhoisted():
+    def step(params, carry, x):
+        carry = jnp.tanh(x @ params["u"] + carry)
+        return carry, 2 * carry
+
+    cell = jaxrnn.Cell(
+        init=lambda key, input_size, dtype=jnp.float32: {"u": jax.random.normal(key, (input_size, 3))},
+        initial_carry=lambda batch_shape=(), dtype=jnp.float32: jnp.zeros((*batch_shape, 3), dtype),
+        step=step,
+    )
+    params = cell.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (4, 5, 2))
+    lengths = jnp.array([5, 2, 0, 3])
+    ys, final = jaxrnn.scan(cell, params, xs, lengths=lengths)
+    for b, n in enumerate(lengths.tolist()):
+        want_ys, want_final = loop_scan(cell, params, xs[b, :n], jnp.zeros(3))
+        np.testing.assert_allclose(ys[b, :n], want_ys, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(final[b], want_final, rtol=1e-6, atol=1e-6)

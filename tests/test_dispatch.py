@@ -1,0 +1,104 @@
+"""Backend selection: what "auto" picks per platform and why, and the errors of an explicit "pallas"."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxrnn
+from jaxrnn import dispatch
+from jaxrnn.cells import Cell
+from jaxrnn.recurrence import scan_recurrence
+
+
+def _lstm(hidden: int, dtype=jnp.float32):
+    cell = jaxrnn.lstm(hidden)
+    return cell, cell.init(jax.random.key(0), input_size=3, dtype=dtype)
+
+
+def test_auto_runs_xla_on_cpu():
+    cell, params = _lstm(8)
+    chosen, reason = dispatch.select(cell, params, backend="auto", remat=False, platform="cpu")
+    assert chosen == "xla" and "interpret" in reason
+
+
+@pytest.mark.parametrize("platform", ["gpu", "tpu"])
+def test_auto_runs_the_fused_kernel_on_accelerators(platform):
+    cell, params = _lstm(32)
+    assert dispatch.select(cell, params, backend="auto", remat=False, platform=platform)[0] == "pallas"
+
+
+def test_auto_routes_remat_to_xla():
+    cell, params = _lstm(32)
+    chosen, reason = dispatch.select(cell, params, backend="auto", remat=True, platform="gpu")
+    assert chosen == "xla" and "remat" in reason
+
+
+def test_auto_routes_weights_too_large_for_the_chip_to_xla():
+    cell, params = _lstm(256)
+    chosen, reason = dispatch.select(cell, params, backend="auto", remat=False, platform="gpu")
+    assert chosen == "xla" and "on chip" in reason
+
+
+def test_auto_routes_float64_on_tpu_to_xla():
+    with jax.enable_x64(True):
+        cell, params = _lstm(16, jnp.float64)
+        chosen, reason = dispatch.select(cell, params, backend="auto", remat=False, platform="tpu")
+    assert chosen == "xla" and "float64" in reason
+
+
+def test_auto_routes_a_callable_activation_to_xla():
+    assert dispatch.choose(jaxrnn.elman(4, jnp.sin), "auto") is scan_recurrence
+
+
+def test_xla_is_the_scan_reference():
+    assert dispatch.choose(jaxrnn.gru(4), "xla") is scan_recurrence
+
+
+def test_pallas_rejects_a_custom_cell():
+    base = jaxrnn.elman(4)
+    custom = Cell(init=base.init, initial_carry=base.initial_carry, step=base.step, hidden_size=4)
+    with pytest.raises(ValueError, match="backend='pallas': cell kind 'custom' has no fused kernel"):
+        dispatch.choose(custom, "pallas")
+
+
+def test_pallas_rejects_a_callable_activation():
+    with pytest.raises(ValueError, match="backend='pallas': Elman activation 'custom'"):
+        dispatch.choose(jaxrnn.elman(4, jnp.sin), "pallas")
+
+
+def test_pallas_rejects_remat():
+    cell, params = _lstm(4)
+    with pytest.raises(ValueError, match="backend='pallas': remat=True needs the XLA scan"):
+        jaxrnn.scan(cell, params, jnp.ones((2, 5, 3)), remat=True, backend="pallas")
+
+
+def test_pallas_rejects_float16():
+    cell, params = _lstm(4, jnp.float16)
+    with pytest.raises(ValueError, match=r"backend='pallas': dtype \['float16'\] is not supported"):
+        jaxrnn.scan(cell, params, jnp.ones((2, 5, 3), jnp.float16), backend="pallas")
+
+
+def test_pallas_rejects_weights_too_large_for_the_chip():
+    cell, params = _lstm(256)
+    with pytest.raises(
+        ValueError, match="backend='pallas': W_h of hidden size 256 takes 1048576 bytes on gpu"
+    ):
+        dispatch.select(cell, params, backend="pallas", remat=False, platform="gpu")
+
+
+def test_pallas_on_cpu_warns_once_that_interpret_mode_is_slow(monkeypatch):
+    monkeypatch.setattr(dispatch, "_interpret_warned", False)
+    cell = jaxrnn.elman(3)
+    params = cell.init(jax.random.key(1), input_size=2)
+    xs = jnp.ones((1, 2, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, _ = jaxrnn.scan(cell, params, xs, backend="pallas")
+        jaxrnn.scan(cell, params, xs, backend="pallas")
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "interpret mode" in messages[0]
+    assert jnp.allclose(first, jaxrnn.scan(cell, params, xs, backend="xla")[0], atol=1e-6)

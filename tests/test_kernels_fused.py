@@ -1,0 +1,130 @@
+"""The shared fused machinery: layouts, lowering for GPU (Triton) and TPU (Mosaic) on a CPU machine, and the
+helpers the per-cell kernel tests use to compare a kernel with its reference."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jaxrnn.kernels import elman, fused, gru, layout, lstm
+
+_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def random_like(key, tree):
+    """Fresh normal arrays shaped like ``tree``'s leaves, the same values whatever their dtype."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten([jax.random.normal(k, x.shape).astype(x.dtype) for k, x in zip(keys, leaves)])
+
+
+def outputs_and_grads(fn, diff_args, key):
+    """``fn(*diff_args)`` and its VJP with a fresh random cotangent, under one ``jit``."""
+
+    def run(args):
+        out, pull = jax.vjp(fn, *args)
+        return out, pull(random_like(key, out))
+
+    args = tuple(diff_args)
+    # interpret-mode kernels compile to large loops; skipping XLA's backend optimizations saves a third
+    return jax.jit(run).lower(args).compile(compiler_options=_FAST_COMPILE)(args)
+
+
+def assert_trees_close(actual, expected, rtol: float, atol: float) -> None:
+    leaves_a, tree_a = jax.tree_util.tree_flatten(actual)
+    leaves_e, tree_e = jax.tree_util.tree_flatten(expected)
+    assert tree_a == tree_e
+    for a, e in zip(leaves_a, leaves_e):
+        assert a.shape == e.shape and a.dtype == e.dtype, (a.shape, a.dtype, e.shape, e.dtype)
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(e, np.float64), rtol=rtol, atol=atol)
+
+
+def assert_trees_close_in_norm(actual, expected, tolerance: float) -> None:
+    """Each leaf's error is small relative to the leaf's norm (for low-precision dtypes)."""
+    for a, e in zip(jax.tree_util.tree_leaves(actual), jax.tree_util.tree_leaves(expected)):
+        a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+        assert a.shape == e.shape
+        assert np.linalg.norm(a - e) <= tolerance * np.linalg.norm(e), (
+            np.linalg.norm(a - e),
+            np.linalg.norm(e),
+        )
+
+
+def compare(kernel_fn, reference_fn, diff_args, key, rtol=1e-10, atol=1e-10) -> None:
+    """Values and gradients of ``kernel_fn`` and ``reference_fn`` agree (float64 tolerances by default)."""
+    got = outputs_and_grads(kernel_fn, diff_args, key)
+    want = outputs_and_grads(reference_fn, diff_args, key)
+    assert_trees_close(got, want, rtol, atol)
+
+
+def step_mask(key, steps: int, batch: int) -> jax.Array:
+    """A random ``(T, B)`` mask with one all-valid row and one row that ends early."""
+    mask = jax.random.bernoulli(key, 0.7, (steps, batch)).at[:, 0].set(True)
+    return mask.at[steps // 2 :, -1].set(False) if batch > 1 else mask
+
+
+def test_layout_pads_odd_sizes_per_platform():
+    cpu = layout.choose("cpu", batch=3, hidden=37, steps=40, gates=4, itemsize=4)
+    gpu = layout.choose("gpu", batch=3, hidden=37, steps=40, gates=4, itemsize=4)
+    tpu = layout.choose("tpu", batch=3, hidden=37, steps=40, gates=4, itemsize=4)
+    assert (cpu.batch, cpu.hidden, cpu.time_chunk, cpu.steps) == (8, 40, 16, 48)
+    assert (gpu.batch, gpu.batch_block, gpu.hidden, gpu.time_chunk, gpu.steps) == (16, 16, 64, 40, 40)
+    assert (tpu.batch % 8, tpu.hidden, tpu.steps % tpu.time_chunk) == (0, 128, 0)
+
+
+def test_pad_vector_pads_each_gate_block():
+    lay = layout.choose("cpu", batch=1, hidden=3, steps=1, gates=2, itemsize=4)
+    padded = fused.pad_vector(jnp.arange(1.0, 7.0), 2, lay)
+    expected = np.zeros((1, 16))
+    expected[0, :3], expected[0, 8:11] = [1, 2, 3], [4, 5, 6]
+    np.testing.assert_array_equal(padded, expected)
+
+
+def test_kernel_rejects_unknown_platform():
+    with pytest.raises(ValueError, match="platform: got 'metal'"):
+        elman.elman(jnp.ones((2, 1, 3)), jnp.ones((1, 3)), jnp.ones((3, 3)), platform="metal")
+
+
+def _loss(name: str, platform: str):
+    """A scalar of a kernel's outputs, with every option the kernel supports switched on."""
+
+    def loss(xp, h0, w_h, extra, h_mask):
+        mask = jnp.arange(xp.shape[0])[:, None] < jnp.arange(xp.shape[1])[None, :] + 3
+        options = dict(mask=mask, h_mask=h_mask, reverse=True, platform=platform)
+        if name == "elman_prelu":
+            out = elman.elman(xp, h0, w_h, activation="prelu", alpha=extra, **options)
+        elif name == "elman_relu":
+            out = elman.elman(xp, h0, w_h, activation="relu", **options)
+        elif name == "lstm":
+            out = lstm.lstm(xp, (h0, h0), w_h, **options)
+        else:
+            out = gru.gru(xp, h0, w_h, extra, reset_after=name == "gru_after", **options)
+        return sum(jnp.sum(leaf.astype(jnp.float32)) for leaf in jax.tree_util.tree_leaves(out))
+
+    return loss
+
+
+@pytest.mark.parametrize("platform,lowering_platform", [("gpu", "cuda"), ("tpu", "tpu")])
+@pytest.mark.parametrize("name", ["elman_prelu", "elman_relu", "lstm", "gru_after", "gru_before"])
+def test_forward_and_backward_kernels_lower_for_accelerators(name, platform, lowering_platform):
+    _check_lowering(name, platform, lowering_platform, jnp.float32)
+
+
+@pytest.mark.parametrize("platform,lowering_platform", [("gpu", "cuda"), ("tpu", "tpu")])
+def test_bfloat16_kernels_lower_for_accelerators(platform, lowering_platform):
+    _check_lowering("lstm", platform, lowering_platform, jnp.bfloat16)
+
+
+def _check_lowering(name, platform, lowering_platform, dtype):
+    gates = {"lstm": 4, "gru_after": 3, "gru_before": 3}.get(name, 1)
+    steps, batch, hidden = 11, 5, 37
+    xp = jnp.ones((steps, batch, gates * hidden), dtype)
+    h0 = jnp.ones((batch, hidden), dtype)
+    w_h = jnp.ones((hidden, gates * hidden), dtype)
+    extra = jnp.ones((gates * hidden,), dtype)
+    h_mask = jnp.ones((batch, hidden), dtype)
+    grad = jax.jit(jax.grad(_loss(name, platform), argnums=(0, 1, 2, 3, 4)))
+    lowered = grad.trace(xp, h0, w_h, extra, h_mask).lower(lowering_platforms=(lowering_platform,))
+    text = lowered.as_text()
+    assert text.count("jaxrnn_forward") >= 1 and text.count("jaxrnn_backward") >= 1

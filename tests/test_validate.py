@@ -1,0 +1,168 @@
+"""Bad input: each case raises at trace time with the argument, what it got and what it expected."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxrnn
+
+CELL = jaxrnn.lstm(5)
+PARAMS = CELL.init(jax.random.key(0), 4)
+XS = jnp.ones((3, 6, 4))
+
+
+def test_xs_of_wrong_rank():
+    with pytest.raises(ValueError, match=r"xs: got shape \(4,\) \(rank 1\), expected rank >= 2"):
+        jaxrnn.scan(CELL, PARAMS, jnp.ones(4))
+
+
+def test_xs_feature_size_not_matching_params():
+    with pytest.raises(ValueError, match=r"xs: got 7 features \(shape \(3, 6, 7\)\), expected 4"):
+        jaxrnn.scan(CELL, PARAMS, jnp.ones((3, 6, 7)))
+
+
+def test_integer_inputs():
+    with pytest.raises(TypeError, match="xs: got dtype int32, expected a floating dtype"):
+        jaxrnn.scan(CELL, PARAMS, jnp.ones((3, 6, 4), jnp.int32))
+
+
+def test_lengths_of_wrong_shape():
+    with pytest.raises(ValueError, match=r"lengths: got shape \(2,\), expected the batch shape \(3,\)"):
+        jaxrnn.scan(CELL, PARAMS, XS, lengths=jnp.array([1, 2]))
+
+
+def test_lengths_above_T():
+    with pytest.raises(ValueError, match=r"lengths: got values in \[1, 7\], expected values in \[0, 6\]"):
+        jaxrnn.scan(CELL, PARAMS, XS, lengths=jnp.array([1, 7, 3]))
+
+
+def test_negative_lengths():
+    with pytest.raises(ValueError, match=r"lengths: got values in \[-1, 3\], expected values in \[0, 6\]"):
+        jaxrnn.scan(CELL, PARAMS, XS, lengths=jnp.array([-1, 2, 3]))
+
+
+def test_float_lengths():
+    with pytest.raises(TypeError, match="lengths: got dtype float32, expected an integer dtype"):
+        jaxrnn.scan(CELL, PARAMS, XS, lengths=jnp.array([1.0, 2.0, 3.0]))
+
+
+def test_mask_of_wrong_shape():
+    with pytest.raises(ValueError, match=r"mask: got shape \(6, 3\), expected \(3, 6\)"):
+        jaxrnn.scan(CELL, PARAMS, XS, mask=jnp.ones((6, 3), bool))
+
+
+def test_mask_not_bool():
+    with pytest.raises(TypeError, match="mask: got dtype float32, expected bool"):
+        jaxrnn.scan(CELL, PARAMS, XS, mask=jnp.ones((3, 6)))
+
+
+def test_unknown_activation():
+    with pytest.raises(ValueError, match=r"activation: got 'swish', expected a callable or one of \['tanh'"):
+        jaxrnn.elman(4, "swish")
+
+
+def test_unknown_merge():
+    with pytest.raises(
+        ValueError, match=r"merge: got 'max', expected one of \['concat', 'sum', 'mean', 'mul'\]"
+    ):
+        jaxrnn.rnn(CELL, bidirectional=True, merge="max")
+
+
+def test_unknown_backend():
+    with pytest.raises(
+        ValueError, match=r"backend: got 'cudnn', expected one of \['auto', 'xla', 'pallas'\]"
+    ):
+        jaxrnn.scan(CELL, PARAMS, XS, backend="cudnn")
+
+
+def test_unknown_initializer():
+    with pytest.raises(ValueError, match=r"recurrent_init: got 'orthonormal', expected a callable or one of"):
+        jaxrnn.gru(4, recurrent_init="orthonormal")
+
+
+def test_unknown_dense_activation():
+    with pytest.raises(ValueError, match=r"activation: got 'gelu', expected one of \[None, 'softmax'"):
+        jaxrnn.dense(3, "gelu")
+
+
+def test_params_missing_a_key():
+    params = {k: v for k, v in PARAMS.items() if k != "b"}
+    with pytest.raises(ValueError, match=r"params: missing keys \['b'\]; a lstm cell expects"):
+        jaxrnn.scan(CELL, params, XS)
+
+
+def test_params_with_a_wrong_shape():
+    params = dict(PARAMS, w_h=jnp.ones((5, 15)))
+    with pytest.raises(ValueError, match=r"params\['w_h'\]: got shape \(5, 15\), expected \(5, 20\)"):
+        jaxrnn.scan(CELL, params, XS)
+
+
+def test_params_with_an_unexpected_key():
+    with pytest.raises(ValueError, match=r"params: unexpected keys \['alpha'\]"):
+        jaxrnn.scan(CELL, dict(PARAMS, alpha=jnp.ones(5)), XS)
+
+
+def test_integer_params():
+    params = dict(PARAMS, b=jnp.ones(20, jnp.int32))
+    with pytest.raises(TypeError, match=r"params\['b'\]: got dtype int32, expected a floating dtype"):
+        jaxrnn.scan(CELL, params, XS)
+
+
+def test_carry_of_wrong_shape():
+    carry = (jnp.zeros((3, 5)), jnp.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"carry: got shape \(3, 4\), expected \(3, 5\)"):
+        jaxrnn.scan(CELL, PARAMS, XS, carry)
+
+
+def test_carry_of_wrong_structure():
+    with pytest.raises(ValueError, match="carry: got structure"):
+        jaxrnn.scan(CELL, PARAMS, XS, jnp.zeros((3, 5)))
+
+
+def test_dropout_in_train_mode_without_a_key():
+    net = jaxrnn.rnn(CELL, num_layers=2, dropout=0.1)
+    params = net.init(jax.random.key(0), 4)
+    with pytest.raises(ValueError, match="key: got None, expected a PRNG key"):
+        net.apply(params, XS, train=True)
+
+
+def test_dropout_outside_zero_one():
+    with pytest.raises(ValueError, match=r"dropout: got 1.5, expected a probability in \[0, 1\)"):
+        jaxrnn.rnn(CELL, dropout=1.5)
+
+
+def test_network_params_with_a_wrong_number_of_layers():
+    net = jaxrnn.rnn(CELL, num_layers=2)
+    params = net.init(jax.random.key(0), 4)
+    with pytest.raises(ValueError, match="params: got a list of 1, expected a list of 2 layers"):
+        net.apply(params[:1], XS)
+
+
+def test_num_layers_not_matching_the_cells():
+    with pytest.raises(ValueError, match=r"num_layers: got 3, expected 2 \(the number of cells given\)"):
+        jaxrnn.rnn([CELL, CELL], num_layers=3)
+
+
+def test_non_positive_hidden_size():
+    with pytest.raises(ValueError, match="hidden_size: got 0, expected a positive int"):
+        jaxrnn.gru(0)
+
+
+def test_bad_remat():
+    with pytest.raises(ValueError, match=r"remat: got -2, expected True, False or a positive int"):
+        jaxrnn.scan(CELL, PARAMS, XS, remat=-2)
+
+
+def test_dense_input_of_wrong_width():
+    head = jaxrnn.dense(2)
+    params = head.init(jax.random.key(0), 5)
+    with pytest.raises(ValueError, match=r"h: got shape \(3, 4\), expected \(\.\.\., 5\)"):
+        head.apply(params, jnp.ones((3, 4)))
+
+
+def test_errors_raise_while_tracing_under_jit():
+    """The checks read only static shapes and dtypes, so jit raises them before running anything."""
+    with pytest.raises(ValueError, match="xs: got 7 features"):
+        jax.jit(lambda xs: jaxrnn.scan(CELL, PARAMS, xs)).trace(jnp.ones((3, 6, 7)))
+    with pytest.raises(TypeError, match="mask: got dtype int32"):
+        jax.jit(lambda m: jaxrnn.scan(CELL, PARAMS, XS, mask=m)).trace(jnp.ones((3, 6), jnp.int32))

@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     m = model(jaxrnn.rnn(jaxrnn.gru(6)), jaxrnn.dense(1), output="sequence")
     params = m.init(jax.random.key(int(sys.argv[1])), 2)
     kwargs = dict(loss="mse", optimizer=optimizer(0.05), epochs=2, batch_size=16, key=jax.random.key(1),
-                  validation=(x[:8], y[:8], lengths[:8]), progress=False)
+                  progress=False)
     multi = fit(m, params, (x, y, lengths), **kwargs)
     single = fit(m, params, (x, y, lengths), devices=jax.devices()[:1], **kwargs)
 
@@ -38,8 +38,8 @@ SCRIPT = textwrap.dedent(
     print(json.dumps({
         "multi": [np.asarray(a).ravel().tolist() for a in jax.tree_util.tree_leaves(multi.params)],
         "single": [np.asarray(a).ravel().tolist() for a in jax.tree_util.tree_leaves(single.params)],
-        "multi_loss": multi.history["val_loss"].tolist(),
-        "single_loss": single.history["val_loss"].tolist(),
+        "multi_loss": multi.history["loss"].tolist(),
+        "single_loss": single.history["loss"].tolist(),
         "shards": [s.data.shape[0] for s in sharded.addressable_shards],
         "param_devices": len(leaf.sharding.device_set),
         "error": error,

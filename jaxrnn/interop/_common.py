@@ -14,8 +14,6 @@ from jaxrnn import validate
 from jaxrnn.cells import Cell
 from jaxrnn.network import Network
 
-Array = jax.Array
-
 
 def require(package: str, extra: str, caller: str) -> ModuleType:
     """Imports an optional framework, or raises an ImportError naming the extra that installs it."""
@@ -77,7 +75,12 @@ def require_zero(value: Any, argument: str, reason: str) -> None:
         raise ValueError(f"{argument}: has nonzero entries, expected zeros ({reason})")
 
 
-def blocks(w: Array, order: tuple[int, ...]) -> Array:
+def blocks(w: Any, order: tuple[int, ...]) -> np.ndarray:
     """Reorders the gate blocks along the last axis: block ``k`` of the result is block ``order[k]``."""
-    parts = jnp.split(jnp.asarray(w), len(order), axis=-1)
-    return jnp.concatenate([parts[k] for k in order], axis=-1)
+    parts = np.split(np.asarray(w), len(order), axis=-1)
+    return np.concatenate([parts[k] for k in order], axis=-1)
+
+
+def to_jax(tree: Any) -> Any:
+    """Numpy leaves -> jax arrays (a transfer; conversions work in numpy to avoid compiling per shape)."""
+    return jax.tree.map(jnp.asarray, tree)

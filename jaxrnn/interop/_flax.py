@@ -13,9 +13,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrnn.cells import Cell, elman, gru, lstm
-from jaxrnn.interop._common import check_cell, require
+from jaxrnn.interop._common import check_cell, require, to_jax
 
 Array = jax.Array
 
@@ -69,13 +70,13 @@ def _has_bias(kind: str, module: str) -> bool:
     return module.startswith("i") or module == "hn"
 
 
-def _leaf(tree: Mapping[str, Any], module: str, leaf: str, shape: tuple[int, ...]) -> Array:
+def _leaf(tree: Mapping[str, Any], module: str, leaf: str, shape: tuple[int, ...]) -> np.ndarray:
     if module not in tree or not isinstance(tree[module], Mapping) or leaf not in tree[module]:
         raise ValueError(
             f"variables: missing {module}/{leaf}, expected it in a Flax cell's params (got modules "
             f"{sorted(tree)})"
         )
-    value = jnp.asarray(tree[module][leaf])
+    value = np.asarray(tree[module][leaf])
     if value.shape != shape:
         raise ValueError(f"variables[{module!r}][{leaf!r}]: got shape {value.shape}, expected {shape}")
     return value
@@ -102,24 +103,24 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell, dict[str, 
     gates = _GATES[kind]
     if not isinstance(tree.get(f"i{gates[0]}"), Mapping) or "kernel" not in tree[f"i{gates[0]}"]:
         raise ValueError(f"variables: got modules {sorted(tree)}, expected a Flax {type(cell).__name__}'s")
-    input_size = jnp.shape(tree[f"i{gates[0]}"]["kernel"])[0]
-    w_x = jnp.concatenate([_leaf(tree, f"i{g}", "kernel", (input_size, H)) for g in gates], axis=-1)
-    w_h = jnp.concatenate([_leaf(tree, f"h{g}", "kernel", (H, H)) for g in gates], axis=-1)
+    input_size = np.shape(tree[f"i{gates[0]}"]["kernel"])[0]
+    w_x = np.concatenate([_leaf(tree, f"i{g}", "kernel", (input_size, H)) for g in gates], axis=-1)
+    w_h = np.concatenate([_leaf(tree, f"h{g}", "kernel", (H, H)) for g in gates], axis=-1)
 
-    def biases(prefix: str) -> Array:
+    def biases(prefix: str) -> np.ndarray:
         parts = [
             _leaf(tree, f"{prefix}{g}", "bias", (H,))
             if _has_bias(kind, f"{prefix}{g}")
-            else jnp.zeros((H,), w_x.dtype)
+            else np.zeros((H,), w_x.dtype)
             for g in gates
         ]
-        return jnp.concatenate(parts)
+        return np.concatenate(parts)
 
     if kind == "elman":
-        return elman(H, spec["activation"]), {"w_x": w_x, "w_h": w_h, "b": biases("i")}
+        return elman(H, spec["activation"]), to_jax({"w_x": w_x, "w_h": w_h, "b": biases("i")})
     if kind == "lstm":
-        return lstm(H), {"w_x": w_x, "w_h": w_h, "b": biases("h")}
-    return gru(H, reset_after=True), {"w_x": w_x, "w_h": w_h, "b_x": biases("i"), "b_h": biases("h")}
+        return lstm(H), to_jax({"w_x": w_x, "w_h": w_h, "b": biases("h")})
+    return gru(H, reset_after=True), to_jax({"w_x": w_x, "w_h": w_h, "b_x": biases("i"), "b_h": biases("h")})
 
 
 def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> tuple[Any, dict[str, Any]]:
@@ -160,17 +161,18 @@ def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> t
         if spec[name] != value:
             raise ValueError(f"flax_cell: got {name} {spec[name]!r}, expected {value!r} to match the cell")
     gates = _GATES[kind]
+    p = {name: np.asarray(value) for name, value in params.items()}
     if kind == "gru":
         # r and z see b_x + b_h; only the candidate keeps a separate recurrent bias.
-        b_i = jnp.concatenate([params["b_x"][: 2 * H] + params["b_h"][: 2 * H], params["b_x"][2 * H :]])
-        b_h = params["b_h"]
+        b_i = np.concatenate([p["b_x"][: 2 * H] + p["b_h"][: 2 * H], p["b_x"][2 * H :]])
+        b_h = p["b_h"]
     else:
-        b_i = b_h = params["b"]
-    tree: dict[str, dict[str, Array]] = {}
+        b_i = b_h = p["b"]
+    tree: dict[str, dict[str, np.ndarray]] = {}
     for k, g in enumerate(gates):
-        for prefix, w, b in (("i", params["w_x"], b_i), ("h", params["w_h"], b_h)):
+        for prefix, w, b in (("i", p["w_x"], b_i), ("h", p["w_h"], b_h)):
             module = f"{prefix}{g}"
-            tree[module] = {"kernel": jnp.asarray(w)[:, k * H : (k + 1) * H]}
+            tree[module] = {"kernel": w[:, k * H : (k + 1) * H]}
             if _has_bias(kind, module):
-                tree[module]["bias"] = jnp.asarray(b)[k * H : (k + 1) * H]
-    return flax_cell, {"params": tree}
+                tree[module]["bias"] = b[k * H : (k + 1) * H]
+    return flax_cell, {"params": to_jax(tree)}

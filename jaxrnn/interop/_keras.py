@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax.numpy as jnp
+import numpy as np
 
 from jaxrnn.cells import Cell, elman, gru, lstm
-from jaxrnn.interop._common import blocks, check_network, require, require_zero
+from jaxrnn.interop._common import blocks, check_network, require, require_zero, to_jax
 from jaxrnn.network import Network, rnn
 
 _KINDS: dict[str, str] = {"SimpleRNN": "elman", "LSTM": "lstm", "GRU": "gru"}
@@ -91,21 +91,23 @@ def _cell_for(spec: dict[str, Any]) -> Cell:
 
 
 def _params_from(spec: dict[str, Any], weights: list[Any]) -> dict[str, Any]:
-    kernel, recurrent = jnp.asarray(weights[0]), jnp.asarray(weights[1])
+    kernel, recurrent = np.asarray(weights[0]), np.asarray(weights[1])
     width = recurrent.shape[-1]
     if spec["use_bias"]:
-        bias = jnp.asarray(weights[2])
+        bias = np.asarray(weights[2])
     else:
-        bias = jnp.zeros((2, width) if spec["reset_after"] else (width,), kernel.dtype)
+        bias = np.zeros((2, width) if spec["reset_after"] else (width,), kernel.dtype)
     if spec["kind"] != "gru":
-        return {"w_x": kernel, "w_h": recurrent, "b": bias}
-    b_x, b_h = (bias[0], bias[1]) if spec["reset_after"] else (bias, jnp.zeros_like(bias))
-    return {
-        "w_x": blocks(kernel, _GRU_ORDER),
-        "w_h": blocks(recurrent, _GRU_ORDER),
-        "b_x": blocks(b_x, _GRU_ORDER),
-        "b_h": blocks(b_h, _GRU_ORDER),
-    }
+        return to_jax({"w_x": kernel, "w_h": recurrent, "b": bias})
+    b_x, b_h = (bias[0], bias[1]) if spec["reset_after"] else (bias, np.zeros_like(bias))
+    return to_jax(
+        {
+            "w_x": blocks(kernel, _GRU_ORDER),
+            "w_h": blocks(recurrent, _GRU_ORDER),
+            "b_x": blocks(b_x, _GRU_ORDER),
+            "b_h": blocks(b_h, _GRU_ORDER),
+        }
+    )
 
 
 def from_keras(layer: Any) -> tuple[Network, list]:
@@ -130,19 +132,25 @@ def from_keras(layer: Any) -> tuple[Network, list]:
             "layer.build((batch, T, input_size)) first)"
         )
     names = ("forward", "backward")
-    params = [{name: _params_from(spec, d.get_weights()) for name, d in zip(names, directions)}]
+    # The variables' values, not get_weights(): that goes through a numpy-2-deprecated __array__.
+    params = [
+        {
+            name: _params_from(spec, [keras.ops.convert_to_numpy(w.value) for w in d.weights])
+            for name, d in zip(names, directions)
+        }
+    ]
     net = rnn(_cell_for(spec), bidirectional=merge is not None, merge=merge or "concat")
     return net, params
 
 
 def _weights_for(spec: dict[str, Any], params: dict[str, Any], argument: str) -> list[Any]:
     if spec["kind"] != "gru":
-        kernel, recurrent, bias = params["w_x"], params["w_h"], params["b"]
+        kernel, recurrent, bias = (np.asarray(params[k]) for k in ("w_x", "w_h", "b"))
     else:
         kernel, recurrent = blocks(params["w_x"], _GRU_ORDER), blocks(params["w_h"], _GRU_ORDER)
         b_x, b_h = blocks(params["b_x"], _GRU_ORDER), blocks(params["b_h"], _GRU_ORDER)
         # Without reset_after every recurrent bias is added next to its input bias: their sum is exact math.
-        bias = jnp.stack([b_x, b_h]) if spec["reset_after"] else b_x + b_h
+        bias = np.stack([b_x, b_h]) if spec["reset_after"] else b_x + b_h
     if not spec["use_bias"]:
         names = ("b_x", "b_h") if spec["kind"] == "gru" else ("b",)
         for name in names:
@@ -195,11 +203,11 @@ def to_keras(net: Network, params: list, layer: Any) -> Any:
             raise ValueError(f"layer.{name}: got {spec[name]!r}, expected {value!r} to match the net's cell")
     if not layer.built:
         layer.build((None, None, input_size))
-    built_input = directions[0].get_weights()[0].shape[0]
+    built_input = directions[0].weights[0].shape[0]
     if built_input != input_size:
         raise ValueError(f"layer: built for input size {built_input}, expected {input_size} (the params')")
     names = ("forward", "backward")
     for name, direction in zip(names, directions):
         weights = _weights_for(spec, params[0][name], f"params[0][{name!r}]")
-        direction.set_weights([jnp.asarray(w) for w in weights])
+        direction.set_weights(weights)
     return layer

@@ -11,16 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import validate
 from jaxrnn.cells import Cell, elman, gru, lstm
-from jaxrnn.interop._common import check_cell, check_network, require, require_zero
+from jaxrnn.interop._common import check_cell, check_network, require, require_zero, to_jax
 from jaxrnn.network import Network, rnn
-
-Array = jax.Array
 
 #: Gate blocks per mode.
 _GATES: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -126,14 +123,14 @@ def _state_dict_spec(
     }
 
 
-def _to_jax(torch: Any, tensor: Any) -> Array:
+def _to_numpy(torch: Any, tensor: Any) -> np.ndarray:
     tensor = tensor.detach().cpu()
     if tensor.dtype == torch.bfloat16:
-        return jnp.asarray(tensor.float().numpy(), jnp.bfloat16)
-    return jnp.asarray(tensor.numpy())
+        return tensor.float().numpy().astype(jnp.bfloat16)
+    return tensor.numpy()
 
 
-def _to_torch(torch: Any, x: Array) -> Any:
+def _to_torch(torch: Any, x: Any) -> Any:
     x = np.asarray(x)
     if x.dtype == jnp.bfloat16:
         return torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)
@@ -189,15 +186,16 @@ def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[st
                     f"module_or_state_dict['{name}{suffix}']: got shape {tuple(tensor.shape)}, expected "
                     f"{shapes[name]} (hidden_size={hidden_size})"
                 )
-        w_ih, w_hh = _to_jax(torch, tensors["weight_ih"]), _to_jax(torch, tensors["weight_hh"])
+        w_ih, w_hh = _to_numpy(torch, tensors["weight_ih"]), _to_numpy(torch, tensors["weight_hh"])
         if bias:
-            b_ih, b_hh = _to_jax(torch, tensors["bias_ih"]), _to_jax(torch, tensors["bias_hh"])
+            b_ih, b_hh = _to_numpy(torch, tensors["bias_ih"]), _to_numpy(torch, tensors["bias_hh"])
         else:
-            b_ih = b_hh = jnp.zeros((gates * hidden_size,), w_ih.dtype)
+            b_ih = b_hh = np.zeros((gates * hidden_size,), w_ih.dtype)
         if mode == "gru":
             params[layer][direction] = {"w_x": w_ih.T, "w_h": w_hh.T, "b_x": b_ih, "b_h": b_hh}
         else:
             params[layer][direction] = {"w_x": w_ih.T, "w_h": w_hh.T, "b": b_ih + b_hh}
+    params = to_jax(params)
     cell = _cell_for(mode, hidden_size, spec["nonlinearity"])
     for layer, direction, suffix in keys:
         validate.params(cell, params[layer][direction], f"module_or_state_dict (weights{suffix})")
@@ -313,9 +311,9 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> 
         if mode == "gru":
             b_ih, b_hh = p["b_x"], p["b_h"]
         else:
-            b_ih, b_hh = p["b"], jnp.zeros_like(p["b"])
-        state_dict[f"weight_ih{suffix}"] = _to_torch(torch, jnp.asarray(p["w_x"]).T)
-        state_dict[f"weight_hh{suffix}"] = _to_torch(torch, jnp.asarray(p["w_h"]).T)
+            b_ih, b_hh = p["b"], np.zeros_like(p["b"])
+        state_dict[f"weight_ih{suffix}"] = _to_torch(torch, np.asarray(p["w_x"]).T)
+        state_dict[f"weight_hh{suffix}"] = _to_torch(torch, np.asarray(p["w_h"]).T)
         if bias:
             state_dict[f"bias_ih{suffix}"] = _to_torch(torch, b_ih)
             state_dict[f"bias_hh{suffix}"] = _to_torch(torch, b_hh)

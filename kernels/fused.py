@@ -140,7 +140,7 @@ def _specs(cfg: Config, *, backward: bool):
     def whole(shape: Sequence[int]) -> pl.BlockSpec:
         return pl.BlockSpec(tuple(shape), lambda b, k: (0,) * len(shape))
 
-    return seq, rows, whole, descending
+    return seq, rows, whole
 
 
 def _call(cfg: Config, kernel, out_shape, in_specs, out_specs, name: str):
@@ -256,7 +256,7 @@ def _backward_kernel(cfg: Config, *refs) -> None:
 
 def _forward(cfg: Config, xp, carry0, mask, h_mask, w_h, extras):
     cell, layout, acc = cfg.cell, cfg.layout, cfg.acc_dtype
-    seq, rows, whole, _ = _specs(cfg, backward=False)
+    seq, rows, whole = _specs(cfg, backward=False)
     hidden = layout.hidden
     operands = [xp, *carry0, *(m for m in (mask, h_mask) if m is not None), w_h, *extras]
     in_specs = [seq(xp.shape[-1]), *[rows(hidden)] * cell.carries]
@@ -290,7 +290,7 @@ def _previous(cfg: Config, seq: Array, carry0: Array) -> Array:
 
 def _backward(cfg: Config, d_hseq, prev, residuals, mask, h_mask, w_h, extras, d_finals):
     cell, layout, acc = cfg.cell, cfg.layout, cfg.acc_dtype
-    seq, rows, whole, _ = _specs(cfg, backward=True)
+    seq, rows, whole = _specs(cfg, backward=True)
     hidden, width = layout.hidden, w_h.shape[-1]
     w_t = w_h.T
     operands = [d_hseq, *prev, *residuals, *(m for m in (mask, h_mask) if m is not None), w_t, *extras]

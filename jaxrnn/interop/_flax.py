@@ -35,6 +35,10 @@ _ACTIVATIONS: tuple[tuple[Any, str], ...] = (
 _GATES: dict[str, tuple[str, ...]] = {"elman": ("",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 
 
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", repr(fn))
+
+
 def _flax_spec(nn: Any, cell: Any) -> dict[str, Any]:
     """The math a Flax cell computes, or an error naming the setting jaxrnn cannot represent."""
     kind = next((k for name, k in _KINDS.items() if type(cell) is getattr(nn, name)), None)
@@ -44,15 +48,16 @@ def _flax_spec(nn: Any, cell: Any) -> dict[str, Any]:
     if kind == "elman":
         if activation is None:
             raise ValueError(
-                f"cell.activation_fn: got {cell.activation_fn!r}, expected flax.linen.tanh, relu or sigmoid"
+                f"cell.activation_fn: got {_name(cell.activation_fn)}, expected flax.linen.tanh, relu or "
+                "sigmoid"
             )
         if cell.residual:
             raise ValueError("cell.residual: got True, expected False (jaxrnn's Elman cell has no residual)")
     else:
         if cell.gate_fn is not jax.nn.sigmoid:
-            raise ValueError(f"cell.gate_fn: got {cell.gate_fn!r}, expected flax.linen.sigmoid")
+            raise ValueError(f"cell.gate_fn: got {_name(cell.gate_fn)}, expected flax.linen.sigmoid")
         if activation != "tanh":
-            raise ValueError(f"cell.activation_fn: got {cell.activation_fn!r}, expected flax.linen.tanh")
+            raise ValueError(f"cell.activation_fn: got {_name(cell.activation_fn)}, expected flax.linen.tanh")
     if cell.dtype is not None and jnp.dtype(cell.dtype) != jnp.dtype(cell.param_dtype):
         raise ValueError(
             f"cell.dtype: got {jnp.dtype(cell.dtype)}, expected None or the param_dtype "

@@ -1,0 +1,239 @@
+"""jaxrnn.interop for Flax linen: SimpleCell, LSTMCell, OptimizedLSTMCell and GRUCell."""
+
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+from jaxrnn.interop import from_flax, to_flax
+
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _random_like(tree, seed: int):
+    """A tree of ``tree``'s shapes filled with N(0, 0.5^2) float32 values."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda x: jnp.asarray(0.5 * rng.standard_normal(np.shape(x), np.float32)), tree)
+
+
+def _flax_variables(flax_cell, carry, x, seed: int):
+    """Random variables of the structure ``flax_cell.init`` makes, without running its initializers."""
+    shapes = jax.eval_shape(flax_cell.init, jax.random.key(0), carry, x)
+    return _random_like(shapes, seed)
+
+
+def _flax_run(flax_cell, variables, carry, xs):
+    """Steps ``flax_cell`` over the time axis (-2) of ``xs``; returns stacked outputs and the last carry."""
+
+    def run(variables, carry, xs):
+        outputs = []
+        for t in range(xs.shape[-2]):
+            carry, out = flax_cell.apply(variables, carry, xs[..., t, :])
+            outputs.append(out)
+        return jnp.stack(outputs, axis=-2), carry
+
+    return jax.jit(run)(variables, carry, xs)
+
+
+def _jaxrnn_run(cell, params, carry, xs):
+    return jax.jit(lambda p, c, x: jaxrnn.scan(cell, p, x, c))(params, carry, xs)
+
+
+def _to_flax_carry(cell, carry):
+    """jaxrnn's LSTM carry (h, c) is Flax's (c, h)."""
+    return (carry[1], carry[0]) if cell.kind == "lstm" else carry
+
+
+CELLS = [
+    (lambda: nn.SimpleCell(37), 3, (1,), 1),
+    (lambda: nn.SimpleCell(5, activation_fn=nn.relu), 4, (2, 3), 4),
+    (lambda: nn.SimpleCell(4, activation_fn=nn.sigmoid), 2, (3,), 3),
+    (lambda: nn.LSTMCell(8), 5, (2,), 5),
+    (lambda: nn.OptimizedLSTMCell(6), 2, (1,), 3),
+    (lambda: nn.GRUCell(7), 3, (4,), 6),
+    (lambda: nn.GRUCell(1), 1, (2,), 2),
+]
+CELL_IDS = [
+    "simple-h37-t1",
+    "simple-relu-batch2x3",
+    "simple-sigmoid",
+    "lstm",
+    "optimized-lstm",
+    "gru",
+    "gru-h1",
+]
+
+
+@pytest.mark.parametrize(("make", "input_size", "batch", "steps"), CELLS, ids=CELL_IDS)
+def test_cell_outputs_and_carries_match(make, input_size, batch, steps):
+    flax_cell = make()
+    rng = np.random.default_rng(steps)
+    xs = jnp.asarray(rng.standard_normal((*batch, steps, input_size), np.float32))
+    flax_carry = _random_like(flax_cell.initialize_carry(jax.random.key(0), (*batch, input_size)), seed=1)
+    variables = _flax_variables(flax_cell, flax_carry, xs[..., 0, :], seed=input_size)
+    cell, params = from_flax(variables, flax_cell)
+    want_ys, want_carry = _flax_run(flax_cell, variables, flax_carry, xs)
+    ys, carry = _jaxrnn_run(cell, params, _to_flax_carry(cell, flax_carry), xs)
+    np.testing.assert_allclose(ys, want_ys, **TOL)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, **TOL), _to_flax_carry(cell, carry), want_carry
+    )
+
+
+def test_inner_params_dict_is_accepted():
+    flax_cell = nn.GRUCell(3)
+    variables = _flax_variables(flax_cell, jnp.zeros((1, 3)), jnp.zeros((1, 2)), seed=0)
+    _, from_outer = from_flax(variables, flax_cell)
+    _, from_inner = from_flax(variables["params"], flax_cell)
+    jax.tree.map(np.testing.assert_array_equal, from_inner, from_outer)
+
+
+def _random_params(cell, input_size: int, seed: int = 0):
+    shapes = cell.param_shapes(input_size)
+    return _random_like(jax.tree.map(np.zeros, shapes, is_leaf=lambda s: isinstance(s, tuple)), seed)
+
+
+@pytest.mark.parametrize(
+    ("cell", "flax_cell"),
+    [
+        (jaxrnn.elman(37, "relu"), None),
+        (jaxrnn.elman(3, "sigmoid"), None),
+        (jaxrnn.lstm(5), None),
+        (jaxrnn.lstm(4), nn.OptimizedLSTMCell(4)),
+        (jaxrnn.gru(6), None),
+    ],
+    ids=["elman-relu-h37", "elman-sigmoid", "lstm", "optimized-lstm", "gru"],
+)
+def test_round_trip_is_exact_and_flax_computes_the_same(cell, flax_cell):
+    params = _random_params(cell, 3, seed=cell.hidden_size)
+    if cell.kind == "gru":
+        # Flax has no r/z recurrent bias: the canonical form keeps them in b_x.
+        params["b_h"] = params["b_h"].at[: 2 * cell.hidden_size].set(0.0)
+    made, variables = to_flax(cell, params, flax_cell)
+    assert flax_cell is None or made is flax_cell
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal((2, 4, 3), np.float32))
+    carry = _random_like(cell.initial_carry(2), seed=3)
+    want_ys, want_carry = _flax_run(made, variables, _to_flax_carry(cell, carry), xs)
+    ys, final = _jaxrnn_run(cell, params, carry, xs)
+    np.testing.assert_allclose(ys, want_ys, **TOL)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, **TOL), _to_flax_carry(cell, final), want_carry
+    )
+    back_cell, back = from_flax(variables, made)
+    assert (back_cell.kind, back_cell.hidden_size) == (cell.kind, cell.hidden_size)
+    jax.tree.map(np.testing.assert_array_equal, back, params)
+
+
+def test_gru_recurrent_gate_biases_move_into_input_bias():
+    cell = jaxrnn.gru(4)
+    params = _random_params(cell, 2, seed=7)
+    flax_cell, variables = to_flax(cell, params)
+    xs = jnp.asarray(np.random.default_rng(1).standard_normal((3, 5, 2), np.float32))
+    carry = jnp.zeros((3, 4))
+    np.testing.assert_allclose(
+        _jaxrnn_run(cell, params, carry, xs)[0], _flax_run(flax_cell, variables, carry, xs)[0], **TOL
+    )
+    _, back = from_flax(variables, flax_cell)
+    np.testing.assert_allclose(back["b_x"][:8], params["b_x"][:8] + params["b_h"][:8], **TOL)
+    np.testing.assert_array_equal(back["b_h"][:8], 0.0)
+    np.testing.assert_array_equal(back["b_h"][8:], params["b_h"][8:])
+
+
+# --- errors: one test per case -----------------------------------------------------------------------
+
+
+def test_residual_simple_cell_raises():
+    with pytest.raises(ValueError, match=r"cell.residual: got True, expected False"):
+        from_flax({}, nn.SimpleCell(4, residual=True))
+
+
+def test_unsupported_simple_activation_raises():
+    with pytest.raises(ValueError, match=r"cell.activation_fn: got gelu, expected flax.linen.tanh"):
+        from_flax({}, nn.SimpleCell(4, activation_fn=nn.gelu))
+
+
+def test_gate_fn_other_than_sigmoid_raises():
+    with pytest.raises(ValueError, match=r"cell.gate_fn: got hard_sigmoid, expected flax.linen.sigmoid"):
+        from_flax({}, nn.LSTMCell(4, gate_fn=nn.hard_sigmoid))
+
+
+def test_gated_activation_other_than_tanh_raises():
+    with pytest.raises(ValueError, match=r"cell.activation_fn: got relu, expected flax.linen.tanh"):
+        from_flax({}, nn.GRUCell(4, activation_fn=nn.relu))
+
+
+def test_separate_compute_dtype_raises():
+    with pytest.raises(
+        ValueError, match=r"cell.dtype: got bfloat16, expected None or the param_dtype float32"
+    ):
+        from_flax({}, nn.GRUCell(4, dtype=jnp.bfloat16))
+
+
+def test_unsupported_cell_type_raises():
+    with pytest.raises(TypeError, match=r"cell: got MGUCell"):
+        from_flax({}, nn.MGUCell(4))
+
+
+def test_non_mapping_variables_raise():
+    with pytest.raises(TypeError, match=r"variables: got list"):
+        from_flax([], nn.GRUCell(4))
+
+
+def test_variables_of_another_cell_raise():
+    variables = _flax_variables(nn.SimpleCell(4), jnp.zeros((1, 4)), jnp.zeros((1, 2)), seed=0)
+    with pytest.raises(ValueError, match=r"variables: got modules \['h', 'i'\], expected a Flax GRUCell's"):
+        from_flax(variables, nn.GRUCell(4))
+
+
+def test_missing_module_raises():
+    variables = _flax_variables(nn.GRUCell(4), jnp.zeros((1, 4)), jnp.zeros((1, 2)), seed=0)
+    del variables["params"]["hz"]
+    with pytest.raises(ValueError, match=r"variables: missing hz/kernel"):
+        from_flax(variables, nn.GRUCell(4))
+
+
+def test_wrong_shape_raises():
+    variables = _flax_variables(nn.LSTMCell(4), (jnp.zeros((1, 4)),) * 2, jnp.zeros((1, 2)), seed=0)
+    with pytest.raises(
+        ValueError, match=r"variables\['ii'\]\['kernel'\]: got shape \(2, 4\), expected \(2, 5\)"
+    ):
+        from_flax(variables, nn.LSTMCell(5))
+
+
+def test_to_flax_reset_before_raises():
+    cell = jaxrnn.gru(4, reset_after=False)
+    with pytest.raises(ValueError, match=r"reset_after: got False, expected True"):
+        to_flax(cell, _random_params(cell, 2))
+
+
+def test_to_flax_unsupported_activation_raises():
+    cell = jaxrnn.elman(4, "leaky_relu")
+    with pytest.raises(ValueError, match=r"activation: got 'leaky_relu', expected one of"):
+        to_flax(cell, _random_params(cell, 2))
+
+
+def test_to_flax_features_mismatch_raises():
+    cell = jaxrnn.lstm(4)
+    with pytest.raises(ValueError, match=r"flax_cell: got features 5, expected 4"):
+        to_flax(cell, _random_params(cell, 2), nn.LSTMCell(5))
+
+
+def test_to_flax_kind_mismatch_raises():
+    cell = jaxrnn.lstm(4)
+    with pytest.raises(ValueError, match=r"flax_cell: got kind 'gru', expected 'lstm'"):
+        to_flax(cell, _random_params(cell, 2), nn.GRUCell(4))
+
+
+def test_to_flax_non_cell_raises():
+    with pytest.raises(TypeError, match=r"cell: got dict, expected a jaxrnn elman, lstm or gru cell"):
+        to_flax({}, {})
+
+
+def test_missing_flax_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "flax", None)
+    with pytest.raises(ImportError, match=r"pip install 'jaxrnn\[flax\]'"):
+        from_flax({}, None)

@@ -160,7 +160,8 @@ def evaluate(
 
 def predict(model: Model, params: Any, xs: Any, *, lengths: Any = None, batch_size: int = 256) -> np.ndarray:
     """The model's outputs for ``xs`` (``(N, T, I)`` or a list of ``(T_i, I)`` arrays), in batches:
-    ``(N, O)`` for output "last"/"mean", ``(N, T, O)`` for "sequence" (zeros past each length)."""
+    ``(N, O)`` for output "last"/"mean", ``(N, T, O)`` for "sequence" (past a sequence's length the head
+    reads zero features)."""
     if isinstance(xs, (list, tuple)):
         if lengths is not None:
             raise ValueError("lengths: got lengths with a list of sequences, expected one or the other")

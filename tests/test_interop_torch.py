@@ -64,7 +64,17 @@ MODULES = [
 ]
 
 
-@pytest.mark.parametrize(("cls", "kwargs", "input_size", "hidden", "batch", "steps"), MODULES)
+MODULE_IDS = [
+    "rnn-tanh-h37-b1-t1",
+    "rnn-relu-2layer-bi-batch-first",
+    "lstm-batch-first",
+    "lstm-3layer-bi-no-bias",
+    "gru-2layer-bi-batch-first",
+    "gru-h1-no-bias",
+]
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "input_size", "hidden", "batch", "steps"), MODULES, ids=MODULE_IDS)
 def test_module_outputs_and_states_match(cls, kwargs, input_size, hidden, batch, steps):
     torch.manual_seed(hidden + steps)
     module = cls(input_size, hidden, **kwargs)
@@ -81,7 +91,7 @@ def test_module_outputs_and_states_match(cls, kwargs, input_size, hidden, batch,
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g.numpy(), _np(w), **TOL), got, state)
 
 
-@pytest.mark.parametrize(("cls", "kwargs", "input_size", "hidden", "batch", "steps"), MODULES)
+@pytest.mark.parametrize(("cls", "kwargs", "input_size", "hidden", "batch", "steps"), MODULES, ids=MODULE_IDS)
 def test_state_dict_gives_the_module_params(cls, kwargs, input_size, hidden, batch, steps):
     module = cls(input_size, hidden, **kwargs)
     _, expected = from_torch(module)
@@ -101,6 +111,7 @@ def test_state_dict_gives_the_module_params(cls, kwargs, input_size, hidden, bat
         (torch.nn.GRUCell, {}, 3, 4, 2),
         (torch.nn.GRUCell, {"bias": False}, 1, 1, 1),
     ],
+    ids=["rnn-relu-h37-b1", "rnn-no-bias", "lstm", "gru", "gru-h1-no-bias"],
 )
 def test_cell_step_matches(cls, kwargs, input_size, hidden, batch):
     torch.manual_seed(input_size * hidden)
@@ -126,6 +137,7 @@ def test_cell_step_matches(cls, kwargs, input_size, hidden, batch):
         (jaxrnn.lstm(6), 3, True, 2, 3, 5),
         (jaxrnn.gru(7), 2, False, 5, 2, 4),
     ],
+    ids=["elman-relu-h37-t1", "elman-2layer-bi", "lstm-3layer-bi", "gru-2layer"],
 )
 def test_network_round_trip_is_exact_and_loads_into_torch(
     cell, num_layers, bidirectional, input_size, batch, steps
@@ -145,7 +157,9 @@ def test_network_round_trip_is_exact_and_loads_into_torch(
     jax.tree.map(np.testing.assert_array_equal, back, params)
 
 
-@pytest.mark.parametrize("cell", [jaxrnn.elman(4, "tanh"), jaxrnn.lstm(3), jaxrnn.gru(5)], ids=str)
+@pytest.mark.parametrize(
+    "cell", [jaxrnn.elman(4, "tanh"), jaxrnn.lstm(3), jaxrnn.gru(5)], ids=["elman", "lstm", "gru"]
+)
 def test_cell_round_trip_is_exact(cell):
     params = _random_params(cell, 6, seed=2)
     cls = {"elman": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[cell.kind]

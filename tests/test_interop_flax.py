@@ -174,7 +174,7 @@ def test_separate_compute_dtype_raises():
 
 
 def test_unsupported_cell_type_raises():
-    with pytest.raises(TypeError, match=r"cell: got MGUCell"):
+    with pytest.raises(TypeError, match=r"cell: got MGUCell, expected a flax.linen SimpleCell"):
         from_flax({}, nn.MGUCell(4))
 
 
@@ -234,6 +234,6 @@ def test_to_flax_non_cell_raises():
 
 
 def test_missing_flax_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "flax", None)
+    monkeypatch.setitem(sys.modules, "flax.linen", None)
     with pytest.raises(ImportError, match=r"pip install 'jaxrnn\[flax\]'"):
         from_flax({}, None)

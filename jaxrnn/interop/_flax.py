@@ -43,7 +43,10 @@ def _flax_spec(nn: Any, cell: Any) -> dict[str, Any]:
     """The math a Flax cell computes, or an error naming the setting jaxrnn cannot represent."""
     kind = next((k for name, k in _KINDS.items() if type(cell) is getattr(nn, name)), None)
     if kind is None:
-        raise TypeError(f"cell: got {type(cell).__name__}, expected one of flax.linen.{list(_KINDS)}")
+        raise TypeError(
+            f"cell: got {type(cell).__name__}, expected a flax.linen SimpleCell, LSTMCell, OptimizedLSTMCell "
+            "or GRUCell"
+        )
     activation = next((name for fn, name in _ACTIVATIONS if cell.activation_fn is fn), None)
     if kind == "elman":
         if activation is None:
@@ -99,8 +102,7 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell, dict[str, 
       ``(jaxrnn_cell, params)``; ``jaxrnn_cell.step(params, carry, x)`` matches ``cell.apply(variables, carry,
       x)`` with an LSTM's carry ``(h, c)`` for Flax's ``(c, h)``.
     """
-    flax = require("flax", "flax", "from_flax")
-    spec = _flax_spec(flax.linen, cell)
+    spec = _flax_spec(require("flax.linen", "flax", "from_flax"), cell)
     if not isinstance(variables, Mapping):
         raise TypeError(f"variables: got {type(variables).__name__}, expected a dict of the cell's params")
     tree = variables.get("params", variables)
@@ -142,8 +144,7 @@ def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> t
       no separate r/z recurrent bias; the function is the same), so a round trip returns them summed into
       ``b_x``.
     """
-    flax = require("flax", "flax", "to_flax")
-    nn = flax.linen
+    nn = require("flax.linen", "flax", "to_flax")
     check_cell(cell, params)
     kind, H = cell.kind, cell.hidden_size
     activation = cell.options["activation"] if kind == "elman" else None

@@ -124,10 +124,11 @@ def _state_dict_spec(
 
 
 def _to_numpy(torch: Any, tensor: Any) -> np.ndarray:
+    """A copy (``Tensor.numpy()`` shares memory, and the module may go on training in place)."""
     tensor = tensor.detach().cpu()
     if tensor.dtype == torch.bfloat16:
         return tensor.float().numpy().astype(jnp.bfloat16)
-    return tensor.numpy()
+    return tensor.numpy().copy()
 
 
 def _to_torch(torch: Any, x: Any) -> Any:

@@ -1,6 +1,6 @@
 """jaxrnn: pure-functional Elman, LSTM and GRU recurrences for JAX."""
 
-from jaxrnn import activations, initializers
+from jaxrnn import activations, initializers, interop
 from jaxrnn.cells import Cell, elman, gru, lstm
 from jaxrnn.network import Dense, Network, dense, last_output, rnn
 from jaxrnn.scan import scan
@@ -16,6 +16,7 @@ __all__ = [
     "elman",
     "gru",
     "initializers",
+    "interop",
     "last_output",
     "lstm",
     "rnn",

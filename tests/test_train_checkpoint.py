@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,11 +29,7 @@ def state(step=0, seed=None):
 
 
 def assert_trees_equal(a, b):
-    la, ta = jax.tree_util.tree_flatten(a)
-    lb, tb = jax.tree_util.tree_flatten(b)
-    assert ta == tb
-    for x, y in zip(la, lb):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    chex.assert_trees_all_equal(a, b, strict=False)
 
 
 def test_round_trip_restores_params_opt_state_step_key_and_config(tmp_path):

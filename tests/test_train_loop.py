@@ -2,12 +2,13 @@
 
 import re
 
+import chex
 import jax
 import numpy as np
 import pytest
 
 import jaxrnn
-from jaxrnn.train import Checkpointer, evaluate, fit, model, optimizer
+from jaxrnn.train import Checkpointer, TrainState, evaluate, fit, model, optimizer
 
 rng = np.random.default_rng()
 N, T = 48, 6
@@ -46,7 +47,7 @@ def test_fit_learns_reports_history_and_shows_progress(capsys):
     h = result.history
     assert {"loss", "accuracy", "grad_norm", "update_norm", "seq_per_s", "val_loss", "val_accuracy"} <= set(h)
     assert all(v.shape == (8,) and np.all(np.isfinite(v)) for v in h.values())
-    assert h["loss"][-1] < h["loss"][0] and h["val_loss"][-1] < h["val_loss"][0]
+    assert h["loss"][-1] < 0.7 * h["loss"][0] and h["val_loss"].min() < h["val_loss"][0]
     assert result.step == 8 * 3 and not result.stopped_early
     final = evaluate(m, result.params, val, loss="cross_entropy", metrics=["accuracy"])
     np.testing.assert_allclose(final["loss"], h["val_loss"][-1], rtol=1e-5)
@@ -78,12 +79,12 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path):
     train = sign_task()
     kwargs = dict(loss="cross_entropy", optimizer=optimizer(0.05), batch_size=16, progress=False)
     key = jax.random.key(int(rng.integers(1 << 30)))
-    whole = fit(m, params, train, epochs=2, key=key, checkpoint_dir=tmp_path / "a", **kwargs)
+    whole = fit(m, params, train, epochs=2, key=key, **kwargs)
     fit(m, params, train, epochs=1, key=key, checkpoint_dir=tmp_path / "b", **kwargs)
     resumed = fit(m, params, train, epochs=2, key=jax.random.key(0), checkpoint_dir=tmp_path / "b", **kwargs)
     assert resumed.step == whole.step
-    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(whole.params, resumed.params)
+    chex.assert_trees_all_equal(whole.opt_state, resumed.opt_state)
     for name in whole.history:
         if name != "seq_per_s":
             np.testing.assert_array_equal(whole.history[name], resumed.history[name])
@@ -105,11 +106,8 @@ def test_nan_loss_stops_fit_naming_the_step_and_keeps_the_last_good_checkpoint(t
     with Checkpointer(tmp_path) as ckpt:
         assert ckpt.latest_step() == 3
         opt_state = optimizer(0.05).init(params)
-        from jaxrnn.train import TrainState
-
         restored, _ = ckpt.restore(TrainState(params, opt_state, 0, jax.random.key(0), params))
-    for a, b in zip(jax.tree_util.tree_leaves(good.params), jax.tree_util.tree_leaves(restored.params)):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(good.params, restored.params)
 
 
 def test_fit_with_tbptt_trains_a_per_step_model():

@@ -1,5 +1,6 @@
 """The optimizer factory against optax's reference optimizers, and the L1/L2 vs weight-decay semantics."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,8 +36,7 @@ def run(opt, params, grads_seq):
 
 
 def assert_same(a, b):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_adam_with_clipping_equals_the_optax_chain():

@@ -1,6 +1,6 @@
 """jaxrnn: pure-functional Elman, LSTM and GRU recurrences for JAX."""
 
-from jaxrnn import activations, initializers, interop
+from jaxrnn import activations, initializers, interop, train
 from jaxrnn.cells import Cell, elman, gru, lstm
 from jaxrnn.network import Dense, Network, dense, last_output, rnn
 from jaxrnn.scan import scan
@@ -21,4 +21,5 @@ __all__ = [
     "lstm",
     "rnn",
     "scan",
+    "train",
 ]

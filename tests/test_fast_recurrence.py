@@ -1,0 +1,182 @@
+"""The fast custom-VJP recurrence against the lax.scan reference: values and gradients."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from cellcases import CELLS, random_carry, random_params
+from jax.test_util import check_grads
+
+import jaxrnn
+from jaxrnn import dispatch
+from jaxrnn.fast_recurrence import fast_recurrence, unsupported
+from jaxrnn.recurrence import scan_recurrence
+
+FAST_CELLS = {name: make for name, make in CELLS.items() if name != "elman_callable"}
+
+
+def _inputs(cell, steps, batch, input_size, dtype, seed=0):
+    key = jax.random.key(seed)
+    params = random_params(cell, key, input_size, dtype)
+    xs = jax.random.normal(jax.random.fold_in(key, 2), (steps, batch, input_size), dtype)
+    carry = random_carry(cell, jax.random.fold_in(key, 3), (batch,), dtype)
+    return params, xs, carry
+
+
+def _loss(recurrence, cell, mask, reverse, unroll=1):
+    """A scalar that depends on every output and the final carry, as a function of (params, xs, carry)."""
+
+    def loss(params, xs, carry):
+        hs, final = recurrence(
+            cell, params, cell.project(params, xs), carry, mask, reverse=reverse, unroll=unroll
+        )
+        leaves = jax.tree_util.tree_leaves(final)
+        return jnp.sum(jnp.sin(hs)) + sum(jnp.sum(jnp.cos(1.5 * leaf)) for leaf in leaves), (hs, final)
+
+    return jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
+
+
+def _assert_close(a, b, rtol, atol):
+    flat_a, tree_a = jax.tree_util.tree_flatten(a)
+    flat_b, tree_b = jax.tree_util.tree_flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(flat_a, flat_b):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def _masks(steps, batch):
+    lengths = jnp.array([steps, 0, 1, steps - 2][:batch])
+    pattern = jax.random.bernoulli(jax.random.key(7), 0.6, (steps, batch))
+    return {"none": None, "lengths": jnp.arange(steps)[:, None] < lengths[None, :], "pattern": pattern}
+
+
+@pytest.mark.parametrize("name", list(FAST_CELLS))
+def test_values_and_grads_match_reference_float64(name):
+    """Forward with lengths, reverse with a mask pattern, reverse without a mask; one compile per cell."""
+    variants = [(False, "lengths"), (True, "pattern"), (True, "none")]
+    with jax.enable_x64(True):
+        cell = FAST_CELLS[name](5)
+        params, xs, carry = _inputs(cell, 6, 4, 3, jnp.float64)
+        masks = _masks(6, 4)
+
+        @jax.jit
+        def both(params, xs, carry):
+            return [
+                [_loss(rec, cell, masks[kind], reverse)(params, xs, carry) for reverse, kind in variants]
+                for rec in (scan_recurrence, fast_recurrence)
+            ]
+
+        want, got = both(params, xs, carry)
+        _assert_close(got, want, rtol=1e-10, atol=1e-12)
+        for (_, kind), result in zip(variants, got):
+            if masks[kind] is not None:  # masked outputs are zero
+                assert np.all(np.asarray(result[0][1][0])[~np.asarray(masks[kind])] == 0)
+
+
+@pytest.mark.parametrize("name", list(FAST_CELLS))
+def test_check_grads_on_the_custom_vjp(name):
+    with jax.enable_x64(True):
+        cell = FAST_CELLS[name](3)
+        params, xs, carry = _inputs(cell, 4, 2, 2, jnp.float64, seed=1)
+        xp = cell.project(params, xs)
+        mask = jnp.array([[True, True], [True, False], [False, True], [True, True]])
+        # keep PReLU/ReLU kinks away from the finite-difference step
+        if name in ("elman_relu", "elman_leaky_relu", "elman_prelu"):
+            xp = xp + jnp.sign(xp) * 0.2
+
+        def f(params, xp, carry):
+            return fast_recurrence(cell, params, xp, carry, mask, reverse=True)
+
+        check_grads(jax.jit(f), (params, xp, carry), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("elman_tanh", (5, 1, 3)), ("lstm", (1, 1, 3)), ("gru", (4, 3, 1)), ("gru_reset_before", (1, 1, 2))],
+)  # (T, B, I); hidden 37 throughout
+def test_odd_shapes_float32(name, shape):
+    cell = FAST_CELLS[name](37)
+    params, xs, carry = _inputs(cell, *shape, jnp.float32)
+    want, got = jax.jit(
+        lambda *a: [_loss(rec, cell, None, False)(*a) for rec in (scan_recurrence, fast_recurrence)]
+    )(params, xs, carry)
+    _assert_close(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_unroll_gives_the_same_values_and_grads():
+    cell = jaxrnn.lstm(8)
+    params, xs, carry = _inputs(cell, 5, 2, 3, jnp.float32)
+    mask = _masks(5, 2)["lengths"]
+    want, got = jax.jit(
+        lambda *a: [_loss(rec, cell, mask, True, unroll=2)(*a) for rec in (scan_recurrence, fast_recurrence)]
+    )(params, xs, carry)
+    _assert_close(got, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    ("cell", "kwargs", "reason"),
+    [
+        (jaxrnn.elman(4, jax.nn.softplus), {}, "callable"),
+        (jaxrnn.lstm(4, compute_dtype=jnp.bfloat16), {}, "compute_dtype"),
+        (jaxrnn.gru(4), {"remat": True}, "remat"),
+        (jaxrnn.elman(4), {"h_mask": jnp.ones((2, 4))}, "h_mask"),
+        (jaxrnn.Cell(init=None, initial_carry=None, step=None), {}, "custom"),
+    ],
+    ids=["callable", "compute_dtype", "remat", "h_mask", "custom"],
+)
+def test_unsupported_cases_are_named_and_refused(cell, kwargs, reason):
+    assert reason in unsupported(cell, **kwargs)
+    with pytest.raises(ValueError, match=reason):
+        fast_recurrence(cell, {}, jnp.zeros((2, 2, 4)), jnp.zeros((2, 4)), None, reverse=False, **kwargs)
+
+
+def test_supported_cases_have_no_reason():
+    for make in FAST_CELLS.values():
+        assert unsupported(make(4)) is None
+
+
+def _scan_loss(cell, backend, **kwargs):
+    def loss(params, xs, carry):
+        ys, final = jaxrnn.scan(cell, params, xs, carry, backend=backend, **kwargs)
+        return jnp.sum(ys**2) + sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(final)), ys
+
+    return jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("elman_tanh", {"lengths": jnp.array([[7, 3], [0, 5]]), "reverse": True}),
+        ("lstm", {"lengths": jnp.array([[7, 3], [0, 5]]), "reverse": True}),
+        ("gru", {"mask": jnp.arange(7) % 3 > 0, "unroll": 2}),
+    ],
+)
+def test_scan_auto_equals_scan_xla(name, kwargs):
+    """The driver's default backend (the fast path on CPU) equals the reference, batch-major, 2 batch dims."""
+    cell = FAST_CELLS[name](6)
+    key = jax.random.key(4)
+    params = random_params(cell, key, 3)
+    xs = jax.random.normal(key, (2, 2, 7, 3))
+    carry = random_carry(cell, jax.random.fold_in(key, 1), (2, 2))
+    if "mask" in kwargs:
+        kwargs = {**kwargs, "mask": jnp.broadcast_to(kwargs["mask"], (2, 2, 7))}
+    want, got = jax.jit(lambda *a: [_scan_loss(cell, backend, **kwargs)(*a) for backend in ("xla", "auto")])(
+        params, xs, carry
+    )
+    _assert_close(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_auto_routes_to_the_fast_path_on_cpu_and_keeps_fallbacks():
+    def chosen(cell, backend="auto", remat=False, h_mask=None):
+        params = cell.init(jax.random.key(0), 3)
+        return dispatch.select(cell, params, backend=backend, remat=remat, platform="cpu", h_mask=h_mask)[0]
+
+    assert chosen(jaxrnn.lstm(4)) == "fast"
+    assert chosen(jaxrnn.gru(4, reset_after=False)) == "fast"
+    assert chosen(jaxrnn.lstm(4), remat=True) == "xla"
+    assert chosen(jaxrnn.elman(4), h_mask=jnp.ones((2, 4))) == "xla"
+    assert chosen(jaxrnn.lstm(4, compute_dtype=jnp.bfloat16)) == "xla"
+    assert chosen(jaxrnn.lstm(4), backend="xla") == "xla"
+    assert dispatch.choose(jaxrnn.elman(4, jax.nn.softplus), "auto") is scan_recurrence

@@ -3,8 +3,12 @@
 * "xla": the ``lax.scan`` reference (:func:`jaxrnn.recurrence.scan_recurrence`).
 * "pallas": the fused kernel (:mod:`jaxrnn.kernels`); a cell, option, dtype or size it does not support raises
   ``ValueError`` saying why. On CPU it runs in interpret mode, for checking, with a one-time warning.
-* "auto": the fused kernel on GPU and TPU where it supports the recurrence, else the XLA path; always the XLA
-  path on CPU, where interpret mode is far slower than ``lax.scan``.
+* "auto": the fused kernel on GPU and TPU where it supports the recurrence, else the XLA reference. On CPU
+  (where interpret mode is far slower than ``lax.scan``) the fast XLA path
+  (:func:`jaxrnn.fast_recurrence.fast_recurrence`: hand-written custom VJP, weight gradients as one matmul
+  after the loop) for the built-in cells; the reference for what it does not support: custom cells,
+  callable Elman activations, ``compute_dtype``, ``remat`` and recurrent dropout (``h_mask``).
+  Measurements: ``benchmarks/NOTES.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from jaxrnn import fast_recurrence as fast
 from jaxrnn import kernels
 from jaxrnn.cells import Cell
 from jaxrnn.kernels import layout
@@ -24,8 +29,10 @@ BACKENDS: tuple[str, ...] = ("auto", "xla", "pallas")
 _interpret_warned = False
 
 
-def select(cell: Cell, params: Any, *, backend: str, remat: bool | int, platform: str) -> tuple[str, str]:
-    """The backend that runs a recurrence, "xla" or "pallas", and why.
+def select(
+    cell: Cell, params: Any, *, backend: str, remat: bool | int, platform: str, h_mask: Any = None
+) -> tuple[str, str]:
+    """The backend that runs a recurrence, "xla", "fast" or "pallas", and why.
 
     Raises:
       ValueError: for ``backend="pallas"`` when the kernel does not support the recurrence.
@@ -38,7 +45,10 @@ def select(cell: Cell, params: Any, *, backend: str, remat: bool | int, platform
             raise ValueError(f"backend='pallas': {reason}; use backend='xla' or 'auto'")
         return "pallas", "requested"
     if platform == "cpu":
-        return "xla", "on CPU the fused kernel runs only in (slow) interpret mode"
+        fast_reason = fast.unsupported(cell, remat=remat, h_mask=h_mask)
+        if fast_reason is None:
+            return "fast", "on CPU the custom-VJP XLA path is the fastest supported one"
+        return "xla", f"on CPU the fused kernel runs only in (slow) interpret mode; fast path: {fast_reason}"
     if reason is not None:
         return "xla", reason
     return "pallas", f"the fused kernel supports this recurrence on {platform}"
@@ -75,9 +85,10 @@ def choose(cell: Cell, backend: str) -> Callable:
 
     def recurrence(cell, params, xp, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None):
         platform = layout.default_platform()
-        chosen, _ = select(cell, params, backend=backend, remat=remat, platform=platform)
-        if chosen == "xla":
-            return scan_recurrence(
+        chosen, _ = select(cell, params, backend=backend, remat=remat, platform=platform, h_mask=h_mask)
+        if chosen in ("xla", "fast"):
+            run = scan_recurrence if chosen == "xla" else fast.fast_recurrence
+            return run(
                 cell, params, xp, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
             )
         if platform == "cpu":

@@ -1,0 +1,564 @@
+"""Side-by-side RNN benchmarks: jaxrnn's backends against PyTorch, Flax, Keras 3 and a hand-written lax.scan.
+
+One command, one process, the same weights and inputs for every implementation::
+
+    python benchmarks/run.py            # the full run (a few minutes on 2 CPU cores)
+    python benchmarks/run.py --quick    # one small config: checks that everything runs and writes its files
+
+Every implementation must agree with jaxrnn's reference on the outputs, the loss and the input gradient
+before it is timed. Forward and forward+backward (the gradient of ``0.5 * sum(ys**2)`` w.r.t. all params
+and the inputs) are compiled and warmed up, then timed in rounds that alternate the implementations. A
+peer whose library is missing is skipped with a note. Results: a table on stdout and ``bench.json``,
+``bench.md`` and ``bench.png`` under ``--out`` (default ``benchmarks/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxrnn
+from jaxrnn.interop import to_flax, to_keras, to_torch
+
+#: (T, B, I, H) of the single-layer configs, run for every cell.
+CONFIGS: list[tuple[int, int, int, int]] = [
+    (128, 32, 64, 128),
+    (512, 32, 64, 256),
+    (128, 128, 128, 512),
+    (1024, 8, 32, 64),
+    (100, 1, 16, 32),
+]
+#: The 2-layer bidirectional LSTM config.
+BI_CONFIG: tuple[int, int, int, int] = (256, 32, 64, 256)
+GATES = {"elman": 1, "lstm": 4, "gru": 3}
+#: Names of the jaxrnn implementations; the rest are peers.
+OURS = ("jaxrnn auto", "jaxrnn xla", "jaxrnn pallas")
+
+
+@dataclass
+class Workload:
+    """One benchmark case: a cell kind at (T, B, I, H), one layer or a 2-layer bidirectional stack."""
+
+    kind: str
+    shape: tuple[int, int, int, int]
+    layers: int = 1
+    bidirectional: bool = False
+
+    @property
+    def label(self) -> str:
+        prefix = f"{self.layers}-layer bi-" if self.bidirectional else ""
+        return f"{prefix}{self.kind} {self.shape}"
+
+    def flops(self) -> float:
+        """Matmul FLOPs of one forward pass (forward+backward counts 3x)."""
+        T, B, n_in, H = self.shape
+        directions = 2 if self.bidirectional else 1
+        total, width = 0.0, n_in
+        for _ in range(self.layers):
+            total += directions * 2.0 * T * B * (width + H) * GATES[self.kind] * H
+            width = directions * H
+        return total
+
+
+@dataclass
+class Impl:
+    """An implementation ready to time: ``forward() -> ys (B, T, H')``, ``backward() -> (loss, dxs)``."""
+
+    name: str
+    forward: Callable[[], Any]
+    backward: Callable[[], Any]
+
+
+@dataclass
+class Result:
+    """Timings of one implementation on one workload (milliseconds; compile times in seconds)."""
+
+    name: str
+    times: dict[str, list[float]] = field(default_factory=lambda: {"fwd": [], "fwd+bwd": []})
+    compile_s: dict[str, float] = field(default_factory=dict)
+    max_rel_err: float = 0.0
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, devices and library versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for lib in ("jax", "jaxlib", "numpy", "torch", "flax", "keras"):
+        try:
+            versions[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            versions[lib] = "not installed"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "jax_devices": [str(d) for d in jax.devices()],
+        "versions": versions,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _median_time(fn: Callable[[], Any], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak(n: int) -> dict[str, float]:
+    """float32 GFLOP/s of an ``n x n x n`` matmul, in XLA and in numpy."""
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    f = jax.jit(jnp.matmul)
+    xla = _median_time(lambda: f(a, a).block_until_ready(), 5)
+    an = np.asarray(a)
+    numpy = _median_time(lambda: an @ an, 5)
+    return {"n": n, "xla_gflops": 2 * n**3 / xla / 1e9, "numpy_gflops": 2 * n**3 / numpy / 1e9}
+
+
+def _loss(ys: jax.Array) -> jax.Array:
+    return 0.5 * jnp.sum(ys**2)
+
+
+def _jax_impl(name: str, apply: Callable, variables: Any, xs: jax.Array) -> Impl:
+    """An Impl from ``apply(variables, xs) -> ys`` (batch-major), jitted."""
+    fwd = jax.jit(apply)
+
+    def loss(variables, xs):
+        return _loss(apply(variables, xs))
+
+    bwd = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+
+    def backward():
+        value, (_, dxs) = jax.block_until_ready(bwd(variables, xs))
+        return value, dxs
+
+    return Impl(name, lambda: jax.block_until_ready(fwd(variables, xs)), backward)
+
+
+def jaxrnn_impls(wl: Workload, net_params: list, xs: jax.Array) -> tuple[list[Impl], list[str]]:
+    """jaxrnn's backends: auto (the default), xla (the reference), pallas (GPU/TPU only)."""
+    H = wl.shape[3]
+    impls, notes = [], []
+    backends = ["auto", "xla"]
+    if jax.default_backend() != "cpu":
+        backends.append("pallas")
+    else:
+        notes.append("jaxrnn pallas: skipped on CPU (Pallas interpret mode is for checking, not speed)")
+    for backend in backends:
+        net = jaxrnn.rnn(
+            _cell(wl.kind, H), num_layers=wl.layers, bidirectional=wl.bidirectional, backend=backend
+        )
+        impls.append(_jax_impl(f"jaxrnn {backend}", lambda p, x, net=net: net.apply(p, x)[0], net_params, xs))
+    return impls, notes
+
+
+def _cell(kind: str, H: int) -> jaxrnn.Cell:
+    return {"elman": lambda: jaxrnn.elman(H), "lstm": lambda: jaxrnn.lstm(H), "gru": lambda: jaxrnn.gru(H)}[
+        kind
+    ]()
+
+
+def lax_scan_impl(wl: Workload, params: dict, xs: jax.Array) -> Impl:
+    """A hand-written, unhoisted ``lax.scan`` (``x_t W_x`` inside the loop), differentiated by autodiff."""
+    kind = wl.kind
+
+    def step(p, h, x):
+        if kind == "elman":
+            h = jnp.tanh(x @ p["w_x"] + h @ p["w_h"] + p["b"])
+            return h, h
+        if kind == "lstm":
+            h, c = h
+            i, f, g, o = jnp.split(x @ p["w_x"] + h @ p["w_h"] + p["b"], 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
+        xr, xz, xn = jnp.split(x @ p["w_x"] + p["b_x"], 3, axis=-1)
+        hr, hz, hn = jnp.split(h @ p["w_h"] + p["b_h"], 3, axis=-1)
+        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        h = (1 - z) * n + z * h
+        return h, h
+
+    def apply(p, xs):
+        B, H = xs.shape[0], p["w_h"].shape[0]
+        h0 = jnp.zeros((B, H), xs.dtype)
+        carry = (h0, h0) if kind == "lstm" else h0
+        _, hs = jax.lax.scan(lambda c, x: step(p, c, x), carry, jnp.swapaxes(xs, 0, 1))
+        return jnp.swapaxes(hs, 0, 1)
+
+    return _jax_impl("lax.scan", apply, params, xs)
+
+
+def flax_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
+    """Flax linen ``nn.RNN`` over SimpleCell / OptimizedLSTMCell / GRUCell (``nn.Bidirectional`` stacks)."""
+    import flax.linen as nn
+
+    H = wl.shape[3]
+    make = {"elman": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}[wl.kind]
+    cell = _cell(wl.kind, H)
+
+    def flax_params(p):
+        return to_flax(cell, p, make(H))[1]["params"]
+
+    if not wl.bidirectional:
+        model = nn.RNN(make(H))
+        variables = {"params": {"cell": flax_params(net_params[0]["forward"])}}
+    else:
+
+        class Stack(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                for _ in range(wl.layers):
+                    x = nn.Bidirectional(nn.RNN(make(H)), nn.RNN(make(H)))(x)
+                return x
+
+        model = Stack()
+        variables = {
+            "params": {
+                f"Bidirectional_{i}": {
+                    "forward_rnn": {"cell": flax_params(layer["forward"])},
+                    "backward_rnn": {"cell": flax_params(layer["backward"])},
+                }
+                for i, layer in enumerate(net_params)
+            }
+        }
+    return _jax_impl("flax", model.apply, variables, xs)
+
+
+def keras_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
+    """Keras 3 SimpleRNN / LSTM / GRU (JAX backend), timed through its jitted ``stateless_call``."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise ImportError(f"Keras runs on {keras.backend.backend()!r}, not JAX (set KERAS_BACKEND=jax)")
+    T, B, n_in, H = wl.shape
+    layer_cls = {"elman": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[wl.kind]
+    cell = _cell(wl.kind, H)
+    layers = []
+    for i, layer_params in enumerate(net_params):
+        layer = layer_cls(H, return_sequences=True)
+        if wl.bidirectional:
+            layer = keras.layers.Bidirectional(layer)
+        layer.build((B, T, n_in if i == 0 else 2 * H))
+        one = jaxrnn.rnn(cell, bidirectional=wl.bidirectional)
+        layers.append(to_keras(one, [layer_params], layer))
+    model = keras.Sequential([keras.Input((T, n_in)), *layers])
+    trainable = [v.value for v in model.trainable_variables]
+    fixed = [v.value for v in model.non_trainable_variables]
+
+    def apply(variables, xs):
+        return model.stateless_call(variables, fixed, xs)[0]
+
+    return _jax_impl("keras", apply, trainable, xs)
+
+
+def torch_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
+    """PyTorch nn.RNN / nn.LSTM / nn.GRU (oneDNN on CPU; cuDNN when CUDA is available)."""
+    import torch
+
+    T, B, n_in, H = wl.shape
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    module_cls = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[wl.kind]
+    module = module_cls(n_in, H, num_layers=wl.layers, bidirectional=wl.bidirectional, batch_first=True)
+    net = jaxrnn.rnn(_cell(wl.kind, H), num_layers=wl.layers, bidirectional=wl.bidirectional)
+    module.load_state_dict(to_torch(net, net_params))
+    module.to(device)
+    x = torch.tensor(np.asarray(xs), device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def forward():
+        with torch.no_grad():
+            ys = module(x)[0]
+        sync()
+        return ys.cpu().numpy()
+
+    def backward():
+        module.zero_grad(set_to_none=True)
+        xg = x.detach().requires_grad_(True)
+        loss = 0.5 * (module(xg)[0] ** 2).sum()
+        loss.backward()
+        sync()
+        return loss.item(), xg.grad.cpu().numpy()
+
+    return Impl(f"torch ({device})", forward, backward)
+
+
+PEERS: list[tuple[str, Callable[..., Impl]]] = [
+    ("torch", torch_impl),
+    ("flax", flax_impl),
+    ("keras", keras_impl),
+]
+
+
+def build(wl: Workload) -> tuple[list[Impl], list[str]]:
+    """All implementations of ``wl`` with the same weights and inputs, and notes on skipped peers."""
+    T, B, n_in, H = wl.shape
+    net = jaxrnn.rnn(_cell(wl.kind, H), num_layers=wl.layers, bidirectional=wl.bidirectional)
+    net_params = net.init(jax.random.key(0), n_in)
+    xs = jax.random.normal(jax.random.key(1), (B, T, n_in))
+    impls, notes = jaxrnn_impls(wl, net_params, xs)
+    if wl.layers == 1 and not wl.bidirectional:
+        impls.append(lax_scan_impl(wl, net_params[0]["forward"], xs))
+    for lib, make in PEERS:
+        try:
+            impls.append(make(wl, net_params, xs))
+        except ImportError as error:
+            notes.append(f"{lib}: skipped ({error})")
+    return impls, notes
+
+
+def _rel_err(a: Any, b: Any) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def run_workload(wl: Workload, repeats: int, tol: float, progress: Any) -> dict[str, Any]:
+    """Checks agreement, compiles, then times ``wl``'s implementations in alternating rounds."""
+    impls, notes = build(wl)
+    results: dict[str, Result] = {}
+    reference = None
+    for impl in impls:
+        result = Result(impl.name)
+        start = time.perf_counter()
+        ys = np.asarray(impl.forward())
+        result.compile_s["fwd"] = time.perf_counter() - start
+        start = time.perf_counter()
+        loss, dxs = impl.backward()
+        result.compile_s["fwd+bwd"] = time.perf_counter() - start
+        if reference is None:
+            reference = (ys, float(loss), np.asarray(dxs))
+        result.max_rel_err = max(
+            _rel_err(ys, reference[0]), _rel_err(float(loss), reference[1]), _rel_err(dxs, reference[2])
+        )
+        if result.max_rel_err > tol:
+            notes.append(
+                f"{impl.name}: DISAGREES with {impls[0].name} (error {result.max_rel_err:.1e}), not timed"
+            )
+        else:
+            impl.forward(), impl.backward()  # warm up
+            results[impl.name] = result
+    timed = [impl for impl in impls if impl.name in results]
+    for _ in range(repeats):
+        for impl in timed:
+            for workload, fn in (("fwd", impl.forward), ("fwd+bwd", impl.backward)):
+                start = time.perf_counter()
+                fn()
+                results[impl.name].times[workload].append((time.perf_counter() - start) * 1e3)
+        progress.update(1)
+    return {"workload": wl, "results": list(results.values()), "notes": notes}
+
+
+def summarize(run: dict[str, Any], peak_gflops: float) -> list[dict[str, Any]]:
+    """Rows of one workload: median/min/max ms, ratio to the best, GFLOP/s, % of peak, compile s."""
+    wl = run["workload"]
+    rows = []
+    best = {w: min(statistics.median(r.times[w]) for r in run["results"]) for w in ("fwd", "fwd+bwd")}
+    peers = [r for r in run["results"] if r.name not in OURS]
+    best_peer = {w: min((statistics.median(r.times[w]) for r in peers), default=None) for w in best}
+    for r in run["results"]:
+        row: dict[str, Any] = {"workload": wl.label, "impl": r.name, "max_rel_err": r.max_rel_err}
+        for w, factor in (("fwd", 1), ("fwd+bwd", 3)):
+            median = statistics.median(r.times[w])
+            gflops = factor * wl.flops() / (median / 1e3) / 1e9
+            row[w] = {
+                "median_ms": median,
+                "min_ms": min(r.times[w]),
+                "max_ms": max(r.times[w]),
+                "ratio_to_best": median / best[w],
+                "ratio_to_best_peer": median / best_peer[w] if best_peer[w] else None,
+                "gflops": gflops,
+                "pct_peak": 100 * gflops / peak_gflops,
+                "compile_s": r.compile_s[w],
+                "repeats": len(r.times[w]),
+            }
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], info: dict[str, Any], notes: list[str], memory: list[dict]) -> str:
+    """The results as a markdown document."""
+    m = info["machine"]
+    v = m["versions"]
+    lines = [
+        "# jaxrnn benchmarks",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; devices {m['jax_devices']}; "
+        f"load average at start {m['load_average']}.",
+        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        f"Matmul peak (float32, {info['peak']['n']}³): XLA {info['peak']['xla_gflops']:.1f} GFLOP/s, "
+        f"numpy {info['peak']['numpy_gflops']:.1f} GFLOP/s; % of peak below uses the larger.",
+        f"Median of {info['repeats']} rounds (implementations alternate within a round); ms (min–max). "
+        "Ratio: to the best implementation; vs peer: to the best non-jaxrnn one.",
+        "",
+        "| workload | impl | fwd ms | ratio | vs peer | GFLOP/s | % peak | fwd+bwd ms | ratio | vs peer | "
+        "GFLOP/s | % peak | compile s (fwd / fwd+bwd) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [row["workload"], row["impl"]]
+        for w in ("fwd", "fwd+bwd"):
+            s = row[w]
+            vs_peer = f"{s['ratio_to_best_peer']:.2f}" if s["ratio_to_best_peer"] else "–"
+            cells += [
+                f"{s['median_ms']:.2f} ({s['min_ms']:.2f}–{s['max_ms']:.2f})",
+                f"{s['ratio_to_best']:.2f}",
+                vs_peer,
+                f"{s['gflops']:.1f}",
+                f"{s['pct_peak']:.0f}",
+            ]
+        cells.append(f"{row['fwd']['compile_s']:.2f} / {row['fwd+bwd']['compile_s']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if memory:
+        lines += [
+            "",
+            "## Peak memory of forward+backward (LSTM, B=8, I=64, H=256)",
+            "",
+            "From XLA's compiled memory analysis (`jit(grad).lower(...).compile().memory_analysis()`: "
+            "arguments + outputs + temporaries), without running.",
+            "",
+            "| T | remat | backend | temp MiB | total MiB |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {m['T']} | {m['remat']} | {m['backend']} | {m['temp_mib']:.1f} | {m['total_mib']:.1f} |"
+            for m in memory
+        ]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def memory_table(steps: list[int]) -> list[dict[str, Any]]:
+    """Compiled peak-memory estimates of LSTM forward+backward, with and without remat."""
+    B, n_in, H = 8, 64, 256
+    cell = jaxrnn.lstm(H)
+    params = jax.eval_shape(lambda: cell.init(jax.random.key(0), n_in))
+    rows = []
+    for T in steps:
+        xs = jax.ShapeDtypeStruct((B, T, n_in), jnp.float32)
+        for remat in (False, True):
+
+            def loss(p, x, remat=remat):
+                return _loss(jaxrnn.scan(cell, p, x, remat=remat)[0])
+
+            compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, xs).compile()
+            m = compiled.memory_analysis()
+            total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+            total -= m.alias_size_in_bytes
+            backend = "xla (reference; remat routes there)" if remat else "auto"
+            rows.append(
+                {
+                    "T": T,
+                    "remat": remat,
+                    "backend": backend,
+                    "temp_mib": m.temp_size_in_bytes / 2**20,
+                    "total_mib": total / 2**20,
+                }
+            )
+    return rows
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Bar chart of the ratio to the best implementation, per workload, forward and forward+backward."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.2 * len(workloads)), 8), sharex=True)
+    width = 0.8 / len(impls)
+    for ax, w in zip(axes, ("fwd", "fwd+bwd")):
+        for k, impl in enumerate(impls):
+            values = {r["workload"]: r[w]["ratio_to_best"] for r in rows if r["impl"] == impl}
+            xs = [i + k * width for i, wl in enumerate(workloads) if wl in values]
+            ax.bar(xs, [values[wl] for wl in workloads if wl in values], width, label=impl)
+        ax.axhline(1.0, color="k", lw=0.5)
+        ax.set_ylabel(f"{w}: time / best")
+        ax.set_yscale("log")
+    axes[1].set_xticks(
+        [i + 0.4 - width / 2 for i in range(len(workloads))], workloads, rotation=45, ha="right"
+    )
+    axes[0].legend(ncol=3, fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def workloads(quick: bool) -> list[Workload]:
+    """The configs of the full run, or the one small config of ``--quick``."""
+    if quick:
+        return [Workload("lstm", (16, 2, 8, 16))]
+    single = [Workload(kind, shape) for shape in CONFIGS for kind in ("elman", "lstm", "gru")]
+    return single + [Workload("lstm", BI_CONFIG, layers=2, bidirectional=True)]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the benchmarks, prints the table and writes the result files; returns the JSON document."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one small config, few repeats (a smoke test)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per workload (default 10)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="result folder")
+    parser.add_argument("--tol", type=float, default=2e-4, help="max relative error vs jaxrnn to be timed")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 10)
+    cases = workloads(args.quick)
+    info = {"machine": machine(), "repeats": repeats, "quick": args.quick}
+    info["peak"] = matmul_peak(512 if args.quick else 2048)
+    peak = max(info["peak"]["xla_gflops"], info["peak"]["numpy_gflops"])
+    try:
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(cases) * repeats, desc="benchmarks", file=sys.stderr)
+    except ImportError:
+        progress = type("NoProgress", (), {"update": lambda self, n: None, "close": lambda self: None})()
+    rows, notes = [], []
+    for wl in cases:
+        run = run_workload(wl, repeats, args.tol, progress)
+        rows += summarize(run, peak)
+        notes += [f"{wl.label}: {n}" for n in run["notes"]]
+    progress.close()
+    memory = memory_table([100] if args.quick else [1000, 10_000, 100_000])
+    args.out.mkdir(parents=True, exist_ok=True)
+    document = {**info, "rows": rows, "memory": memory, "notes": notes}
+    (args.out / "bench.json").write_text(json.dumps(document, indent=1))
+    text = markdown(rows, info, list(dict.fromkeys(notes)), memory)
+    (args.out / "bench.md").write_text(text)
+    try:
+        plot(rows, args.out / "bench.png")
+    except ImportError:
+        print("matplotlib not installed: no bench.png", file=sys.stderr)
+    print(text)
+    return document
+
+
+if __name__ == "__main__":
+    main()

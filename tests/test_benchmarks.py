@@ -1,0 +1,60 @@
+"""The benchmark harness runs in --quick mode and writes its files (never how fast anything is)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+_RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+def _harness():
+    spec = importlib.util.spec_from_file_location("benchmarks_run", _RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_checks_agreement_and_writes_json_markdown_and_chart(tmp_path, capsys):
+    document = _harness().main(["--quick", "--out", str(tmp_path)])
+
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["quick"] is True and saved["machine"]["cores"] >= 1
+    assert {"jax", "torch", "flax", "keras"} <= set(saved["machine"]["versions"])
+    impls = {row["impl"] for row in saved["rows"]}
+    assert {"jaxrnn auto", "jaxrnn xla", "lax.scan", "torch (cpu)", "flax", "keras"} <= impls
+    assert len(saved["rows"]) == len(document["rows"])
+    for row in saved["rows"]:
+        assert row["max_rel_err"] < 2e-4  # every timed implementation agreed with jaxrnn
+        for workload in ("fwd", "fwd+bwd"):
+            stats = row[workload]
+            assert stats["repeats"] == 3
+            assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]
+            assert stats["ratio_to_best"] >= 1.0
+    assert min(row["fwd+bwd"]["ratio_to_best"] for row in saved["rows"]) == 1.0
+    assert [(m["T"], m["remat"]) for m in saved["memory"]] == [(100, False), (100, True)]
+    assert all(m["total_mib"] > 0 for m in saved["memory"])
+
+    text = (tmp_path / "bench.md").read_text()
+    assert saved["machine"]["cpu"] in text
+    assert "| lstm (16, 2, 8, 16) | jaxrnn auto |" in text
+    assert text in capsys.readouterr().out  # the same table on stdout
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_missing_peer_is_skipped_with_a_note(tmp_path, monkeypatch):
+    harness = _harness()
+
+    def missing(*args, **kwargs):
+        raise ImportError("No module named 'torch'")
+
+    monkeypatch.setattr(harness, "PEERS", [("torch", missing)])
+    monkeypatch.setattr(harness, "memory_table", lambda steps: [])
+    harness.main(["--quick", "--repeats", "1", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert not any(row["impl"].startswith("torch") for row in saved["rows"])
+    assert any("torch: skipped" in note for note in saved["notes"])
+    assert "torch: skipped" in (tmp_path / "bench.md").read_text()

@@ -1,0 +1,116 @@
+"""``copy``: the copy (memory) task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016).
+
+A sequence shows ``RECALL`` random symbols from an alphabet of ``SYMBOLS``, then ``length`` blanks whose last
+is a delimiter, then ``RECALL`` blanks during which the model must output the symbols in order. The targets
+are blank everywhere else, so the loss covers every step; the score is the accuracy on the recalled symbols,
+where chance is ``1 / SYMBOLS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxrnn import train
+from jaxrnn.tasks import plots
+from jaxrnn.tasks.base import RunConfig, Task, TaskData
+from jaxrnn.train.models import Model
+
+SYMBOLS = 8
+RECALL = 5
+BLANK, DELIMITER = 0, SYMBOLS + 1
+TRAIN_SIZE = 10_000
+TEST_SIZE = 1_000
+TRAIN_SEED, TEST_SEED = 0, 1
+
+
+def recall_accuracy(logits: jax.Array, labels: jax.Array, mask: Any = None) -> jax.Array:
+    """Accuracy over the steps whose target is a symbol (not blank)."""
+    recalled = labels != BLANK
+    return train.accuracy(logits, labels, recalled if mask is None else mask * recalled)
+
+
+def generate(count: int, delay: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``count`` one-hot input sequences ``(2 RECALL + delay, SYMBOLS + 2)`` and their targets."""
+    steps = 2 * RECALL + delay
+    symbols = rng.integers(1, SYMBOLS + 1, (count, RECALL))
+    tokens = np.full((count, steps), BLANK)
+    tokens[:, :RECALL] = symbols
+    tokens[:, RECALL + delay - 1] = DELIMITER
+    targets = np.full((count, steps), BLANK)
+    targets[:, -RECALL:] = symbols
+    return {
+        "x": np.eye(SYMBOLS + 2, dtype=np.float32)[tokens],
+        "y": targets.astype(np.int32),
+        "lengths": np.full(count, steps, np.int32),
+    }
+
+
+def load(config: RunConfig) -> TaskData:
+    train_set = generate(TRAIN_SIZE, config.length, np.random.default_rng(TRAIN_SEED))
+    test_set = generate(TEST_SIZE, config.length, np.random.default_rng(TEST_SEED))
+    return TaskData(train_set, test_set, SYMBOLS + 2, SYMBOLS + 1)
+
+
+def evaluate(model: Model, params: Any, data: TaskData, config: RunConfig) -> dict[str, float]:
+    """Test cross-entropy, recall accuracy, and the cross-entropy of a model that outputs blanks and then
+    guesses uniformly (no memory)."""
+    result = train.evaluate(
+        model, params, data.test, loss="cross_entropy", metrics={"recall_accuracy": recall_accuracy}
+    )
+    memoryless = RECALL * np.log(SYMBOLS) / (2 * RECALL + config.length)
+    return {
+        "test_loss": result["loss"],
+        "test_recall_accuracy": result["recall_accuracy"],
+        "memoryless_loss": float(memoryless),
+    }
+
+
+def plot(model: Model, params: Any, data: TaskData, config: RunConfig, path: Path) -> None:
+    """Test accuracy at each recall position, and one test sequence with the model's answer."""
+    guesses = train.predict(model, params, data.test["x"])[:, -RECALL:].argmax(-1)
+    truth = data.test["y"][:, -RECALL:]
+    per_position = (guesses == truth).mean(axis=0)
+    fig = plots.figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    ax.bar(np.arange(1, RECALL + 1), per_position, color="tab:blue")
+    ax.axhline(1 / SYMBOLS, color="tab:red", linestyle="--", linewidth=1, label=f"chance (1/{SYMBOLS})")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("recalled symbol")
+    ax.set_ylabel("test accuracy")
+    example = f"e.g. shown {' '.join(map(str, truth[0]))}, recalled {' '.join(map(str, guesses[0]))}"
+    ax.set_title(
+        f"copy, delay {config.length}: recall accuracy {per_position.mean():.1%}\n{example}", fontsize=10
+    )
+    ax.legend(fontsize=8)
+    plots.save(fig, path)
+
+
+def report(metrics: Mapping[str, float], config: RunConfig) -> str:
+    return (
+        f"test recall accuracy {metrics['test_recall_accuracy']:.1%} (chance {1 / SYMBOLS:.1%}); "
+        f"cross-entropy {metrics['test_loss']:.4f} (memoryless {metrics['memoryless_loss']:.4f})"
+    )
+
+
+TASK = Task(
+    name="copy",
+    summary=f"recall {RECALL} symbols after a delay of T steps; accuracy on the recalled symbols",
+    output="sequence",
+    loss="cross_entropy",
+    metrics={"recall_accuracy": recall_accuracy},
+    curve_metric="recall_accuracy",
+    defaults={"cell": "lstm", "hidden": 64, "epochs": 20, "batch_size": 50, "lr": 3e-3, "length": 10},
+    options=("length",),
+    requires=(),
+    causal=False,
+    load=load,
+    evaluate=evaluate,
+    plot=plot,
+    plot_name="recall.png",
+    report=report,
+)

@@ -1,0 +1,506 @@
+"""The ``jaxrnn`` command (also ``python -m jaxrnn``): train and evaluate recurrent networks on bundled tasks,
+and sample from a trained character-level language model.
+
+::
+
+  jaxrnn train                                  # digits row by row, the default task
+  jaxrnn train --task adding --length 100 --cell lstm --out runs/adding
+  jaxrnn evaluate --out runs/adding             # reload the checkpoint and re-evaluate
+  jaxrnn generate --out runs/charlm --prompt "def " --temperature 0.7
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Any, NoReturn
+
+import jax
+import numpy as np
+
+import jaxrnn
+from jaxrnn import train
+from jaxrnn.activations import ELMAN_ACTIVATIONS
+from jaxrnn.dispatch import BACKENDS
+from jaxrnn.tasks import DEFAULT_TASK, TASKS, charlm, digits
+from jaxrnn.tasks import plots as task_plots
+from jaxrnn.tasks.base import (
+    TASK_OPTIONS,
+    TRAINING_DEFAULTS,
+    MissingDependency,
+    RunConfig,
+    Task,
+    TaskData,
+    build_model,
+    require,
+    subset,
+)
+from jaxrnn.train.data import num_batches
+from jaxrnn.train.models import Model
+
+CELLS: tuple[str, ...] = ("elman", "lstm", "gru")
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoint"
+LEARNING_CURVES_FILE = "learning_curves.png"
+GRADIENT_FLOW_FILE = "gradient_flow.png"
+#: How many test sequences the gradient-flow profile averages over.
+PROBE_SIZE = 32
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, ``prog: error: message``, and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive integer")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a non-negative integer")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive number")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a non-negative number")
+    return value
+
+
+def _per_task(setting: str) -> str:
+    """The help text for a default that depends on the task: "gru" or "digits 20, adding 10, ..."."""
+    values = {name: task.defaults[setting] for name, task in TASKS.items() if setting in task.defaults}
+    if len(set(values.values())) == 1:
+        return str(next(iter(values.values())))
+    return "per task: " + ", ".join(f"{name} {value}" for name, value in values.items())
+
+
+def build_parser() -> Parser:
+    """The ``jaxrnn`` argument parser with its ``train``, ``evaluate`` and ``generate`` subcommands."""
+    parser = Parser(
+        prog="jaxrnn",
+        description="Train and evaluate jaxrnn recurrent networks on bundled tasks; every run writes a\n"
+        "metrics JSON, a checkpoint and PNG plots into its --out directory.",
+        epilog="tasks (jaxrnn train --task NAME):\n"
+        + "\n".join(f"  {name:9} {task.summary}" for name, task in TASKS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"jaxrnn {jaxrnn.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,generate}")
+
+    trainer = commands.add_parser(
+        "train",
+        help="train, evaluate and plot a model on a task",
+        description="Train a model on a task, evaluate it on the task's test set, print a short report and "
+        "write metrics.json, a checkpoint and PNG plots (learning curves, the task's plot, the gradient-flow "
+        "profile) into --out. Defaults marked 'per task' depend on --task.",
+    )
+    trainer.add_argument(
+        "--task", choices=list(TASKS), default=DEFAULT_TASK, help="the task (default: %(default)s)"
+    )
+    trainer.add_argument("--cell", choices=CELLS, help=f"the recurrent cell (default: {_per_task('cell')})")
+    trainer.add_argument(
+        "--activation",
+        choices=ELMAN_ACTIVATIONS,
+        help="the Elman cell's activation, only with --cell elman (default: tanh)",
+    )
+    trainer.add_argument(
+        "--hidden", type=positive_int, metavar="N", help=f"units per layer (default: {_per_task('hidden')})"
+    )
+    trainer.add_argument(
+        "--layers", type=positive_int, default=1, metavar="N", help="stacked layers (default: %(default)s)"
+    )
+    trainer.add_argument(
+        "--bidirectional",
+        action="store_true",
+        help="add a backward direction to every layer; not for charlm (default: off)",
+    )
+    budget = trainer.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--epochs",
+        type=positive_int,
+        metavar="N",
+        help=f"passes over the training set (default: {_per_task('epochs')})",
+    )
+    budget.add_argument(
+        "--steps",
+        type=positive_int,
+        metavar="N",
+        help="train for exactly N optimizer steps instead of whole epochs (default: off, use --epochs)",
+    )
+    trainer.add_argument(
+        "--batch-size",
+        type=positive_int,
+        metavar="N",
+        help=f"sequences per step (default: {_per_task('batch_size')})",
+    )
+    trainer.add_argument(
+        "--lr", type=positive_float, metavar="X", help=f"Adam's learning rate (default: {_per_task('lr')})"
+    )
+    trainer.add_argument(
+        "--clip-norm",
+        type=nonnegative_float,
+        default=1.0,
+        metavar="X",
+        help="clip the gradient's global norm to X; 0 turns clipping off (default: %(default)s)",
+    )
+    trainer.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="the recurrence backend; 'auto' runs XLA on CPU and the fused kernel on GPU/TPU "
+        "(default: %(default)s)",
+    )
+    trainer.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        metavar="N",
+        help="seeds the initialisation and the shuffling; the data and its split are fixed "
+        "(default: %(default)s)",
+    )
+    trainer.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="the run directory; a run already there is overwritten (default: runs/TASK)",
+    )
+    trainer.add_argument(
+        "--variant",
+        choices=digits.VARIANTS,
+        help=f"{TASK_OPTIONS['variant']} (default: {_per_task('variant')})",
+    )
+    trainer.add_argument(
+        "--length",
+        type=positive_int,
+        metavar="T",
+        help=f"{TASK_OPTIONS['length']} (default: {_per_task('length')})",
+    )
+    trainer.add_argument(
+        "--horizon",
+        type=positive_int,
+        metavar="H",
+        help=f"{TASK_OPTIONS['horizon']} (default: {_per_task('horizon')})",
+    )
+
+    evaluator = commands.add_parser(
+        "evaluate",
+        help="reload a run's checkpoint and evaluate it again",
+        description="Reload the checkpoint in --out, evaluate it on the task's test set, print the report "
+        "and compare it with the metrics saved at training time.",
+    )
+    evaluator.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs") / DEFAULT_TASK,
+        metavar="DIR",
+        help="the run directory (default: %(default)s)",
+    )
+
+    generator = commands.add_parser(
+        "generate",
+        help="sample text from a trained charlm run",
+        description="Sample text from the character-level language model in --out (a 'train --task charlm' "
+        "run), one character at a time from softmax(logits / temperature).",
+    )
+    generator.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs") / "charlm",
+        metavar="DIR",
+        help="the charlm run directory (default: %(default)s)",
+    )
+    generator.add_argument("--prompt", default="def ", help="the text to continue (default: %(default)r)")
+    generator.add_argument(
+        "--length",
+        type=positive_int,
+        default=300,
+        metavar="N",
+        help="characters to generate (default: %(default)s)",
+    )
+    generator.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=0.8,
+        metavar="X",
+        help="below 1 sharper, above 1 more random (default: %(default)s)",
+    )
+    generator.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        metavar="N",
+        help="the sampling seed (default: %(default)s)",
+    )
+    trainer.set_defaults(run=partial(train_command, parser=trainer))
+    evaluator.set_defaults(run=partial(evaluate_command, parser=evaluator))
+    generator.set_defaults(run=partial(generate_command, parser=generator))
+    return parser
+
+
+def resolve_config(args: argparse.Namespace, task: Task, parser: argparse.ArgumentParser) -> RunConfig:
+    """The run's settings: the given options, the task's defaults for the rest; rejects options that do not
+    apply (one-line error, exit 2)."""
+    for option in TASK_OPTIONS:
+        if getattr(args, option) is not None and option not in task.options:
+            takers = [name for name, t in TASKS.items() if option in t.options]
+            parser.error(
+                f"argument --{option}: applies only to --task {' or '.join(takers)}, not {task.name}"
+            )
+    settings = {name: getattr(args, name) for name in (*TRAINING_DEFAULTS, *task.options)}
+    settings = {name: task.defaults[name] if value is None else value for name, value in settings.items()}
+    if settings.get("length", task.min_length) < task.min_length:
+        parser.error(
+            f"argument --length: got {settings['length']}, expected at least {task.min_length} for "
+            f"{task.name}"
+        )
+    if args.activation is not None and settings["cell"] != "elman":
+        parser.error(f"argument --activation: applies only to --cell elman, not {settings['cell']}")
+    if args.bidirectional and task.causal:
+        parser.error(
+            f"argument --bidirectional: the {task.name} task predicts the next step, so it must not "
+            "see the future"
+        )
+    return RunConfig(
+        task=task.name,
+        activation="tanh" if settings["cell"] == "elman" and args.activation is None else args.activation,
+        layers=args.layers,
+        bidirectional=args.bidirectional,
+        epochs=None if args.steps is not None else settings["epochs"],
+        steps=args.steps,
+        clip_norm=args.clip_norm or None,
+        backend=args.backend,
+        seed=args.seed,
+        **{name: settings[name] for name in settings if name != "epochs"},
+    )
+
+
+def make_optimizer(config: RunConfig):
+    return train.optimizer(config.lr, clip_norm=config.clip_norm)
+
+
+def count_params(params: Any) -> int:
+    return sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def run_fit(
+    task: Task, model: Model, params: Any, data: TaskData, config: RunConfig, checkpoint: Path, key: jax.Array
+) -> train.FitResult:
+    """``jaxrnn.train.fit`` for ``config.epochs`` epochs, or for exactly ``config.steps`` steps: the whole
+    epochs those steps fill, then (resuming from their checkpoint) one short epoch over a seeded random subset
+    of the training set for the remaining steps."""
+    common = dict(
+        loss=task.loss,
+        optimizer=make_optimizer(config),
+        batch_size=config.batch_size,
+        key=key,
+        validation=data.test,
+        metrics=task.metrics,
+        checkpoint_dir=checkpoint,
+        max_to_keep=1,
+        config=asdict(config),
+        progress=sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None,
+    )
+    if config.steps is None:
+        return train.fit(model, params, data.train, epochs=config.epochs, **common)
+    size = len(data.train["x"])
+    full_epochs, rest = divmod(config.steps, num_batches(size, config.batch_size))
+    if full_epochs:
+        result = train.fit(model, params, data.train, epochs=full_epochs, **common)
+    if rest:
+        index = np.random.default_rng(config.seed).permutation(size)[: rest * config.batch_size]
+        result = train.fit(model, params, subset(data.train, index), epochs=full_epochs + 1, **common)
+    return result
+
+
+def gradient_profiles(task: Task, model: Model, before: Any, after: Any, data: TaskData) -> dict[str, Any]:
+    """``‖∂L/∂h_t‖`` of the last layer on the first test sequences, at initialisation and after training."""
+    probe = {name: value[:PROBE_SIZE] for name, value in data.test.items()}
+    return {
+        "at initialisation": train.gradient_flow(model, before, probe, loss=task.loss),
+        "after training": train.gradient_flow(model, after, probe, loss=task.loss),
+    }
+
+
+def describe(task: Task, config: RunConfig, n_params: int) -> str:
+    """The run's model and optimizer in one line."""
+    cell = config.cell + (f"({config.activation})" if config.cell == "elman" else "")
+    layers = f"{config.layers} layer{'s' if config.layers > 1 else ''} x {config.hidden}"
+    direction = ", bidirectional" if config.bidirectional else ""
+    options = "".join(f", {name} {getattr(config, name)}" for name in task.options)
+    budget = f"{config.steps} steps" if config.steps is not None else f"{config.epochs} epochs"
+    clip = f"clip-norm {config.clip_norm}" if config.clip_norm else "no clipping"
+    return (
+        f"{task.name}{options}: {cell}, {layers}{direction}, {n_params:,} params; "
+        f"adam lr {config.lr:g}, {clip}, batch {config.batch_size}, {budget}, seed {config.seed}"
+    )
+
+
+def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    start = time.perf_counter()
+    task = TASKS[args.task]
+    config = resolve_config(args, task, parser)
+    require(task)
+    data = task.load(config)
+    sizes = {name: len(split["x"]) for name, split in (("train", data.train), ("test", data.test))}
+    if config.batch_size > sizes["train"]:
+        parser.error(
+            f"argument --batch-size: got {config.batch_size}, expected at most the {sizes['train']} "
+            f"training sequences of {task.name}"
+        )
+    model = build_model(task, config, data)
+    out = args.out if args.out is not None else Path("runs") / task.name
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    init_key, fit_key = jax.random.split(jax.random.key(config.seed))
+    initial = model.init(init_key, data.input_size)
+    print(describe(task, config, count_params(initial)), flush=True)
+    steps, features = data.train["x"].shape[1:]
+    print(
+        f"data: {sizes['train']} train / {sizes['test']} test sequences of {steps} steps x {features} "
+        "features",
+        flush=True,
+    )
+
+    fit_start = time.perf_counter()
+    result = run_fit(task, model, initial, data, config, (out / CHECKPOINT_DIR).absolute(), fit_key)
+    fit_seconds = time.perf_counter() - fit_start
+    metrics = task.evaluate(model, result.params, data, config)
+
+    title = f"{task.name}: {config.cell} {config.layers}x{config.hidden}"
+    task_plots.learning_curves(
+        result.history, task.loss, task.curve_metric, out / LEARNING_CURVES_FILE, title=title
+    )
+    task.plot(model, result.params, data, config, out / task.plot_name)
+    files = [METRICS_FILE, CHECKPOINT_DIR, LEARNING_CURVES_FILE, task.plot_name]
+    if config.bidirectional:
+        print("gradient flow: not plotted (jaxrnn.train.gradient_flow takes unidirectional networks only)")
+    else:
+        train.plot_gradient_flow(
+            gradient_profiles(task, model, initial, result.params, data),
+            out / GRADIENT_FLOW_FILE,
+            title=f"{title}: ‖∂L/∂h_t‖ on {min(PROBE_SIZE, sizes['test'])} test sequences",
+        )
+        files.append(GRADIENT_FLOW_FILE)
+    record = {
+        "config": asdict(config),
+        "metrics": metrics,
+        "steps": result.step,
+        "epochs_run": len(result.history["loss"]),
+        "fit_seconds": fit_seconds,
+        "wall_seconds": time.perf_counter() - start,
+        "sizes": {**sizes, "input": data.input_size, "output": data.output_size},
+        "history": {name: values.tolist() for name, values in result.history.items()},
+        "files": files,
+        "versions": {"jaxrnn": jaxrnn.__version__, "jax": jax.__version__},
+    }
+    (out / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    print(
+        f"trained {result.step} steps ({record['epochs_run']} epochs) in {fit_seconds:.1f} s; "
+        f"{record['wall_seconds']:.1f} s in all"
+    )
+    print(task.report(metrics, config))
+    for line in task.notes(model, result.params, data, config) if task.notes else ():
+        print(line)
+    print(f"wrote {out}: {', '.join(files)}")
+    return 0
+
+
+def load_run(
+    out: Path, parser: argparse.ArgumentParser
+) -> tuple[Task, RunConfig, dict[str, Any], Model, Any]:
+    """A run's task, config, ``metrics.json`` record, model and trained params."""
+    path = out / METRICS_FILE
+    if not path.is_file():
+        parser.error(
+            f"argument --out: no run in {out} ({METRICS_FILE} not found; train one with --out {out})"
+        )
+    record = json.loads(path.read_text())
+    config = RunConfig(**record["config"])
+    task = TASKS[config.task]
+    require(task)
+    sizes = TaskData({}, {}, record["sizes"]["input"], record["sizes"]["output"])
+    model = build_model(task, config, sizes)
+    template = model.init(jax.random.key(0), sizes.input_size)
+    state = train.TrainState(template, make_optimizer(config).init(template), 0, jax.random.key(0), template)
+    with train.Checkpointer(out / CHECKPOINT_DIR) as checkpointer:
+        state, _ = checkpointer.restore(state)
+    return task, config, record, model, state.params
+
+
+def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    task, config, record, model, params = load_run(args.out, parser)
+    data = task.load(config)
+    print(describe(task, config, count_params(params)))
+    metrics = task.evaluate(model, params, data, config)
+    print(task.report(metrics, config))
+    changed = {
+        name: (record["metrics"][name], value)
+        for name, value in metrics.items()
+        if not math.isclose(value, record["metrics"][name], rel_tol=1e-5, abs_tol=1e-7)
+    }
+    if changed:
+        print(
+            "differs from training time: "
+            + ", ".join(f"{n} {a:.6g} -> {b:.6g}" for n, (a, b) in changed.items())
+        )
+    else:
+        print(f"matches the metrics saved in {args.out / METRICS_FILE}")
+    return 0
+
+
+def generate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    task, config, _, model, params = load_run(args.out, parser)
+    if task.name != charlm.TASK.name:
+        parser.error(f"argument --out: {args.out} holds a {task.name} run; generate needs a charlm run")
+    text = charlm.generate(
+        model, params, args.prompt, args.length, args.temperature, jax.random.key(args.seed)
+    )
+    print(args.prompt + text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``jaxrnn`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except MissingDependency as err:
+        print(f"jaxrnn {args.command}: error: {err}", file=sys.stderr)
+        return 1

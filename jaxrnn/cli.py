@@ -443,15 +443,18 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def load_run(
-    out: Path, parser: argparse.ArgumentParser
+    out: Path, parser: argparse.ArgumentParser, *, needs: str | None = None
 ) -> tuple[Task, RunConfig, dict[str, Any], Model, Any]:
-    """A run's task, config, ``metrics.json`` record, model and trained params."""
+    """A run's task, config, ``metrics.json`` record, model and trained params; with ``needs``, a usage
+    error unless the run is of that task."""
     path = out / METRICS_FILE
     if not path.is_file():
         parser.error(
             f"argument --out: no run in {out} ({METRICS_FILE} not found; train one with --out {out})"
         )
     record = json.loads(path.read_text())
+    if needs is not None and record["config"]["task"] != needs:
+        parser.error(f"argument --out: {out} holds a {record['config']['task']} run, expected a {needs} run")
     config = RunConfig(**record["config"])
     task = TASKS[config.task]
     require(task)
@@ -476,19 +479,15 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         if not math.isclose(value, record["metrics"][name], rel_tol=1e-5, abs_tol=1e-7)
     }
     if changed:
-        print(
-            "differs from training time: "
-            + ", ".join(f"{n} {a:.6g} -> {b:.6g}" for n, (a, b) in changed.items())
-        )
+        differences = ", ".join(f"{name} {saved:.6g} -> {now:.6g}" for name, (saved, now) in changed.items())
+        print(f"differs from the metrics saved at training time: {differences}")
     else:
         print(f"matches the metrics saved in {args.out / METRICS_FILE}")
     return 0
 
 
 def generate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    task, config, _, model, params = load_run(args.out, parser)
-    if task.name != charlm.TASK.name:
-        parser.error(f"argument --out: {args.out} holds a {task.name} run; generate needs a charlm run")
+    _, _, _, model, params = load_run(args.out, parser, needs=charlm.TASK.name)
     text = charlm.generate(
         model, params, args.prompt, args.length, args.temperature, jax.random.key(args.seed)
     )

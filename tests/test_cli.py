@@ -1,0 +1,163 @@
+"""The ``jaxrnn`` command line: help texts, one-line usage errors with exit code 2, missing optional
+dependencies. The tasks' end-to-end runs are in test_tasks_*.py, which use the helpers defined here."""
+
+import contextlib
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxrnn import cli
+from jaxrnn.tasks import TASKS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_cli(argv: list[str]) -> str:
+    """Runs ``jaxrnn argv`` in-process; returns its stdout (it must exit 0)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main([str(arg) for arg in argv]) == 0
+    return out.getvalue()
+
+
+def assert_png(path: Path) -> None:
+    """``path`` is a PNG file with a drawing in it (a blank figure compresses to a few kB)."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path
+    assert len(data) > 8_000, (path, len(data))
+
+
+def assert_run_files(out: Path, plot_name: str, *, gradient_flow: bool = True) -> dict:
+    """The files every train run writes; returns the metrics record."""
+    record = json.loads((out / cli.METRICS_FILE).read_text())
+    names = ["learning_curves.png", plot_name] + (["gradient_flow.png"] if gradient_flow else [])
+    for name in names:
+        assert_png(out / name)
+    assert (out / "gradient_flow.png").exists() == gradient_flow
+    assert record["files"] == ["metrics.json", "checkpoint", *names]
+    assert any((out / "checkpoint").iterdir())
+    return record
+
+
+def help_text(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_python_m_jaxrnn_help_lists_the_commands_and_tasks():
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxrnn", "--help"], capture_output=True, text=True, check=True
+    )
+    for word in ("train", "evaluate", "generate", *TASKS):
+        assert word in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command, options",
+    [
+        (
+            "train",
+            [
+                "--task",
+                "--cell",
+                "--activation",
+                "--hidden",
+                "--layers",
+                "--bidirectional",
+                "--epochs",
+                "--steps",
+                "--batch-size",
+                "--lr",
+                "--clip-norm",
+                "--backend",
+                "--seed",
+                "--out",
+                "--variant",
+                "--length",
+                "--horizon",
+            ],
+        ),
+        ("evaluate", ["--out"]),
+        ("generate", ["--out", "--prompt", "--length", "--temperature", "--seed"]),
+    ],
+)
+def test_every_option_is_listed_with_its_default(capsys, command, options):
+    text = help_text(capsys, [command, "--help"])
+    blocks = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
+    described = {block.split()[0].rstrip(","): " ".join(block.split()) for block in blocks if block.strip()}
+    assert set(described) == {"-h", *options}
+    for option in options:
+        assert "(default: " in described[option], described[option]
+
+
+def test_per_task_defaults_are_spelled_out(capsys):
+    text = " ".join(help_text(capsys, ["train", "--help"]).split())
+    assert "digits gru" in text and "charlm lstm" in text
+    assert "(default: digits)" in text
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["train", "--hidden", "-3"], "--hidden"),
+        (["train", "--hidden", "x"], "--hidden"),
+        (["train", "--task", "mnist"], "--task"),
+        (["train", "--cell", "rnn"], "--cell"),
+        (["train", "--backend", "cuda"], "--backend"),
+        (["train", "--lr", "0"], "--lr"),
+        (["train", "--clip-norm", "-1"], "--clip-norm"),
+        (["train", "--epochs", "3", "--steps", "3"], "--steps"),
+        (["train", "--task", "adding", "--variant", "pixel"], "--variant"),
+        (["train", "--horizon", "3"], "--horizon"),
+        (["train", "--cell", "lstm", "--activation", "relu"], "--activation"),
+        (["train", "--task", "charlm", "--bidirectional"], "--bidirectional"),
+        (["train", "--task", "adding", "--length", "1"], "--length"),
+        (["train", "--batch-size", "5000"], "--batch-size"),
+        (["train", "--no-such-option"], "--no-such-option"),
+        (["generate", "--temperature", "0"], "--temperature"),
+        (["evaluate", "--out", "no/such/run"], "--out"),
+        (["fly"], "fly"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line_naming_the_option(capsys, tmp_path, argv, option):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, *(["--out", str(tmp_path)] if argv[0] == "train" else [])])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("jaxrnn"), captured.err
+    assert option in captured.err and "error" in captured.err
+
+
+def test_generate_rejects_a_run_of_another_task(capsys, tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"task": "digits"}}))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["generate", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "holds a digits run, expected a charlm run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "task, module, distribution",
+    [
+        ("digits", "sklearn", "scikit-learn"),
+        ("sunspots", "statsmodels", "statsmodels"),
+        ("adding", "matplotlib", "matplotlib"),
+    ],
+)
+def test_a_missing_optional_dependency_names_the_extra(
+    capsys, monkeypatch, tmp_path, task, module, distribution
+):
+    monkeypatch.setitem(sys.modules, module, None)
+    assert cli.main(["train", "--task", task, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"the {task} task needs {distribution}" in err and "pip install 'jaxrnn[examples]'" in err
+    assert not any(tmp_path.iterdir())

@@ -349,13 +349,10 @@ def run_fit(
     return result
 
 
-def gradient_profiles(task: Task, model: Model, before: Any, after: Any, data: TaskData) -> dict[str, Any]:
-    """``‖∂L/∂h_t‖`` of the last layer on the first test sequences, at initialisation and after training."""
+def gradient_profile(task: Task, model: Model, params: Any, data: TaskData) -> np.ndarray:
+    """``‖∂L/∂h_t‖`` of the last layer's hidden state over the first test sequences."""
     probe = {name: value[:PROBE_SIZE] for name, value in data.test.items()}
-    return {
-        "at initialisation": train.gradient_flow(model, before, probe, loss=task.loss),
-        "after training": train.gradient_flow(model, after, probe, loss=task.loss),
-    }
+    return train.gradient_flow(model, params, probe, loss=task.loss)
 
 
 def describe(task: Task, config: RunConfig, n_params: int) -> str:
@@ -413,7 +410,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         print("gradient flow: not plotted (jaxrnn.train.gradient_flow takes unidirectional networks only)")
     else:
         train.plot_gradient_flow(
-            gradient_profiles(task, model, initial, result.params, data),
+            {"trained model": gradient_profile(task, model, result.params, data)},
             out / GRADIENT_FLOW_FILE,
             title=f"{title}: ‖∂L/∂h_t‖ on {min(PROBE_SIZE, sizes['test'])} test sequences",
         )

@@ -84,21 +84,19 @@ def evaluate(model: Model, params: Any, data: TaskData, config: RunConfig) -> di
 
 def generate(model: Model, params: Any, prompt: str, length: int, temperature: float, key: jax.Array) -> str:
     """``length`` characters continuing ``prompt`` (a newline when empty), each drawn from
-    ``softmax(logits / temperature)``."""
-    onehot = np.eye(len(VOCABULARY), dtype=np.float32)
-
-    @jax.jit
-    def step(params, x, carries, key):
-        logits, carries = model.apply(params, x, carries)
-        return jax.random.categorical(key, logits[:, -1] / temperature), carries
-
-    keys = jax.random.split(key, length)
-    char, carries = step(params, onehot[encode(prompt or "\n")][None], None, keys[0])
-    chars = [char]
-    for k in keys[1:]:
-        char, carries = step(params, jnp.asarray(onehot)[char][None], carries, k)
-        chars.append(char)
-    return decode(np.concatenate([np.asarray(c) for c in chars]))
+    ``softmax(logits / temperature)``. The prompt is fed one character at a time too, so one compiled step
+    serves the whole loop."""
+    onehot = jnp.eye(len(VOCABULARY))
+    step = jax.jit(model.apply)
+    carries = model.initial_carries(1)
+    for char in encode(prompt or "\n"):
+        logits, carries = step(params, onehot[None, None, char], carries)
+    chars = []
+    for k in jax.random.split(key, length):
+        char = jax.random.categorical(k, logits[0, -1] / temperature)
+        chars.append(int(char))
+        logits, carries = step(params, onehot[None, None, char], carries)
+    return decode(chars)
 
 
 def plot(model: Model, params: Any, data: TaskData, config: RunConfig, path: Path) -> None:

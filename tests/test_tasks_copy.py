@@ -1,0 +1,57 @@
+"""copy: the generated sequences, the recall metric, and a tiny run end to end."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_cli import assert_run_files, run_cli
+
+from jaxrnn.tasks import copy
+
+
+def test_sequences_show_symbols_then_a_delimiter_and_ask_for_them_back():
+    data = copy.generate(50, 4, np.random.default_rng(0))
+    tokens = data["x"].argmax(-1)
+    recall = copy.RECALL
+    assert data["x"].shape == (50, 2 * recall + 4, copy.SYMBOLS + 2)
+    assert ((tokens[:, :recall] >= 1) & (tokens[:, :recall] <= copy.SYMBOLS)).all()
+    np.testing.assert_array_equal(tokens[:, recall + 3], copy.DELIMITER)
+    assert (np.delete(tokens[:, recall:], 3, axis=1) == copy.BLANK).all()
+    np.testing.assert_array_equal(data["y"][:, -recall:], tokens[:, :recall])
+    assert (data["y"][:, :-recall] == copy.BLANK).all()
+
+
+def test_recall_accuracy_ignores_the_blank_steps():
+    labels = jnp.array([[0, 0, 3, 5]])
+    right_symbols_wrong_blanks = jnp.eye(copy.SYMBOLS + 1)[jnp.array([[7, 7, 3, 5]])]
+    right_blanks_wrong_symbols = jnp.eye(copy.SYMBOLS + 1)[jnp.array([[0, 0, 1, 5]])]
+    assert copy.recall_accuracy(right_symbols_wrong_blanks, labels) == 1.0
+    assert copy.recall_accuracy(right_blanks_wrong_symbols, labels) == 0.5
+    assert copy.recall_accuracy(right_blanks_wrong_symbols, labels, jnp.array([[1, 1, 1, 0]])) == 0.0
+
+
+def test_train_writes_recall_metrics_and_plots(tmp_path):
+    stdout = run_cli(
+        [
+            "train",
+            "--task",
+            "copy",
+            "--length",
+            3,
+            "--cell",
+            "gru",
+            "--hidden",
+            8,
+            "--steps",
+            2,
+            "--out",
+            tmp_path,
+        ]
+    )
+    record = assert_run_files(tmp_path, "recall.png")
+    metrics = record["metrics"]
+    assert 0.0 <= metrics["test_recall_accuracy"] <= 1.0
+    assert metrics["memoryless_loss"] == pytest.approx(
+        copy.RECALL * np.log(copy.SYMBOLS) / (2 * copy.RECALL + 3)
+    )
+    assert record["sizes"]["input"] == copy.SYMBOLS + 2 and record["steps"] == 2
+    assert "test recall accuracy" in stdout

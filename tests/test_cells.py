@@ -146,7 +146,7 @@ def test_check_grads_through_scan_float64(name):
             ys, final = jaxrnn.scan(cell, params, xs, carry, backend="xla")
             return jnp.sum(ys**2) + sum(jnp.sum(c) for c in jax.tree_util.tree_leaves(final))
 
-        check_grads(jax.jit(loss), (params, xs, carry), order=2, modes=("fwd", "rev"), eps=1e-4)
+        check_grads(jax.jit(loss), (params, xs, carry), order=2, modes=("rev",), eps=1e-4)
 
 
 @pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru"])

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 import jax
 import numpy as np
+import optax
 
 import jaxrnn
 from jaxrnn import train
@@ -311,7 +312,7 @@ def resolve_config(args: argparse.Namespace, task: Task, parser: argparse.Argume
     )
 
 
-def make_optimizer(config: RunConfig):
+def make_optimizer(config: RunConfig) -> optax.GradientTransformation:
     return train.optimizer(config.lr, clip_norm=config.clip_norm)
 
 
@@ -386,17 +387,17 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     init_key, fit_key = jax.random.split(jax.random.key(config.seed))
-    initial = model.init(init_key, data.input_size)
-    print(describe(task, config, count_params(initial)), flush=True)
+    params = model.init(init_key, data.input_size)
+    print(describe(task, config, count_params(params)), flush=True)
     steps, features = data.train["x"].shape[1:]
     print(
-        f"data: {sizes['train']} train / {sizes['test']} test sequences of {steps} steps x {features} "
-        "features",
+        f"data: {sizes['train']} train / {sizes['test']} test sequences, (steps, features) = ({steps}, "
+        f"{features})",
         flush=True,
     )
 
     fit_start = time.perf_counter()
-    result = run_fit(task, model, initial, data, config, (out / CHECKPOINT_DIR).absolute(), fit_key)
+    result = run_fit(task, model, params, data, config, (out / CHECKPOINT_DIR).absolute(), fit_key)
     fit_seconds = time.perf_counter() - fit_start
     metrics = task.evaluate(model, result.params, data, config)
 

@@ -429,8 +429,9 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         "versions": {"jaxrnn": jaxrnn.__version__, "jax": jax.__version__},
     }
     (out / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    epochs = f"{record['epochs_run']} epoch{'s' if record['epochs_run'] > 1 else ''}"
     print(
-        f"trained {result.step} steps ({record['epochs_run']} epochs) in {fit_seconds:.1f} s; "
+        f"trained {result.step} steps ({epochs}) in {fit_seconds:.1f} s; "
         f"{record['wall_seconds']:.1f} s in all"
     )
     print(task.report(metrics, config))

@@ -29,7 +29,10 @@ def copy_params(module, kind, num_layers, bidirectional):
         entry = {}
         for direction in directions:
             suffix = f"_l{layer}" + ("_reverse" if direction == "backward" else "")
-            get = lambda name: jnp.asarray(getattr(module, name + suffix).detach().numpy())  # noqa: E731
+
+            def get(name, suffix=suffix):
+                return jnp.asarray(getattr(module, name + suffix).detach().numpy())
+
             p = {"w_x": get("weight_ih").T, "w_h": get("weight_hh").T}
             if kind == "gru":
                 p.update(b_x=get("bias_ih"), b_h=get("bias_hh"))
@@ -48,7 +51,10 @@ def torch_grads_as_params(module, kind, num_layers, bidirectional):
         entry = {}
         for direction in directions:
             suffix = f"_l{layer}" + ("_reverse" if direction == "backward" else "")
-            get = lambda name: getattr(module, name + suffix).grad.numpy()  # noqa: E731
+
+            def get(name, suffix=suffix):
+                return getattr(module, name + suffix).grad.numpy()
+
             g = {"w_x": get("weight_ih").T, "w_h": get("weight_hh").T}
             if kind == "gru":
                 g.update(b_x=get("bias_ih"), b_h=get("bias_hh"))

@@ -40,7 +40,7 @@ def test_wheel_ships_kernels_inside_jaxrnn(tmp_path):
     )
     (wheel,) = tmp_path.glob("jaxrnn-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for package in ("jaxrnn", "jaxrnn/interop", "jaxrnn/kernels", "jaxrnn/train"):
+    for package in ("jaxrnn", "jaxrnn/interop", "jaxrnn/kernels", "jaxrnn/tasks", "jaxrnn/train"):
         assert f"{package}/__init__.py" in names
     assert not any(name.startswith("kernels/") for name in names)
     target = tmp_path / "site"

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxrnn import activations
@@ -85,30 +86,30 @@ def _elman(cell: Cell) -> _Spec:
 
 
 def _lstm(cell: Cell) -> _Spec:
+    H = cell.hidden_size
+    # Gate-fused layout: one tanh over all 4H columns, sigmoid(z) = (1 + tanh(z / 2)) / 2 for i, f, o.
+    is_g = np.arange(4 * H) // H == 2
+    scale = np.where(is_g, 1.0, 0.5).astype(np.float32)
+    shift = np.where(is_g, 0.0, 0.5).astype(np.float32)
+
     def weights(params):
         return {"w_h": params["w_h"]}
 
     def forward(w, carry, xp_t):
         h, c = carry
         z = xp_t + h @ w["w_h"]
-        zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
-        i, f, g, o = jax.nn.sigmoid(zi), jax.nn.sigmoid(zf), jnp.tanh(zg), jax.nn.sigmoid(zo)
+        gates = jnp.tanh(z * scale.astype(z.dtype)) * scale.astype(z.dtype) + shift.astype(z.dtype)
+        i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
         c = f * c + i * g
-        return (o * jnp.tanh(c), c), (i, f, g, o)
+        return (o * jnp.tanh(c), c), gates
 
     def backward(w, grad, gates, cur, prev):
-        (gh, gc), (i, f, g, o), (_, c), (_, c_prev) = grad, gates, cur, prev
+        (gh, gc), (_, c), (_, c_prev) = grad, cur, prev
+        i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
         tc = jnp.tanh(c)
         dc = gc + gh * o * (1.0 - tc * tc)
-        dz = jnp.concatenate(
-            [
-                dc * g * i * (1.0 - i),
-                dc * c_prev * f * (1.0 - f),
-                dc * i * (1.0 - g * g),
-                gh * tc * o * (1.0 - o),
-            ],
-            axis=-1,
-        )
+        upstream = jnp.concatenate([dc * g, dc * c_prev, dc * i, gh * tc], axis=-1)
+        dz = upstream * jnp.where(is_g, 1.0 - gates * gates, gates * (1.0 - gates))
         return (dz @ w["w_h"].T, dc * f), dz, None
 
     def weight_grads(w, prev, res, dxp, extra):
@@ -236,7 +237,17 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
 
     @jax.custom_vjp
     def recur(w, xp, carry0, mask):
-        return forward(w, xp, carry0, mask)[0]
+        """The forward pass alone: no residuals are stored."""
+
+        def body(carry, inputs):
+            xp_t, mask_t = inputs
+            new, _ = spec.forward(w, carry, xp_t)
+            if mask_t is not None:
+                new = _hold(mask_t, new, carry)
+            return new, _h(new)
+
+        final, hs = lax.scan(body, carry0, (xp, mask), reverse=reverse, unroll=unroll)
+        return hs, final
 
     recur.defvjp(forward, backward)
     return recur

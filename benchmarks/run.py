@@ -2,7 +2,7 @@
 
 One command, one process, the same weights and inputs for every implementation::
 
-    python benchmarks/run.py            # the full run (a few minutes on 2 CPU cores)
+    python benchmarks/run.py            # the full run (about 5 minutes on 2 idle CPU cores)
     python benchmarks/run.py --quick    # one small config: checks that everything runs and writes its files
 
 Every implementation must agree with jaxrnn's reference on the outputs, the loss and the input gradient
@@ -240,15 +240,12 @@ def flax_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
                 return x
 
         model = Stack()
-        variables = {
-            "params": {
-                f"Bidirectional_{i}": {
-                    "forward_rnn": {"cell": flax_params(layer["forward"])},
-                    "backward_rnn": {"cell": flax_params(layer["backward"])},
-                }
-                for i, layer in enumerate(net_params)
-            }
-        }
+        # cells made inside a compact module are named after it: <Cell>_0 (layer 0 forward), <Cell>_1, ...
+        name = make.__name__
+        variables = {"params": {}}
+        for i, layer in enumerate(net_params):
+            variables["params"][f"{name}_{2 * i}"] = flax_params(layer["forward"])
+            variables["params"][f"{name}_{2 * i + 1}"] = flax_params(layer["backward"])
     return _jax_impl("flax", model.apply, variables, xs)
 
 
@@ -331,6 +328,8 @@ def build(wl: Workload) -> tuple[list[Impl], list[str]]:
             impls.append(make(wl, net_params, xs))
         except ImportError as error:
             notes.append(f"{lib}: skipped ({error})")
+        except Exception as error:  # a peer that cannot run this workload must not stop the others
+            notes.append(f"{lib}: failed to build ({type(error).__name__}: {error})")
     return impls, notes
 
 
@@ -339,19 +338,26 @@ def _rel_err(a: Any, b: Any) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-def run_workload(wl: Workload, repeats: int, tol: float, progress: Any) -> dict[str, Any]:
-    """Checks agreement, compiles, then times ``wl``'s implementations in alternating rounds."""
+def run_workload(wl: Workload, repeats: int, budget_s: float, tol: float, progress: Any) -> dict[str, Any]:
+    """Checks agreement, compiles, then times ``wl``'s implementations in alternating rounds.
+
+    Rounds stop after ``repeats``, or once ``budget_s`` seconds of rounds have run (at least 3 rounds).
+    """
     impls, notes = build(wl)
     results: dict[str, Result] = {}
     reference = None
     for impl in impls:
         result = Result(impl.name)
-        start = time.perf_counter()
-        ys = np.asarray(impl.forward())
-        result.compile_s["fwd"] = time.perf_counter() - start
-        start = time.perf_counter()
-        loss, dxs = impl.backward()
-        result.compile_s["fwd+bwd"] = time.perf_counter() - start
+        try:
+            start = time.perf_counter()
+            ys = np.asarray(impl.forward())
+            result.compile_s["fwd"] = time.perf_counter() - start
+            start = time.perf_counter()
+            loss, dxs = impl.backward()
+            result.compile_s["fwd+bwd"] = time.perf_counter() - start
+        except Exception as error:  # as above: note it and go on
+            notes.append(f"{impl.name}: failed ({type(error).__name__}: {error})")
+            continue
         if reference is None:
             reference = (ys, float(loss), np.asarray(dxs))
         result.max_rel_err = max(
@@ -365,7 +371,11 @@ def run_workload(wl: Workload, repeats: int, tol: float, progress: Any) -> dict[
             impl.forward(), impl.backward()  # warm up
             results[impl.name] = result
     timed = [impl for impl in impls if impl.name in results]
-    for _ in range(repeats):
+    start_rounds = time.perf_counter()
+    for done in range(repeats):
+        if done >= 3 and time.perf_counter() - start_rounds > budget_s:
+            progress.update(repeats - done)
+            break
         for impl in timed:
             for workload, fn in (("fwd", impl.forward), ("fwd+bwd", impl.backward)):
                 start = time.perf_counter()
@@ -414,7 +424,8 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], notes: list[str],
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"Matmul peak (float32, {info['peak']['n']}³): XLA {info['peak']['xla_gflops']:.1f} GFLOP/s, "
         f"numpy {info['peak']['numpy_gflops']:.1f} GFLOP/s; % of peak below uses the larger.",
-        f"Median of {info['repeats']} rounds (implementations alternate within a round); ms (min–max). "
+        f"Median of up to {info['repeats']} rounds (fewer where {info['budget_s']:.0f} s of rounds ran out; "
+        "at least 3; implementations alternate within a round); ms (min–max). "
         "Ratio: to the best implementation; vs peer: to the best non-jaxrnn one.",
         "",
         "| workload | impl | fwd ms | ratio | vs peer | GFLOP/s | % peak | fwd+bwd ms | ratio | vs peer | "
@@ -527,11 +538,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="one small config, few repeats (a smoke test)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per workload (default 10)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="result folder")
+    parser.add_argument(
+        "--budget", type=float, default=10.0, help="seconds of timed rounds per workload (at least 3 rounds)"
+    )
     parser.add_argument("--tol", type=float, default=2e-4, help="max relative error vs jaxrnn to be timed")
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 10)
     cases = workloads(args.quick)
-    info = {"machine": machine(), "repeats": repeats, "quick": args.quick}
+    info = {"machine": machine(), "repeats": repeats, "budget_s": args.budget, "quick": args.quick}
     info["peak"] = matmul_peak(512 if args.quick else 2048)
     peak = max(info["peak"]["xla_gflops"], info["peak"]["numpy_gflops"])
     try:
@@ -542,7 +556,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         progress = type("NoProgress", (), {"update": lambda self, n: None, "close": lambda self: None})()
     rows, notes = [], []
     for wl in cases:
-        run = run_workload(wl, repeats, args.tol, progress)
+        run = run_workload(wl, repeats, args.budget, args.tol, progress)
         rows += summarize(run, peak)
         notes += [f"{wl.label}: {n}" for n in run["notes"]]
     progress.close()

@@ -75,7 +75,7 @@ def test_values_and_grads_match_reference_float64(name):
                 assert np.all(np.asarray(result[0][1][0])[~np.asarray(masks[kind])] == 0)
 
 
-@pytest.mark.parametrize("name", list(FAST_CELLS))
+@pytest.mark.parametrize("name", ["elman_relu", "elman_prelu", "lstm", "gru", "gru_reset_before"])
 def test_check_grads_on_the_custom_vjp(name):
     with jax.enable_x64(True):
         cell = FAST_CELLS[name](3)

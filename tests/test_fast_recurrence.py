@@ -25,13 +25,11 @@ def _inputs(cell, steps, batch, input_size, dtype, seed=0):
     return params, xs, carry
 
 
-def _loss(recurrence, cell, mask, reverse, unroll=1):
+def _loss(recurrence, cell, mask, reverse):
     """A scalar that depends on every output and the final carry, as a function of (params, xs, carry)."""
 
     def loss(params, xs, carry):
-        hs, final = recurrence(
-            cell, params, cell.project(params, xs), carry, mask, reverse=reverse, unroll=unroll
-        )
+        hs, final = recurrence(cell, params, cell.project(params, xs), carry, mask, reverse=reverse)
         leaves = jax.tree_util.tree_leaves(final)
         return jnp.sum(jnp.sin(hs)) + sum(jnp.sum(jnp.cos(1.5 * leaf)) for leaf in leaves), (hs, final)
 
@@ -101,16 +99,6 @@ def test_odd_shapes_float32(name, shape):
     params, xs, carry = _inputs(cell, *shape, jnp.float32)
     want, got = jax.jit(
         lambda *a: [_loss(rec, cell, None, False)(*a) for rec in (scan_recurrence, fast_recurrence)]
-    )(params, xs, carry)
-    _assert_close(got, want, rtol=2e-5, atol=2e-5)
-
-
-def test_unroll_gives_the_same_values_and_grads():
-    cell = jaxrnn.lstm(8)
-    params, xs, carry = _inputs(cell, 5, 2, 3, jnp.float32)
-    mask = _masks(5, 2)["lengths"]
-    want, got = jax.jit(
-        lambda *a: [_loss(rec, cell, mask, True, unroll=2)(*a) for rec in (scan_recurrence, fast_recurrence)]
     )(params, xs, carry)
     _assert_close(got, want, rtol=2e-5, atol=2e-5)
 

@@ -105,8 +105,10 @@ def test_clipping_bounds_the_update_norm(profiles):
         assert float(metrics["grad_norm"]) > 1e2
         if bounded:
             assert float(metrics["update_norm"]) <= lr * 1.0 * (1 + 1e-5)
-        else:
+        elif np.isfinite(metrics["grad_norm"]):
             np.testing.assert_allclose(metrics["update_norm"], lr * metrics["grad_norm"], rtol=1e-5)
+        else:  # the unclipped norm overflowed float32: the update is still far past the clip bound
+            assert float(metrics["update_norm"]) > 1e2 * lr
 
 
 def test_plot_writes_a_png(profiles, tmp_path):

@@ -134,7 +134,7 @@ def test_identity_recurrent_init_gives_the_irnn():
     np.testing.assert_array_equal(params["w_h"], 0.5 * np.eye(5))
 
 
-@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("name", ["elman_tanh", "elman_prelu", "lstm", "gru", "gru_reset_before"])
 def test_check_grads_through_scan_float64(name):
     with jax.enable_x64(True):
         cell = CELLS[name](3)

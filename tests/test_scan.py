@@ -98,8 +98,9 @@ def test_reverse_equals_flipping(name):
     assert_trees_close(final, flipped_final)
 
 
-@pytest.mark.parametrize("name", KINDS)
-@pytest.mark.parametrize("remat", [True, 3])
+@pytest.mark.parametrize(
+    ("name", "remat"), [(name, True) for name in KINDS] + [("lstm", 3), ("gru_reset_before", 4)]
+)
 def test_remat_gives_the_same_values_and_gradients(name, remat):
     cell, params, xs, carry = setup(name, steps=10)
     lengths = jnp.array([10, 4, 7])
@@ -171,9 +172,18 @@ def test_no_batch_dims_and_vmap(name):
 
 
 @pytest.mark.parametrize(
-    ("batch", "steps", "input_size", "hidden"), [(1, 5, 3, 4), (2, 1, 3, 4), (2, 4, 3, 1), (1, 1, 9, 37)]
+    ("name", "batch", "steps", "input_size", "hidden"),
+    [
+        ("elman_tanh", 1, 5, 3, 4),
+        ("lstm", 1, 5, 3, 4),
+        ("gru_reset_before", 2, 1, 3, 4),
+        ("lstm", 2, 1, 3, 4),
+        ("elman_tanh", 2, 4, 3, 1),
+        ("gru", 2, 4, 3, 1),
+        ("lstm", 1, 1, 9, 37),
+        ("gru_reset_before", 1, 1, 9, 37),
+    ],
 )
-@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru_reset_before"])
 def test_odd_shapes(name, batch, steps, input_size, hidden):
     cell, params, xs, carry = setup(name, (batch,), steps, input_size, hidden)
     ys, final = jaxrnn.scan(cell, params, xs, carry)

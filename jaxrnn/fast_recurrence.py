@@ -44,6 +44,7 @@ class _Spec(NamedTuple):
     forward: Callable
     backward: Callable
     weight_grads: Callable
+    split: Callable[[Array], Any] = lambda xp: xp
 
 
 def _h(carry: Any) -> Array:
@@ -101,15 +102,22 @@ def _lstm(cell: Cell) -> _Spec:
         gates = jnp.tanh(z * scale.astype(z.dtype)) * scale.astype(z.dtype) + shift.astype(z.dtype)
         i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
         c = f * c + i * g
-        return (o * jnp.tanh(c), c), gates
+        return (o * jnp.tanh(c), c), (i, f, g, o)
 
     def backward(w, grad, gates, cur, prev):
         (gh, gc), (_, c), (_, c_prev) = grad, cur, prev
-        i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
+        i, f, g, o = gates
         tc = jnp.tanh(c)
         dc = gc + gh * o * (1.0 - tc * tc)
-        upstream = jnp.concatenate([dc * g, dc * c_prev, dc * i, gh * tc], axis=-1)
-        dz = upstream * jnp.where(is_g, 1.0 - gates * gates, gates * (1.0 - gates))
+        dz = jnp.concatenate(
+            [
+                dc * g * i * (1.0 - i),
+                dc * c_prev * f * (1.0 - f),
+                dc * i * (1.0 - g * g),
+                gh * tc * o * (1.0 - o),
+            ],
+            axis=-1,
+        )
         return (dz @ w["w_h"].T, dc * f), dz, None
 
     def weight_grads(w, prev, res, dxp, extra):
@@ -127,7 +135,7 @@ def _gru(cell: Cell) -> _Spec:
     def forward(w, h, xp_t):
         w_h, b_h = w["w_h"], w["b_h"]
         H = h.shape[-1]
-        xr, xu, xn = jnp.split(xp_t, 3, axis=-1)
+        xr, xu, xn = xp_t
         if reset_after:
             hr, hu, hn = jnp.split(h @ w_h + b_h, 3, axis=-1)
             r, u = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xu + hu)
@@ -166,7 +174,12 @@ def _gru(cell: Cell) -> _Spec:
         w_n = _rows(res[0] * prev, dxp[..., 2 * H :])
         return {"w_h": jnp.concatenate([w_rz, w_n], axis=-1), "b_h": jnp.sum(dxp, axis=(0, 1))}
 
-    return _Spec(weights, forward, backward, weight_grads)
+    def split(xp):
+        # Gate blocks cut once outside the loop: slicing each step's xp_t inside it doubles the
+        # forward time on XLA CPU (benchmarks/NOTES.md).
+        return tuple(jnp.split(xp, 3, axis=-1))
+
+    return _Spec(weights, forward, backward, weight_grads, split)
 
 
 _SPECS: dict[str, Callable[[Cell], _Spec]] = {"elman": _elman, "lstm": _lstm, "gru": _gru}
@@ -212,7 +225,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
                 new = _hold(mask_t, new, carry)
             return new, (new, res)
 
-        final, (carries, res) = lax.scan(body, carry0, (xp, mask), reverse=reverse, unroll=unroll)
+        final, (carries, res) = lax.scan(body, carry0, (spec.split(xp), mask), reverse=reverse, unroll=unroll)
         return (_h(carries), final), (w, carry0, mask, carries, res)
 
     def backward(saved, cotangents):
@@ -246,7 +259,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
                 new = _hold(mask_t, new, carry)
             return new, _h(new)
 
-        final, hs = lax.scan(body, carry0, (xp, mask), reverse=reverse, unroll=unroll)
+        final, hs = lax.scan(body, carry0, (spec.split(xp), mask), reverse=reverse, unroll=unroll)
         return hs, final
 
     recur.defvjp(forward, backward)

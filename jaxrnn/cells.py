@@ -77,11 +77,34 @@ def _zeros_carry(hidden_size: int, count: int) -> Callable[..., Carry]:
     return initial_carry
 
 
-def _step_from(project, recur_step) -> Callable[[Params, Carry, Array], tuple[Carry, Array]]:
+def _built_cell(
+    kind: str, hidden_size: int, carry_count: int, init, param_shapes, project, recur_step, options
+):
+    """A built-in :class:`Cell` whose ``step`` is ``recur_step`` after ``project``."""
+
     def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         return recur_step(params, carry, project(params, x))
 
-    return step
+    return Cell(
+        init=init,
+        initial_carry=_zeros_carry(hidden_size, carry_count),
+        step=step,
+        project=project,
+        recur_step=recur_step,
+        param_shapes=param_shapes,
+        kind=kind,
+        hidden_size=hidden_size,
+        options=options,
+    )
+
+
+def _projection(bias: str, compute_dtype: Any) -> Callable[[Params, Array], Array]:
+    """``project(params, xs) = xs w_x + params[bias]``."""
+
+    def project(params: Params, xs: Array) -> Array:
+        return _matmul(xs, params["w_x"], compute_dtype) + params[bias]
+
+    return project
 
 
 def _masked(h: Array, h_mask: Array | None) -> Array:
@@ -156,8 +179,7 @@ def elman(
             params["alpha"] = jnp.full((hidden_size,), prelu_init, dtype)
         return params
 
-    def project(params: Params, xs: Array) -> Array:
-        return _matmul(xs, params["w_x"], compute_dtype) + params["b"]
+    project = _projection("b", compute_dtype)
 
     def recur_step(params: Params, h: Array, xp: Array, h_mask: Array | None = None):
         a = xp + _matmul(_masked(h, h_mask), params["w_h"], compute_dtype)
@@ -165,17 +187,7 @@ def elman(
         return h, h
 
     options = {"activation": act_name, "negative_slope": negative_slope, "compute_dtype": compute_dtype}
-    return Cell(
-        init=init,
-        initial_carry=_zeros_carry(hidden_size, 1),
-        step=_step_from(project, recur_step),
-        project=project,
-        recur_step=recur_step,
-        param_shapes=param_shapes,
-        kind="elman",
-        hidden_size=hidden_size,
-        options=options,
-    )
+    return _built_cell("elman", hidden_size, 1, init, param_shapes, project, recur_step, options)
 
 
 def lstm(
@@ -229,8 +241,7 @@ def lstm(
             b = b.at[H : 2 * H].set(forget_bias)
         return {"w_x": w_x, "w_h": w_h, "b": b}
 
-    def project(params: Params, xs: Array) -> Array:
-        return _matmul(xs, params["w_x"], compute_dtype) + params["b"]
+    project = _projection("b", compute_dtype)
 
     def recur_step(params: Params, carry, xp: Array, h_mask: Array | None = None):
         h, c = carry
@@ -240,16 +251,8 @@ def lstm(
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return (h, c), h
 
-    return Cell(
-        init=init,
-        initial_carry=_zeros_carry(H, 2),
-        step=_step_from(project, recur_step),
-        project=project,
-        recur_step=recur_step,
-        param_shapes=param_shapes,
-        kind="lstm",
-        hidden_size=H,
-        options={"compute_dtype": compute_dtype},
+    return _built_cell(
+        "lstm", H, 2, init, param_shapes, project, recur_step, {"compute_dtype": compute_dtype}
     )
 
 
@@ -311,8 +314,7 @@ def gru(
             "b_h": bias_init(kbh, (3 * H,), dtype),
         }
 
-    def project(params: Params, xs: Array) -> Array:
-        return _matmul(xs, params["w_x"], compute_dtype) + params["b_x"]
+    project = _projection("b_x", compute_dtype)
 
     def recur_step(params: Params, h: Array, xp: Array, h_mask: Array | None = None):
         w_h, b_h = params["w_h"], params["b_h"]
@@ -329,14 +331,13 @@ def gru(
         h = (1.0 - z) * n + z * h
         return h, h
 
-    return Cell(
-        init=init,
-        initial_carry=_zeros_carry(H, 1),
-        step=_step_from(project, recur_step),
-        project=project,
-        recur_step=recur_step,
-        param_shapes=param_shapes,
-        kind="gru",
-        hidden_size=H,
-        options={"reset_after": reset_after, "compute_dtype": compute_dtype},
+    return _built_cell(
+        "gru",
+        H,
+        1,
+        init,
+        param_shapes,
+        project,
+        recur_step,
+        {"reset_after": reset_after, "compute_dtype": compute_dtype},
     )

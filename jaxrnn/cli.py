@@ -18,7 +18,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -64,44 +64,26 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive integer")
-    return value
+def _number(parse: Callable[[str], float], minimum: float, inclusive: bool, expected: str) -> Callable:
+    """An argparse ``type``: ``parse(text)``, finite and above ``minimum`` (or equal to it when
+    ``inclusive``), else an error naming what was expected."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value >= minimum if inclusive else value > minimum)):
+            raise argparse.ArgumentTypeError(f"got {text!r}, expected {expected}")
+        return value
+
+    return convert
 
 
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a non-negative integer")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive number")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a non-negative number")
-    return value
+positive_int = _number(int, 0, False, "a positive integer")
+nonnegative_int = _number(int, 0, True, "a non-negative integer")
+positive_float = _number(float, 0.0, False, "a positive number")
+nonnegative_float = _number(float, 0.0, True, "a non-negative number")
 
 
 def _per_task(setting: str) -> str:

@@ -338,10 +338,13 @@ def _rel_err(a: Any, b: Any) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-def run_workload(wl: Workload, repeats: int, budget_s: float, tol: float, progress: Any) -> dict[str, Any]:
+def run_workload(
+    wl: Workload, repeats: int, budget_s: float | None, tol: float, progress: Any
+) -> dict[str, Any]:
     """Checks agreement, compiles, then times ``wl``'s implementations in alternating rounds.
 
-    Rounds stop after ``repeats``, or once ``budget_s`` seconds of rounds have run (at least 3 rounds).
+    Rounds stop after ``repeats``, or, with a ``budget_s``, once that many seconds of rounds have run (at
+    least 3 rounds).
     """
     impls, notes = build(wl)
     results: dict[str, Result] = {}
@@ -373,7 +376,7 @@ def run_workload(wl: Workload, repeats: int, budget_s: float, tol: float, progre
     timed = [impl for impl in impls if impl.name in results]
     start_rounds = time.perf_counter()
     for done in range(repeats):
-        if done >= 3 and time.perf_counter() - start_rounds > budget_s:
+        if budget_s is not None and done >= 3 and time.perf_counter() - start_rounds > budget_s:
             progress.update(repeats - done)
             break
         for impl in timed:
@@ -424,8 +427,9 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], notes: list[str],
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"Matmul peak (float32, {info['peak']['n']}³): XLA {info['peak']['xla_gflops']:.1f} GFLOP/s, "
         f"numpy {info['peak']['numpy_gflops']:.1f} GFLOP/s; % of peak below uses the larger.",
-        f"Median of up to {info['repeats']} rounds (fewer where {info['budget_s']:.0f} s of rounds ran out; "
-        "at least 3; implementations alternate within a round); ms (min–max). "
+        f"Median of {info['repeats']} rounds"
+        + ("" if info["budget_s"] is None else f" (fewer, at least 3, where {info['budget_s']:g} s ran out)")
+        + "; implementations alternate within a round; ms (min–max). "
         "Ratio: to the best implementation; vs peer: to the best non-jaxrnn one.",
         "",
         "| workload | impl | fwd ms | ratio | vs peer | GFLOP/s | % peak | fwd+bwd ms | ratio | vs peer | "
@@ -539,7 +543,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per workload (default 10)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="result folder")
     parser.add_argument(
-        "--budget", type=float, default=10.0, help="seconds of timed rounds per workload (at least 3 rounds)"
+        "--budget",
+        type=float,
+        default=None,
+        help="stop a workload's rounds after this many seconds (at least 3 rounds; default: no limit)",
     )
     parser.add_argument("--tol", type=float, default=2e-4, help="max relative error vs jaxrnn to be timed")
     args = parser.parse_args(argv)

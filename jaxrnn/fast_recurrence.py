@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from jaxrnn import activations
@@ -37,7 +36,8 @@ class _Spec(NamedTuple):
     ``forward(w, carry, xp_t) -> (new_carry, res_t)``;
     ``backward(w, g, res_t, cur_t, prev_t) -> (g_prev, dxp_t, extra_t)`` where ``g`` is the cotangent of
     the carry after the step (output cotangent included), ``cur_t``/``prev_t`` the carries after/before it;
-    ``weight_grads(w, prev, res, dxp, extra) -> dw`` after the loop.
+    ``weight_grads(w, prev, res, dxp, extra) -> dw`` after the loop; ``split(xp)`` is what the forward
+    loops scan over (``forward`` gets one step of it: LSTM and GRU take their gate blocks).
     """
 
     weights: Callable[[dict], dict]
@@ -54,6 +54,12 @@ def _h(carry: Any) -> Array:
 def _rows(a: Array, b: Array) -> Array:
     """``Σ_t a_tᵀ b_t`` over all ``T·B`` rows: one matmul."""
     return jnp.einsum("tbh,tbg->hg", a, b)
+
+
+def _gate_blocks(count: int) -> Callable[[Array], tuple[Array, ...]]:
+    """Cuts ``xp (T, B, count·H)`` into its gate blocks once, before the loop: slicing each step's ``xp_t``
+    inside the loop body costs XLA CPU up to as much as the rest of the step (benchmarks/NOTES.md)."""
+    return lambda xp: tuple(jnp.split(xp, count, axis=-1))
 
 
 def _elman(cell: Cell) -> _Spec:
@@ -88,19 +94,16 @@ def _elman(cell: Cell) -> _Spec:
 
 def _lstm(cell: Cell) -> _Spec:
     H = cell.hidden_size
-    # Gate-fused layout: one tanh over all 4H columns, sigmoid(z) = (1 + tanh(z / 2)) / 2 for i, f, o.
-    is_g = np.arange(4 * H) // H == 2
-    scale = np.where(is_g, 1.0, 0.5).astype(np.float32)
-    shift = np.where(is_g, 0.0, 0.5).astype(np.float32)
 
     def weights(params):
         return {"w_h": params["w_h"]}
 
     def forward(w, carry, xp_t):
         h, c = carry
-        z = xp_t + h @ w["w_h"]
-        gates = jnp.tanh(z * scale.astype(z.dtype)) * scale.astype(z.dtype) + shift.astype(z.dtype)
-        i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
+        hw = h @ w["w_h"]
+        zi, zf, zg, zo = (x + hw[:, k * H : (k + 1) * H] for k, x in enumerate(xp_t))
+        i, f, o = (0.5 * jnp.tanh(0.5 * z) + 0.5 for z in (zi, zf, zo))  # σ(z) = (1 + tanh(z/2)) / 2
+        g = jnp.tanh(zg)
         c = f * c + i * g
         return (o * jnp.tanh(c), c), (i, f, g, o)
 
@@ -123,7 +126,7 @@ def _lstm(cell: Cell) -> _Spec:
     def weight_grads(w, prev, res, dxp, extra):
         return {"w_h": _rows(prev, dxp)}
 
-    return _Spec(weights, forward, backward, weight_grads)
+    return _Spec(weights, forward, backward, weight_grads, _gate_blocks(4))
 
 
 def _gru(cell: Cell) -> _Spec:
@@ -174,12 +177,7 @@ def _gru(cell: Cell) -> _Spec:
         w_n = _rows(res[0] * prev, dxp[..., 2 * H :])
         return {"w_h": jnp.concatenate([w_rz, w_n], axis=-1), "b_h": jnp.sum(dxp, axis=(0, 1))}
 
-    def split(xp):
-        # Gate blocks cut once outside the loop: slicing each step's xp_t inside it doubles the
-        # forward time on XLA CPU (benchmarks/NOTES.md).
-        return tuple(jnp.split(xp, 3, axis=-1))
-
-    return _Spec(weights, forward, backward, weight_grads, split)
+    return _Spec(weights, forward, backward, weight_grads, _gate_blocks(3))
 
 
 _SPECS: dict[str, Callable[[Cell], _Spec]] = {"elman": _elman, "lstm": _lstm, "gru": _gru}

@@ -78,8 +78,15 @@ def _zeros_carry(hidden_size: int, count: int) -> Callable[..., Carry]:
 
 
 def _built_cell(
-    kind: str, hidden_size: int, carry_count: int, init, param_shapes, project, recur_step, options
-):
+    kind: str,
+    hidden_size: int,
+    carry_count: int,
+    init: Callable[..., Params],
+    param_shapes: Callable[[int], dict[str, tuple[int, ...]]],
+    project: Callable[[Params, Array], Array],
+    recur_step: Callable[..., tuple[Carry, Array]],
+    options: dict[str, Any],
+) -> Cell:
     """A built-in :class:`Cell` whose ``step`` is ``recur_step`` after ``project``."""
 
     def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:

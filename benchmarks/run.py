@@ -528,12 +528,44 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def workloads(quick: bool) -> list[Workload]:
-    """The configs of the full run, or the one small config of ``--quick``."""
+#: Names accepted by ``--cells``: the three single-layer cells and the 2-layer bidirectional LSTM.
+CELL_NAMES = ("elman", "lstm", "gru", "bi-lstm")
+
+
+def workloads(
+    quick: bool, cells: list[str] | None = None, shapes: list[tuple] | None = None
+) -> list[Workload]:
+    """The configs of the full run (optionally only ``cells`` and ``shapes``), or the ``--quick`` one."""
     if quick:
         return [Workload("lstm", (16, 2, 8, 16))]
-    single = [Workload(kind, shape) for shape in CONFIGS for kind in ("elman", "lstm", "gru")]
-    return single + [Workload("lstm", BI_CONFIG, layers=2, bidirectional=True)]
+    cells = cells or list(CELL_NAMES)
+    single = [
+        Workload(kind, shape)
+        for shape in (shapes or CONFIGS)
+        for kind in ("elman", "lstm", "gru")
+        if kind in cells
+    ]
+    if "bi-lstm" in cells and (shapes is None or BI_CONFIG in shapes):
+        single.append(Workload("lstm", BI_CONFIG, layers=2, bidirectional=True))
+    return single
+
+
+def _cell_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    unknown = [n for n in names if n not in CELL_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown cells {unknown}; expected a subset of {CELL_NAMES}")
+    return names
+
+
+def _shape(text: str) -> tuple[int, int, int, int]:
+    try:
+        shape = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected T,B,I,H (four positive ints), got {text!r}")
+    return shape
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -549,9 +581,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="stop a workload's rounds after this many seconds (at least 3 rounds; default: no limit)",
     )
     parser.add_argument("--tol", type=float, default=2e-4, help="max relative error vs jaxrnn to be timed")
+    parser.add_argument(
+        "--cells", type=_cell_list, default=None, help=f"comma-separated subset of {','.join(CELL_NAMES)}"
+    )
+    parser.add_argument(
+        "--shape",
+        type=_shape,
+        action="append",
+        dest="shapes",
+        help="T,B,I,H of a config to run (repeatable; default: all configs)",
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 10)
-    cases = workloads(args.quick)
+    cases = workloads(args.quick, args.cells, args.shapes)
+    if not cases:
+        parser.error("--cells and --shape select no workload")
     info = {"machine": machine(), "repeats": repeats, "budget_s": args.budget, "quick": args.quick}
     info["peak"] = matmul_peak(512 if args.quick else 2048)
     peak = max(info["peak"]["xla_gflops"], info["peak"]["numpy_gflops"])
@@ -567,7 +612,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows += summarize(run, peak)
         notes += [f"{wl.label}: {n}" for n in run["notes"]]
     progress.close()
-    memory = memory_table([100] if args.quick else [1000, 10_000, 100_000])
+    memory = [] if args.no_memory else memory_table([100] if args.quick else [1000, 10_000, 100_000])
     args.out.mkdir(parents=True, exist_ok=True)
     document = {**info, "rows": rows, "memory": memory, "notes": notes}
     (args.out / "bench.json").write_text(json.dumps(document, indent=1))

@@ -1,14 +1,15 @@
 """The one place that decides which backend runs a recurrence.
 
-* "xla": the ``lax.scan`` reference (:func:`jaxrnn.recurrence.scan_recurrence`).
+* "xla": the reference (:func:`reference_layer`: the cell's projection, then the ``lax.scan`` recurrence
+  :func:`jaxrnn.recurrence.scan_recurrence`).
 * "pallas": the fused kernel (:mod:`jaxrnn.kernels`); a cell, option, dtype or size it does not support raises
   ``ValueError`` saying why. On CPU it runs in interpret mode, for checking, with a one-time warning.
 * "auto": the fused kernel on GPU and TPU where it supports the recurrence, else the XLA reference. On CPU
   (where interpret mode is far slower than ``lax.scan``) the fast XLA path
-  (:func:`jaxrnn.fast_recurrence.fast_recurrence`: hand-written custom VJP, weight gradients as one matmul
-  after the loop) for the built-in cells; the reference for what it does not support: custom cells,
-  callable Elman activations, ``compute_dtype``, ``remat`` and recurrent dropout (``h_mask``).
-  Measurements: ``benchmarks/NOTES.md``.
+  (:func:`jaxrnn.fast_recurrence.fast_layer`: projection and recurrence under one hand-written custom
+  VJP, weight gradients as one matmul each after the loop) for the built-in cells; the reference for what
+  it does not support: custom cells, callable Elman activations, ``compute_dtype``, ``remat`` and
+  recurrent dropout (``h_mask``). Measurements: ``benchmarks/NOTES.md``.
 """
 
 from __future__ import annotations
@@ -66,35 +67,56 @@ def _warn_interpret() -> None:
         )
 
 
-def choose(cell: Cell, backend: str) -> Callable:
-    """Returns the recurrence function for ``backend`` (already validated against :data:`BACKENDS`).
+def reference_layer(
+    cell: Cell,
+    params: Any,
+    xs: Any,
+    carry: Any,
+    mask: Any,
+    *,
+    reverse: bool,
+    unroll: int | bool = 1,
+    remat: bool | int = False,
+    h_mask: Any = None,
+) -> tuple[Any, Any]:
+    """The plain layer: the cell's projection (if it has one) of the time-major ``xs (T, B, I)``, then
+    :func:`jaxrnn.recurrence.scan_recurrence`; returns ``(hs (T, B, H), final_carry)``."""
+    xp = cell.project(params, xs) if cell.project is not None else xs
+    return scan_recurrence(
+        cell, params, xp, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
+    )
 
-    The function has :func:`jaxrnn.recurrence.scan_recurrence`'s signature; for "auto" and "pallas" it picks
-    with :func:`select` when called, once params and options are known.
+
+def choose(cell: Cell, backend: str) -> Callable:
+    """Returns the layer function for ``backend`` (already validated against :data:`BACKENDS`).
+
+    The function has :func:`reference_layer`'s signature (time-major inputs, projection included); for
+    "auto" and "pallas" it picks with :func:`select` when called, once params and options are known.
 
     Raises:
       ValueError: for ``backend="pallas"`` and a cell with no fused kernel.
     """
     if backend == "xla":
-        return scan_recurrence
+        return reference_layer
     reason = kernels.cell_unsupported(cell)
     if backend == "pallas" and reason is not None:
         raise ValueError(f"backend='pallas': {reason}; use backend='xla' or 'auto'")
     if backend == "auto" and reason is not None:
-        return scan_recurrence
+        return reference_layer
 
-    def recurrence(cell, params, xp, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None):
+    def layer(cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None):
         platform = layout.default_platform()
         chosen, _ = select(cell, params, backend=backend, remat=remat, platform=platform, h_mask=h_mask)
         if chosen in ("xla", "fast"):
-            run = scan_recurrence if chosen == "xla" else fast.fast_recurrence
+            run = reference_layer if chosen == "xla" else fast.fast_layer
             return run(
-                cell, params, xp, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
+                cell, params, xs, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
             )
         if platform == "cpu":
             _warn_interpret()
+        xp = cell.project(params, xs)
         return kernels.recurrence(
             cell, params, xp, carry, mask, reverse=reverse, unroll=unroll, h_mask=h_mask, platform=platform
         )
 
-    return recurrence
+    return layer

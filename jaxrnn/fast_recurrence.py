@@ -1,18 +1,23 @@
-"""The fast XLA recurrence: ``lax.scan`` forward and backward loops under one ``jax.custom_vjp``.
+"""The fast XLA layer: projection, ``lax.scan`` forward loop and backward loop under one ``jax.custom_vjp``.
 
-Same signature and results as :func:`jaxrnn.recurrence.scan_recurrence` (the reference), for the built-in
-cells without ``compute_dtype``, recurrent dropout or ``remat`` (see :func:`unsupported`). It differs from
-autodiff of the reference in three ways:
+Same results as the reference (:func:`jaxrnn.dispatch.reference_layer`: the cell's projection, then
+:func:`jaxrnn.recurrence.scan_recurrence`), for the built-in cells without ``compute_dtype``, recurrent
+dropout or ``remat`` (see :func:`unsupported`). It differs from autodiff of the reference in four ways:
 
-* the forward loop saves what the backward loop needs (the carries and the activated gates), so nothing
-  is recomputed and the backward loop holds no autodiff bookkeeping;
-* the backward loop does only the work on the critical path: per step one ``(B, G) x (G, H)`` matmul
+* the projection ``x W_x + b`` is computed per gate block, ``(T, B, H)`` each, so the loops never slice a
+  scanned ``(T, B, G·H)`` array (slicing a scanned input inside the loop body costs XLA CPU about a whole
+  step) and the full ``(T, B, G·H)`` product is never stored;
+* the forward loop saves what the backward loop needs (the carry entering each step and the activated
+  gates), so nothing is recomputed by a matmul and the backward loop holds no autodiff bookkeeping;
+* the backward loop does only the work on the critical path: per step one ``(B, G·H) x (G·H, H)`` matmul
   through ``W_hᵀ`` plus the gate derivatives;
-* the weight gradients ``dW_h = Σ_t h_{t-1}ᵀ dz_t`` (and GRU ``db_h``, PReLU ``dα``) are one large matmul
-  over all ``T·B`` rows after the loop, instead of ``T`` small accumulating ones inside it.
+* every weight gradient (``dW_x``, ``db``, ``dW_h``, GRU ``db_h``, PReLU ``dα``) and ``dx`` is one large
+  matmul or sum over all ``T·B`` rows after the loop, in row-major 2-D form (``(T·B, ·)``), which keeps XLA
+  from transposing the ``(T, B, G·H)`` gate gradients.
 
-The gradient of ``xp`` is returned per step; ``W_x`` and ``b`` receive theirs by autodiff of the hoisted
-projection, again one large matmul.
+The last two points keep the peak temporary memory low as well (benchmarks/NOTES.md, item 17): XLA CPU takes
+fresh pages for every temporary allocation above the C allocator's mmap threshold, and touching them costs
+time on every call.
 """
 
 from __future__ import annotations
@@ -28,23 +33,26 @@ from jaxrnn import activations
 from jaxrnn.cells import Cell
 
 Array = jax.Array
+#: ``dot_general`` dimension numbers of ``aᵀ b`` for 2-D ``a``, ``b`` (contract the row axes).
+_ROWS = (((0,), (0,)), ((), ()))
 
 
 class _Spec(NamedTuple):
     """One cell's hand-written step pair.
 
-    ``forward(w, carry, xp_t) -> (new_carry, res_t)``;
-    ``backward(w, g, res_t, cur_t, prev_t) -> (g_prev, dxp_t, extra_t)`` where ``g`` is the cotangent of
-    the carry after the step (output cotangent included), ``cur_t``/``prev_t`` the carries after/before it;
-    ``weight_grads(w, prev, res, dxp, extra) -> dw`` after the loop; ``split(xp)`` is what the forward
-    loops scan over (``forward`` gets one step of it: LSTM and GRU take their gate blocks).
+    ``forward(w, carry, xp_t) -> (new_carry, res_t)`` where ``xp_t`` is a tuple of the step's gate blocks;
+    ``backward(w, g, res_t, h_t) -> (g_prev, dxp_t, extra_t)`` where ``g`` is the cotangent of the carry
+    after the step (output cotangent included) and ``h_t`` the output of the step;
+    ``weight_grads(w, h_prev, res, dxp, extra) -> dw`` for the recurrent weights after the loop, with
+    ``h_prev (T, B, H)`` the output entering each step; ``bias`` names the projection's bias param.
     """
 
+    gates: int
+    bias: str
     weights: Callable[[dict], dict]
     forward: Callable
     backward: Callable
     weight_grads: Callable
-    split: Callable[[Array], Any] = lambda xp: xp
 
 
 def _h(carry: Any) -> Array:
@@ -52,14 +60,9 @@ def _h(carry: Any) -> Array:
 
 
 def _rows(a: Array, b: Array) -> Array:
-    """``Σ_t a_tᵀ b_t`` over all ``T·B`` rows: one matmul."""
-    return jnp.einsum("tbh,tbg->hg", a, b)
-
-
-def _gate_blocks(count: int) -> Callable[[Array], tuple[Array, ...]]:
-    """Cuts ``xp (T, B, count·H)`` into its gate blocks once, before the loop: slicing each step's ``xp_t``
-    inside the loop body costs XLA CPU up to as much as the rest of the step (benchmarks/NOTES.md)."""
-    return lambda xp: tuple(jnp.split(xp, count, axis=-1))
+    """``Σ_t a_tᵀ b_t`` over all ``T·B`` rows of ``(T, B, ·)`` arrays: one matmul."""
+    rows = a.shape[0] * a.shape[1]
+    return lax.dot_general(a.reshape(rows, a.shape[-1]), b.reshape(rows, b.shape[-1]), _ROWS)
 
 
 def _elman(cell: Cell) -> _Spec:
@@ -71,11 +74,11 @@ def _elman(cell: Cell) -> _Spec:
         return {k: params[k] for k in ("w_h", "alpha") if k in params}
 
     def forward(w, h, xp_t):
-        a = xp_t + h @ w["w_h"]
+        a = xp_t[0] + h @ w["w_h"]
         h = activations.prelu(a, w["alpha"]) if act is None else act.fn(a)
         return h, (None if from_output else a)
 
-    def backward(w, g, a, h, prev):
+    def backward(w, g, a, h):
         if act is None:
             da = jnp.where(a > 0, g, w["alpha"] * g)
             extra = jnp.where(a > 0, 0.0, g * a)
@@ -83,13 +86,13 @@ def _elman(cell: Cell) -> _Spec:
             da, extra = g * act.grad(a, h), None
         return da @ w["w_h"].T, da, extra
 
-    def weight_grads(w, prev, res, dxp, extra):
-        dw = {"w_h": _rows(prev, dxp)}
+    def weight_grads(w, h_prev, res, dxp, extra):
+        dw = {"w_h": _rows(h_prev, dxp)}
         if act is None:
             dw["alpha"] = jnp.sum(extra, axis=(0, 1))
         return dw
 
-    return _Spec(weights, forward, backward, weight_grads)
+    return _Spec(1, "b", weights, forward, backward, weight_grads)
 
 
 def _lstm(cell: Cell) -> _Spec:
@@ -99,18 +102,18 @@ def _lstm(cell: Cell) -> _Spec:
         return {"w_h": params["w_h"]}
 
     def forward(w, carry, xp_t):
-        h, c = carry
+        h, c_prev = carry
         hw = h @ w["w_h"]
         zi, zf, zg, zo = (x + hw[:, k * H : (k + 1) * H] for k, x in enumerate(xp_t))
         i, f, o = (0.5 * jnp.tanh(0.5 * z) + 0.5 for z in (zi, zf, zo))  # σ(z) = (1 + tanh(z/2)) / 2
         g = jnp.tanh(zg)
-        c = f * c + i * g
-        return (o * jnp.tanh(c), c), (i, f, g, o)
+        c = f * c_prev + i * g
+        return (o * jnp.tanh(c), c), (c_prev, i, f, g, o)
 
-    def backward(w, grad, gates, cur, prev):
-        (gh, gc), (_, c), (_, c_prev) = grad, cur, prev
-        i, f, g, o = gates
-        tc = jnp.tanh(c)
+    def backward(w, grad, res, h):
+        gh, gc = grad
+        c_prev, i, f, g, o = res
+        tc = jnp.tanh(f * c_prev + i * g)
         dc = gc + gh * o * (1.0 - tc * tc)
         dz = jnp.concatenate(
             [
@@ -123,10 +126,10 @@ def _lstm(cell: Cell) -> _Spec:
         )
         return (dz @ w["w_h"].T, dc * f), dz, None
 
-    def weight_grads(w, prev, res, dxp, extra):
-        return {"w_h": _rows(prev, dxp)}
+    def weight_grads(w, h_prev, res, dxp, extra):
+        return {"w_h": _rows(h_prev, dxp)}
 
-    return _Spec(weights, forward, backward, weight_grads, _gate_blocks(4))
+    return _Spec(4, "b", weights, forward, backward, weight_grads)
 
 
 def _gru(cell: Cell) -> _Spec:
@@ -143,23 +146,23 @@ def _gru(cell: Cell) -> _Spec:
             hr, hu, hn = jnp.split(h @ w_h + b_h, 3, axis=-1)
             r, u = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xu + hu)
             n = jnp.tanh(xn + r * hn)
-            res = (r, u, n, hn)
+            res = (h, r, u, n, hn)
         else:
             hr, hu = jnp.split(h @ w_h[:, : 2 * H] + b_h[: 2 * H], 2, axis=-1)
             r, u = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xu + hu)
             n = jnp.tanh(xn + (r * h) @ w_h[:, 2 * H :] + b_h[2 * H :])
-            res = (r, u, n)
+            res = (h, r, u, n)
         return (1.0 - u) * n + u * h, res
 
-    def backward(w, g, res, cur, h_prev):
+    def backward(w, g, res, h):
         w_h = w["w_h"]
         H = g.shape[-1]
-        r, u, n = res[:3]
+        h_prev, r, u, n = res[:4]
         da_n = g * (1.0 - u) * (1.0 - n * n)
         da_u = g * (h_prev - n) * u * (1.0 - u)
         if reset_after:
             dhn = da_n * r
-            da_r = da_n * res[3] * r * (1.0 - r)
+            da_r = da_n * res[4] * r * (1.0 - r)
             dz = jnp.concatenate([da_r, da_u, dhn], axis=-1)
             g_prev = g * u + dz @ w_h.T
             return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), dhn
@@ -168,23 +171,24 @@ def _gru(cell: Cell) -> _Spec:
         g_prev = g * u + drh * r + jnp.concatenate([da_r, da_u], axis=-1) @ w_h[:, : 2 * H].T
         return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), None
 
-    def weight_grads(w, prev, res, dxp, extra):
-        H = prev.shape[-1]
+    def weight_grads(w, h_prev, res, dxp, extra):
+        h_prev, r = res[:2]  # the saved carries: no shifted copy of the outputs needed
+        H = h_prev.shape[-1]
         if reset_after:
             dz = jnp.concatenate([dxp[..., : 2 * H], extra], axis=-1)
-            return {"w_h": _rows(prev, dz), "b_h": jnp.sum(dz, axis=(0, 1))}
-        w_rz = _rows(prev, dxp[..., : 2 * H])
-        w_n = _rows(res[0] * prev, dxp[..., 2 * H :])
+            return {"w_h": _rows(h_prev, dz), "b_h": jnp.sum(dz, axis=(0, 1))}
+        w_rz = _rows(h_prev, dxp[..., : 2 * H])
+        w_n = _rows(r * h_prev, dxp[..., 2 * H :])
         return {"w_h": jnp.concatenate([w_rz, w_n], axis=-1), "b_h": jnp.sum(dxp, axis=(0, 1))}
 
-    return _Spec(weights, forward, backward, weight_grads, _gate_blocks(3))
+    return _Spec(3, "b_x", weights, forward, backward, weight_grads)
 
 
 _SPECS: dict[str, Callable[[Cell], _Spec]] = {"elman": _elman, "lstm": _lstm, "gru": _gru}
 
 
 def unsupported(cell: Cell, *, remat: bool | int = False, h_mask: Array | None = None) -> str | None:
-    """Why the fast path cannot run this recurrence, or ``None`` when it can."""
+    """Why the fast path cannot run this layer, or ``None`` when it can."""
     if cell.kind not in _SPECS:
         return f"no fast path for {cell.kind!r} cells"
     options = cell.options or {}
@@ -203,38 +207,53 @@ def _hold(mask_t: Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(lambda n, o: jnp.where(mask_t[:, None], n, o), new, old)
 
 
-def _shift(carries: Any, carry0: Any, reverse: bool) -> Any:
-    """The carry *before* each step, in time order."""
+def _shift(seq: Array, first: Array, reverse: bool) -> Array:
+    """The carry *before* each step, in time order, from the carries after them."""
+    if seq.shape[0] == 0:
+        return seq
+    if reverse:
+        return jnp.concatenate([seq[1:], first[None]], axis=0)
+    return jnp.concatenate([first[None], seq[:-1]], axis=0)
 
-    def shift(seq: Array, first: Array) -> Array:
-        if reverse:
-            return jnp.concatenate([seq[1:], first[None]], axis=0)
-        return jnp.concatenate([first[None], seq[:-1]], axis=0)
 
-    return jax.tree_util.tree_map(shift, carries, carry0)
+def _project(spec: _Spec, p: dict, xs: Array) -> tuple[Array, ...]:
+    """``xs W_x + b`` as ``spec.gates`` blocks of ``(T, B, H)``: one matmul per gate over all rows."""
+    steps, batch, _ = xs.shape
+    x2 = xs.reshape(steps * batch, xs.shape[-1])
+    width = p["w_x"].shape[-1] // spec.gates
+    cols = [slice(k * width, (k + 1) * width) for k in range(spec.gates)]
+    return tuple((x2 @ p["w_x"][:, c] + p[spec.bias][c]).reshape(steps, batch, width) for c in cols)
 
 
 def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
-    def forward(w, xp, carry0, mask):
+    def loop(w, blocks, carry0, mask, save: bool):
         def body(carry, inputs):
             xp_t, mask_t = inputs
             new, res = spec.forward(w, carry, xp_t)
             if mask_t is not None:
                 new = _hold(mask_t, new, carry)
-            return new, (new, res)
+            return new, ((_h(new), res) if save else _h(new))
 
-        final, (carries, res) = lax.scan(body, carry0, (spec.split(xp), mask), reverse=reverse, unroll=unroll)
-        return (_h(carries), final), (w, carry0, mask, carries, res)
+        return lax.scan(body, carry0, (blocks, mask), reverse=reverse, unroll=unroll)
+
+    @jax.custom_vjp
+    def layer(p, xs, carry0, mask):
+        """The forward pass alone: no residuals are stored."""
+        final, hs = loop(p, _project(spec, p, xs), carry0, mask, save=False)
+        return hs, final
+
+    def forward(p, xs, carry0, mask):
+        final, (hs, res) = loop(p, _project(spec, p, xs), carry0, mask, save=True)
+        return (hs, final), (p, xs, carry0, mask, hs, res)
 
     def backward(saved, cotangents):
-        w, carry0, mask, carries, res = saved
+        p, xs, carry0, mask, hs, res = saved
         dhs, dfinal = cotangents
-        prev = _shift(carries, carry0, reverse)
 
         def body(g, inputs):
-            dh_t, res_t, cur_t, prev_t, mask_t = inputs
+            dh_t, res_t, h_t, mask_t = inputs
             g = (g[0] + dh_t, *g[1:]) if isinstance(g, tuple) else g + dh_t
-            g_prev, dxp_t, extra_t = spec.backward(w, g, res_t, cur_t, prev_t)
+            g_prev, dxp_t, extra_t = spec.backward(p, g, res_t, h_t)
             if mask_t is not None:
                 g_prev = _hold(mask_t, g_prev, g)
                 dxp_t = jnp.where(mask_t[:, None], dxp_t, 0.0)
@@ -242,32 +261,23 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
                     extra_t = jnp.where(mask_t[:, None], extra_t, 0.0)
             return g_prev, (dxp_t, extra_t)
 
-        inputs = (dhs, res, carries, prev, mask)
-        g0, (dxp, extra) = lax.scan(body, dfinal, inputs, reverse=not reverse, unroll=unroll)
-        return spec.weight_grads(w, _h(prev), res, dxp, extra), dxp, g0, None
+        g0, (dxp, extra) = lax.scan(body, dfinal, (dhs, res, hs, mask), reverse=not reverse, unroll=unroll)
+        steps, batch, _ = xs.shape
+        x2, d2 = xs.reshape(steps * batch, xs.shape[-1]), dxp.reshape(steps * batch, dxp.shape[-1])
+        dp = spec.weight_grads(p, _shift(hs, _h(carry0), reverse), res, dxp, extra)
+        dp = {**dp, "w_x": lax.dot_general(x2, d2, _ROWS), spec.bias: jnp.sum(d2, axis=0)}
+        dxs = (d2 @ p["w_x"].T).reshape(xs.shape)
+        cast = lambda d, x: d.astype(x.dtype)  # noqa: E731
+        return jax.tree_util.tree_map(cast, (dp, dxs, g0), (p, xs, carry0)) + (None,)
 
-    @jax.custom_vjp
-    def recur(w, xp, carry0, mask):
-        """The forward pass alone: no residuals are stored."""
-
-        def body(carry, inputs):
-            xp_t, mask_t = inputs
-            new, _ = spec.forward(w, carry, xp_t)
-            if mask_t is not None:
-                new = _hold(mask_t, new, carry)
-            return new, _h(new)
-
-        final, hs = lax.scan(body, carry0, (spec.split(xp), mask), reverse=reverse, unroll=unroll)
-        return hs, final
-
-    recur.defvjp(forward, backward)
-    return recur
+    layer.defvjp(forward, backward)
+    return layer
 
 
-def fast_recurrence(
+def fast_layer(
     cell: Cell,
     params: Any,
-    xp: Array,
+    xs: Array,
     carry: Any,
     mask: Array | None,
     *,
@@ -276,16 +286,23 @@ def fast_recurrence(
     remat: bool | int = False,
     h_mask: Array | None = None,
 ) -> tuple[Array, Any]:
-    """:func:`jaxrnn.recurrence.scan_recurrence` with a hand-written backward pass; returns ``(hs, carry)``.
+    """The cell's projection and :func:`jaxrnn.recurrence.scan_recurrence` with a hand-written backward pass.
+
+    Args:
+      xs: ``(T, B, I)``, time-major; ``carry`` leaves ``(B, H)``; ``mask`` ``(T, B)`` bool or ``None``.
+
+    Returns:
+      ``(hs (T, B, H), final_carry)``, ``hs`` zero where ``mask`` is false.
 
     Raises:
-      ValueError: for a recurrence :func:`unsupported` names.
+      ValueError: for a layer :func:`unsupported` names.
     """
     reason = unsupported(cell, remat=remat, h_mask=h_mask)
     if reason is not None:
-        raise ValueError(f"fast_recurrence: {reason}")
+        raise ValueError(f"fast_layer: {reason}")
     spec = _SPECS[cell.kind](cell)
-    hs, carry = _make(spec, reverse, unroll)(spec.weights(params), xp, carry, mask)
+    p = {k: params[k] for k in ("w_x", spec.bias)} | spec.weights(params)
+    hs, carry = _make(spec, reverse, unroll)(p, xs, carry, mask)
     if mask is not None:
         hs = jnp.where(mask[..., None], hs, 0.0)
     return hs, carry

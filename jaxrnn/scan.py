@@ -110,6 +110,8 @@ def run(
         expected = (steps, *batch_shape) if time_major else (*batch_shape, steps)
         validate.mask(mask, expected, layout)
     dtype = _params_dtype(params, xs)
+    if input_size is not None:
+        validate.not_wider(xs, dtype, "xs")
     zero_carry = cell.initial_carry(batch_shape, dtype)
     if carry is None:
         carry = zero_carry
@@ -117,7 +119,7 @@ def run(
         validate.carry(carry, zero_carry)
     if h_mask is not None and cell.recur_step is None:
         raise ValueError("recurrent dropout: the cell has no recur_step (a custom cell with only step)")
-    recurrence = dispatch.choose(cell, backend)
+    layer = dispatch.choose(cell, backend)
 
     # 2. layout: time-major with one flat batch axis
     batch = math.prod(batch_shape)
@@ -132,10 +134,9 @@ def run(
     if h_mask is not None:
         h_mask = h_mask.reshape(batch, -1)
 
-    # 3. project, 4.-5. recur
-    xp = cell.project(params, xs) if cell.project is not None else xs
-    hs, carry = recurrence(
-        cell, params, xp, carry, step_mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
+    # 3. project, 4.-5. recur (the chosen backend does both)
+    hs, carry = layer(
+        cell, params, xs, carry, step_mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
     )
 
     # 6. finish: restore the layout

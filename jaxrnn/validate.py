@@ -30,6 +30,15 @@ def floating(x: Any, argument: str) -> None:
         raise TypeError(f"{argument}: got dtype {_dtype(x)}, expected a floating dtype")
 
 
+def not_wider(x: Any, dtype: Any, argument: str) -> None:
+    """``x``'s dtype must not promote ``dtype`` (the params' dtype, which the carry keeps)."""
+    if jnp.result_type(_dtype(x), dtype) != dtype:
+        raise TypeError(
+            f"{argument}: got dtype {_dtype(x)}, wider than the params' {jnp.dtype(dtype)}; cast {argument} "
+            f"to {jnp.dtype(dtype)} or the params to {_dtype(x)}"
+        )
+
+
 def choice(value: Any, allowed: tuple, argument: str) -> None:
     """``value`` must be one of ``allowed``."""
     if not isinstance(value, str) or value not in allowed:

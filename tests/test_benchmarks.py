@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 _RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
 
@@ -58,3 +60,26 @@ def test_a_missing_peer_is_skipped_with_a_note(tmp_path, monkeypatch):
     assert not any(row["impl"].startswith("torch") for row in saved["rows"])
     assert any("torch: skipped" in note for note in saved["notes"])
     assert "torch: skipped" in (tmp_path / "bench.md").read_text()
+
+
+def test_cells_and_shapes_select_the_workloads():
+    harness = _harness()
+    chosen = harness.workloads(False, ["gru", "bi-lstm"], [(128, 32, 64, 128)])
+    assert [(w.kind, w.shape, w.bidirectional) for w in chosen] == [("gru", (128, 32, 64, 128), False)]
+    everything = harness.workloads(False)
+    assert len(everything) == 3 * len(harness.CONFIGS) + 1 and everything[-1].bidirectional
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--shape", "128,32,64"], "expected T,B,I,H (four positive ints), got '128,32,64'"),
+        (["--cells", "lstm,rnn"], "unknown cells ['rnn']"),
+    ],
+    ids=["shape", "cells"],
+)
+def test_a_malformed_shape_or_cell_is_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        _harness().main(argv)
+    assert exit.value.code == 2
+    assert message in capsys.readouterr().err

@@ -11,7 +11,6 @@ import pytest
 import jaxrnn
 from jaxrnn import dispatch
 from jaxrnn.cells import Cell
-from jaxrnn.recurrence import scan_recurrence
 
 
 def _lstm(hidden: int, dtype=jnp.float32):
@@ -51,11 +50,11 @@ def test_auto_routes_float64_on_tpu_to_xla():
 
 
 def test_auto_routes_a_callable_activation_to_xla():
-    assert dispatch.choose(jaxrnn.elman(4, jnp.sin), "auto") is scan_recurrence
+    assert dispatch.choose(jaxrnn.elman(4, jnp.sin), "auto") is dispatch.reference_layer
 
 
 def test_xla_is_the_scan_reference():
-    assert dispatch.choose(jaxrnn.gru(4), "xla") is scan_recurrence
+    assert dispatch.choose(jaxrnn.gru(4), "xla") is dispatch.reference_layer
 
 
 def test_pallas_rejects_a_custom_cell():

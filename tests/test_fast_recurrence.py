@@ -1,4 +1,4 @@
-"""The fast custom-VJP recurrence against the lax.scan reference: values and gradients."""
+"""The fast custom-VJP layer against the reference layer (projection + lax.scan): values and gradients."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from jax.test_util import check_grads
 
 import jaxrnn
 from jaxrnn import dispatch
-from jaxrnn.fast_recurrence import fast_recurrence, unsupported
-from jaxrnn.recurrence import scan_recurrence
+from jaxrnn.dispatch import reference_layer
+from jaxrnn.fast_recurrence import fast_layer, unsupported
 
 FAST_CELLS = {name: make for name, make in CELLS.items() if name != "elman_callable"}
 
@@ -25,11 +25,11 @@ def _inputs(cell, steps, batch, input_size, dtype, seed=0):
     return params, xs, carry
 
 
-def _loss(recurrence, cell, mask, reverse):
+def _loss(layer, cell, mask, reverse):
     """A scalar that depends on every output and the final carry, as a function of (params, xs, carry)."""
 
     def loss(params, xs, carry):
-        hs, final = recurrence(cell, params, cell.project(params, xs), carry, mask, reverse=reverse)
+        hs, final = layer(cell, params, xs, carry, mask, reverse=reverse)
         leaves = jax.tree_util.tree_leaves(final)
         return jnp.sum(jnp.sin(hs)) + sum(jnp.sum(jnp.cos(1.5 * leaf)) for leaf in leaves), (hs, final)
 
@@ -63,7 +63,7 @@ def test_values_and_grads_match_reference_float64(name):
         def both(params, xs, carry):
             return [
                 [_loss(rec, cell, masks[kind], reverse)(params, xs, carry) for reverse, kind in variants]
-                for rec in (scan_recurrence, fast_recurrence)
+                for rec in (reference_layer, fast_layer)
             ]
 
         want, got = both(params, xs, carry)
@@ -78,27 +78,31 @@ def test_check_grads_on_the_custom_vjp(name):
     with jax.enable_x64(True):
         cell = FAST_CELLS[name](3)
         params, xs, carry = _inputs(cell, 4, 2, 2, jnp.float64, seed=1)
-        xp = cell.project(params, xs)
         mask = jnp.array([[True, True], [True, False], [False, True], [True, True]])
-        # keep PReLU/ReLU kinks away from the finite-difference step
-        if name in ("elman_relu", "elman_leaky_relu", "elman_prelu"):
-            xp = xp + jnp.sign(xp) * 0.2
 
-        def f(params, xp, carry):
-            return fast_recurrence(cell, params, xp, carry, mask, reverse=True)
+        def f(params, xs, carry):
+            return fast_layer(cell, params, xs, carry, mask, reverse=True)
 
-        check_grads(jax.jit(f), (params, xp, carry), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+        check_grads(jax.jit(f), (params, xs, carry), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
     ("name", "shape"),
-    [("elman_tanh", (5, 1, 3)), ("lstm", (1, 1, 3)), ("gru", (4, 3, 1)), ("gru_reset_before", (1, 1, 2))],
+    [
+        ("elman_tanh", (5, 1, 3)),
+        ("lstm", (1, 1, 3)),
+        ("gru", (4, 3, 1)),
+        ("gru_reset_before", (1, 1, 2)),
+        ("elman_prelu", (0, 2, 3)),
+        ("lstm", (0, 2, 3)),
+        ("gru", (0, 1, 2)),
+    ],
 )  # (T, B, I); hidden 37 throughout
 def test_odd_shapes_float32(name, shape):
     cell = FAST_CELLS[name](37)
     params, xs, carry = _inputs(cell, *shape, jnp.float32)
     want, got = jax.jit(
-        lambda *a: [_loss(rec, cell, None, False)(*a) for rec in (scan_recurrence, fast_recurrence)]
+        lambda *a: [_loss(rec, cell, None, False)(*a) for rec in (reference_layer, fast_layer)]
     )(params, xs, carry)
     _assert_close(got, want, rtol=2e-5, atol=2e-5)
 
@@ -117,7 +121,7 @@ def test_odd_shapes_float32(name, shape):
 def test_unsupported_cases_are_named_and_refused(cell, kwargs, reason):
     assert reason in unsupported(cell, **kwargs)
     with pytest.raises(ValueError, match=reason):
-        fast_recurrence(cell, {}, jnp.zeros((2, 2, 4)), jnp.zeros((2, 4)), None, reverse=False, **kwargs)
+        fast_layer(cell, {}, jnp.zeros((2, 2, 4)), jnp.zeros((2, 4)), None, reverse=False, **kwargs)
 
 
 def test_supported_cases_have_no_reason():
@@ -167,4 +171,17 @@ def test_auto_routes_to_the_fast_path_on_cpu_and_keeps_fallbacks():
     assert chosen(jaxrnn.elman(4), h_mask=jnp.ones((2, 4))) == "xla"
     assert chosen(jaxrnn.lstm(4, compute_dtype=jnp.bfloat16)) == "xla"
     assert chosen(jaxrnn.lstm(4), backend="xla") == "xla"
-    assert dispatch.choose(jaxrnn.elman(4, jax.nn.softplus), "auto") is scan_recurrence
+    assert dispatch.choose(jaxrnn.elman(4, jax.nn.softplus), "auto") is reference_layer
+
+
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru"])
+def test_bfloat16_inputs_with_float32_params(name):
+    """Gradients come back in each primal's dtype and match the reference."""
+    cell = FAST_CELLS[name](6)
+    params, xs, carry = _inputs(cell, 5, 3, 4, jnp.float32, seed=2)
+    xs = xs.astype(jnp.bfloat16)
+    losses = [_loss(layer, cell, None, False) for layer in (reference_layer, fast_layer)]
+    want, got = jax.jit(lambda *a: [loss(*a) for loss in losses])(params, xs, carry)
+    assert got[1][1].dtype == jnp.bfloat16
+    assert all(g.dtype == jnp.float32 for g in jax.tree_util.tree_leaves(got[1][0]))
+    _assert_close(got, want, rtol=2e-5, atol=2e-5)

@@ -26,6 +26,12 @@ def test_integer_inputs():
         jaxrnn.scan(CELL, PARAMS, jnp.ones((3, 6, 4), jnp.int32))
 
 
+def test_inputs_wider_than_the_params():
+    params = CELL.init(jax.random.key(0), 4, dtype=jnp.bfloat16)
+    with pytest.raises(TypeError, match="xs: got dtype float32, wider than the params' bfloat16"):
+        jaxrnn.scan(CELL, params, XS)
+
+
 def test_lengths_of_wrong_shape():
     with pytest.raises(ValueError, match=r"lengths: got shape \(2,\), expected the batch shape \(3,\)"):
         jaxrnn.scan(CELL, PARAMS, XS, lengths=jnp.array([1, 2]))

@@ -44,7 +44,8 @@ class _Spec(NamedTuple):
     ``backward(w, g, res_t, h_t) -> (g_prev, dxp_t, extra_t)`` where ``g`` is the cotangent of the carry
     after the step (output cotangent included) and ``h_t`` the output of the step;
     ``weight_grads(w, h_prev, res, dxp, extra) -> dw`` for the recurrent weights after the loop, with
-    ``h_prev (T, B, H)`` the output entering each step; ``bias`` names the projection's bias param.
+    ``h_prev()`` building ``(T, B, H)``, the output entering each step (a shifted copy of the outputs, so
+    only cells that did not save it call it); ``bias`` names the projection's bias param.
     """
 
     gates: int
@@ -87,7 +88,7 @@ def _elman(cell: Cell) -> _Spec:
         return da @ w["w_h"].T, da, extra
 
     def weight_grads(w, h_prev, res, dxp, extra):
-        dw = {"w_h": _rows(h_prev, dxp)}
+        dw = {"w_h": _rows(h_prev(), dxp)}
         if act is None:
             dw["alpha"] = jnp.sum(extra, axis=(0, 1))
         return dw
@@ -127,7 +128,7 @@ def _lstm(cell: Cell) -> _Spec:
         return (dz @ w["w_h"].T, dc * f), dz, None
 
     def weight_grads(w, h_prev, res, dxp, extra):
-        return {"w_h": _rows(h_prev, dxp)}
+        return {"w_h": _rows(h_prev(), dxp)}
 
     return _Spec(4, "b", weights, forward, backward, weight_grads)
 
@@ -172,7 +173,7 @@ def _gru(cell: Cell) -> _Spec:
         return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), None
 
     def weight_grads(w, h_prev, res, dxp, extra):
-        h_prev, r = res[:2]  # the saved carries: no shifted copy of the outputs needed
+        h_prev, r = res[:2]  # saved by the forward loop: no shifted copy of the outputs
         H = h_prev.shape[-1]
         if reset_after:
             dz = jnp.concatenate([dxp[..., : 2 * H], extra], axis=-1)
@@ -264,7 +265,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
         g0, (dxp, extra) = lax.scan(body, dfinal, (dhs, res, hs, mask), reverse=not reverse, unroll=unroll)
         steps, batch, _ = xs.shape
         x2, d2 = xs.reshape(steps * batch, xs.shape[-1]), dxp.reshape(steps * batch, dxp.shape[-1])
-        dp = spec.weight_grads(p, _shift(hs, _h(carry0), reverse), res, dxp, extra)
+        dp = spec.weight_grads(p, lambda: _shift(hs, _h(carry0), reverse), res, dxp, extra)
         dp = {**dp, "w_x": lax.dot_general(x2, d2, _ROWS), spec.bias: jnp.sum(d2, axis=0)}
         dxs = (d2 @ p["w_x"].T).reshape(xs.shape)
         cast = lambda d, x: d.astype(x.dtype)  # noqa: E731

@@ -1,4 +1,4 @@
-"""The sequence driver: validate, lay out, project, dispatch, recur, finish."""
+"""The sequence driver: validate, lay out, dispatch, project and recur, finish."""
 
 from __future__ import annotations
 
@@ -134,12 +134,12 @@ def run(
     if h_mask is not None:
         h_mask = h_mask.reshape(batch, -1)
 
-    # 3. project, 4.-5. recur (the chosen backend does both)
+    # 3.-4. project and recur: the backend chosen above (dispatch) does both
     hs, carry = layer(
         cell, params, xs, carry, step_mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
     )
 
-    # 6. finish: restore the layout
+    # 5. finish: restore the layout
     carry = jax.tree_util.tree_map(lambda c: c.reshape(*batch_shape, *c.shape[1:]), carry)
     if time_major:
         return hs.reshape(steps, *batch_shape, hs.shape[-1]), carry

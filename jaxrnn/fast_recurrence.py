@@ -35,6 +35,8 @@ from jaxrnn.cells import Cell
 Array = jax.Array
 #: ``dot_general`` dimension numbers of ``aᵀ b`` for 2-D ``a``, ``b`` (contract the row axes).
 _ROWS = (((0,), (0,)), ((), ()))
+#: ``dot_general`` dimension numbers of ``a bᵀ`` for 2-D ``a``, ``b`` (contract the last axes).
+_COLS = (((1,), (1,)), ((), ()))
 
 
 class _Spec(NamedTuple):
@@ -58,6 +60,12 @@ class _Spec(NamedTuple):
 
 def _h(carry: Any) -> Array:
     return carry[0] if isinstance(carry, tuple) else carry
+
+
+def _times_t(a: Array, w: Array) -> Array:
+    """``a wᵀ`` as one ``dot_general`` over the last axes: ``a @ w.T`` makes XLA CPU copy the transpose of
+    ``w`` inside the loop body at every step when it fuses a small matmul with its producers."""
+    return lax.dot_general(a, w, _COLS)
 
 
 def _rows(a: Array, b: Array) -> Array:
@@ -85,7 +93,7 @@ def _elman(cell: Cell) -> _Spec:
             extra = jnp.where(a > 0, 0.0, g * a)
         else:
             da, extra = g * act.grad(a, h), None
-        return da @ w["w_h"].T, da, extra
+        return _times_t(da, w["w_h"]), da, extra
 
     def weight_grads(w, h_prev, res, dxp, extra):
         dw = {"w_h": _rows(h_prev(), dxp)}
@@ -125,7 +133,7 @@ def _lstm(cell: Cell) -> _Spec:
             ],
             axis=-1,
         )
-        return (dz @ w["w_h"].T, dc * f), dz, None
+        return (_times_t(dz, w["w_h"]), dc * f), dz, None
 
     def weight_grads(w, h_prev, res, dxp, extra):
         return {"w_h": _rows(h_prev(), dxp)}
@@ -134,30 +142,31 @@ def _lstm(cell: Cell) -> _Spec:
 
 
 def _gru(cell: Cell) -> _Spec:
+    H = cell.hidden_size
     reset_after = cell.options["reset_after"]
 
     def weights(params):
-        return {"w_h": params["w_h"], "b_h": params["b_h"]}
+        w_h, b_h = params["w_h"], params["b_h"]
+        if reset_after:
+            return {"w_h": w_h, "b_h": b_h}
+        # split outside the loops (and outside the custom VJP, so autodiff joins their gradients)
+        return {"w_rz": w_h[:, : 2 * H], "w_n": w_h[:, 2 * H :], "b_rz": b_h[: 2 * H], "b_n": b_h[2 * H :]}
 
     def forward(w, h, xp_t):
-        w_h, b_h = w["w_h"], w["b_h"]
-        H = h.shape[-1]
         xr, xu, xn = xp_t
         if reset_after:
-            hr, hu, hn = jnp.split(h @ w_h + b_h, 3, axis=-1)
+            hr, hu, hn = jnp.split(h @ w["w_h"] + w["b_h"], 3, axis=-1)
             r, u = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xu + hu)
             n = jnp.tanh(xn + r * hn)
             res = (h, r, u, n, hn)
         else:
-            hr, hu = jnp.split(h @ w_h[:, : 2 * H] + b_h[: 2 * H], 2, axis=-1)
+            hr, hu = jnp.split(h @ w["w_rz"] + w["b_rz"], 2, axis=-1)
             r, u = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xu + hu)
-            n = jnp.tanh(xn + (r * h) @ w_h[:, 2 * H :] + b_h[2 * H :])
+            n = jnp.tanh(xn + (r * h) @ w["w_n"] + w["b_n"])
             res = (h, r, u, n)
         return (1.0 - u) * n + u * h, res
 
     def backward(w, g, res, h):
-        w_h = w["w_h"]
-        H = g.shape[-1]
         h_prev, r, u, n = res[:4]
         da_n = g * (1.0 - u) * (1.0 - n * n)
         da_u = g * (h_prev - n) * u * (1.0 - u)
@@ -165,22 +174,25 @@ def _gru(cell: Cell) -> _Spec:
             dhn = da_n * r
             da_r = da_n * res[4] * r * (1.0 - r)
             dz = jnp.concatenate([da_r, da_u, dhn], axis=-1)
-            g_prev = g * u + dz @ w_h.T
+            g_prev = g * u + _times_t(dz, w["w_h"])
             return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), dhn
-        drh = da_n @ w_h[:, 2 * H :].T
+        drh = _times_t(da_n, w["w_n"])
         da_r = drh * h_prev * r * (1.0 - r)
-        g_prev = g * u + drh * r + jnp.concatenate([da_r, da_u], axis=-1) @ w_h[:, : 2 * H].T
+        g_prev = g * u + drh * r + _times_t(jnp.concatenate([da_r, da_u], axis=-1), w["w_rz"])
         return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), None
 
     def weight_grads(w, h_prev, res, dxp, extra):
         h_prev, r = res[:2]  # saved by the forward loop: no shifted copy of the outputs
-        H = h_prev.shape[-1]
         if reset_after:
             dz = jnp.concatenate([dxp[..., : 2 * H], extra], axis=-1)
             return {"w_h": _rows(h_prev, dz), "b_h": jnp.sum(dz, axis=(0, 1))}
-        w_rz = _rows(h_prev, dxp[..., : 2 * H])
-        w_n = _rows(r * h_prev, dxp[..., 2 * H :])
-        return {"w_h": jnp.concatenate([w_rz, w_n], axis=-1), "b_h": jnp.sum(dxp, axis=(0, 1))}
+        d_rz, d_n = dxp[..., : 2 * H], dxp[..., 2 * H :]
+        return {
+            "w_rz": _rows(h_prev, d_rz),
+            "w_n": _rows(r * h_prev, d_n),
+            "b_rz": jnp.sum(d_rz, axis=(0, 1)),
+            "b_n": jnp.sum(d_n, axis=(0, 1)),
+        }
 
     return _Spec(3, "b_x", weights, forward, backward, weight_grads)
 
@@ -267,7 +279,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
         x2, d2 = xs.reshape(steps * batch, xs.shape[-1]), dxp.reshape(steps * batch, dxp.shape[-1])
         dp = spec.weight_grads(p, lambda: _shift(hs, _h(carry0), reverse), res, dxp, extra)
         dp = {**dp, "w_x": lax.dot_general(x2, d2, _ROWS), spec.bias: jnp.sum(d2, axis=0)}
-        dxs = (d2 @ p["w_x"].T).reshape(xs.shape)
+        dxs = _times_t(d2, p["w_x"]).reshape(xs.shape)
         cast = lambda d, x: d.astype(x.dtype)  # noqa: E731
         return jax.tree_util.tree_map(cast, (dp, dxs, g0), (p, xs, carry0)) + (None,)
 

@@ -10,7 +10,8 @@ dropout or ``remat`` (see :func:`unsupported`). It differs from autodiff of the 
 * the forward loop saves what the backward loop needs (the carry entering each step and the activated
   gates), so nothing is recomputed by a matmul and the backward loop holds no autodiff bookkeeping;
 * the backward loop does only the work on the critical path: per step one ``(B, G·H) x (G·H, H)`` matmul
-  through ``W_hᵀ`` plus the gate derivatives;
+  through ``W_hᵀ`` plus the gate derivatives, with ``W_hᵀ`` materialised once before the loop (a
+  transposed operand inside the loop body is re-packed, or for small batches copied, at every step);
 * every weight gradient (``dW_x``, ``db``, ``dW_h``, GRU ``db_h``, PReLU ``dα``) and ``dx`` is one large
   matmul or sum over all ``T·B`` rows after the loop, in row-major 2-D form (``(T·B, ·)``), which keeps XLA
   from transposing the ``(T, B, G·H)`` gate gradients.
@@ -35,8 +36,6 @@ from jaxrnn.cells import Cell
 Array = jax.Array
 #: ``dot_general`` dimension numbers of ``aᵀ b`` for 2-D ``a``, ``b`` (contract the row axes).
 _ROWS = (((0,), (0,)), ((), ()))
-#: ``dot_general`` dimension numbers of ``a bᵀ`` for 2-D ``a``, ``b`` (contract the last axes).
-_COLS = (((1,), (1,)), ((), ()))
 
 
 class _Spec(NamedTuple):
@@ -44,7 +43,8 @@ class _Spec(NamedTuple):
 
     ``forward(w, carry, xp_t) -> (new_carry, res_t)`` where ``xp_t`` is a tuple of the step's gate blocks;
     ``backward(w, g, res_t, h_t) -> (g_prev, dxp_t, extra_t)`` where ``g`` is the cotangent of the carry
-    after the step (output cotangent included) and ``h_t`` the output of the step;
+    after the step (output cotangent included), ``h_t`` the output of the step, and ``w`` also holds each
+    recurrent matrix transposed, as ``w["<name>_t"]``;
     ``weight_grads(w, h_prev, res, dxp, extra) -> dw`` for the recurrent weights after the loop, with
     ``h_prev()`` building ``(T, B, H)``, the output entering each step (a shifted copy of the outputs, so
     only cells that did not save it call it); ``bias`` names the projection's bias param.
@@ -60,12 +60,6 @@ class _Spec(NamedTuple):
 
 def _h(carry: Any) -> Array:
     return carry[0] if isinstance(carry, tuple) else carry
-
-
-def _times_t(a: Array, w: Array) -> Array:
-    """``a wᵀ`` as one ``dot_general`` over the last axes: ``a @ w.T`` makes XLA CPU copy the transpose of
-    ``w`` inside the loop body at every step when it fuses a small matmul with its producers."""
-    return lax.dot_general(a, w, _COLS)
 
 
 def _rows(a: Array, b: Array) -> Array:
@@ -93,7 +87,7 @@ def _elman(cell: Cell) -> _Spec:
             extra = jnp.where(a > 0, 0.0, g * a)
         else:
             da, extra = g * act.grad(a, h), None
-        return _times_t(da, w["w_h"]), da, extra
+        return da @ w["w_h_t"], da, extra
 
     def weight_grads(w, h_prev, res, dxp, extra):
         dw = {"w_h": _rows(h_prev(), dxp)}
@@ -133,7 +127,7 @@ def _lstm(cell: Cell) -> _Spec:
             ],
             axis=-1,
         )
-        return (_times_t(dz, w["w_h"]), dc * f), dz, None
+        return (dz @ w["w_h_t"], dc * f), dz, None
 
     def weight_grads(w, h_prev, res, dxp, extra):
         return {"w_h": _rows(h_prev(), dxp)}
@@ -174,11 +168,11 @@ def _gru(cell: Cell) -> _Spec:
             dhn = da_n * r
             da_r = da_n * res[4] * r * (1.0 - r)
             dz = jnp.concatenate([da_r, da_u, dhn], axis=-1)
-            g_prev = g * u + _times_t(dz, w["w_h"])
+            g_prev = g * u + dz @ w["w_h_t"]
             return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), dhn
-        drh = _times_t(da_n, w["w_n"])
+        drh = da_n @ w["w_n_t"]
         da_r = drh * h_prev * r * (1.0 - r)
-        g_prev = g * u + drh * r + _times_t(jnp.concatenate([da_r, da_u], axis=-1), w["w_rz"])
+        g_prev = g * u + drh * r + jnp.concatenate([da_r, da_u], axis=-1) @ w["w_rz_t"]
         return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), None
 
     def weight_grads(w, h_prev, res, dxp, extra):
@@ -266,7 +260,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
         def body(g, inputs):
             dh_t, res_t, h_t, mask_t = inputs
             g = (g[0] + dh_t, *g[1:]) if isinstance(g, tuple) else g + dh_t
-            g_prev, dxp_t, extra_t = spec.backward(p, g, res_t, h_t)
+            g_prev, dxp_t, extra_t = spec.backward(wt, g, res_t, h_t)
             if mask_t is not None:
                 g_prev = _hold(mask_t, g_prev, g)
                 dxp_t = jnp.where(mask_t[:, None], dxp_t, 0.0)
@@ -274,12 +268,14 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
                     extra_t = jnp.where(mask_t[:, None], extra_t, 0.0)
             return g_prev, (dxp_t, extra_t)
 
+        # the recurrent matrices transposed once, outside the loop (see the module docstring)
+        wt = p | {f"{k}_t": v.T for k, v in p.items() if k.startswith("w_") and k != "w_x"}
         g0, (dxp, extra) = lax.scan(body, dfinal, (dhs, res, hs, mask), reverse=not reverse, unroll=unroll)
         steps, batch, _ = xs.shape
         x2, d2 = xs.reshape(steps * batch, xs.shape[-1]), dxp.reshape(steps * batch, dxp.shape[-1])
         dp = spec.weight_grads(p, lambda: _shift(hs, _h(carry0), reverse), res, dxp, extra)
         dp = {**dp, "w_x": lax.dot_general(x2, d2, _ROWS), spec.bias: jnp.sum(d2, axis=0)}
-        dxs = _times_t(d2, p["w_x"]).reshape(xs.shape)
+        dxs = (d2 @ p["w_x"].T).reshape(xs.shape)
         cast = lambda d, x: d.astype(x.dtype)  # noqa: E731
         return jax.tree_util.tree_map(cast, (dp, dxs, g0), (p, xs, carry0)) + (None,)
 

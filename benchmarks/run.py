@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import statistics
@@ -93,6 +94,7 @@ class Result:
     times: dict[str, list[float]] = field(default_factory=lambda: {"fwd": [], "fwd+bwd": []})
     compile_s: dict[str, float] = field(default_factory=dict)
     max_rel_err: float = 0.0
+    calls: dict[str, int] = field(default_factory=dict)
 
 
 def machine() -> dict[str, Any]:
@@ -120,6 +122,20 @@ def machine() -> dict[str, Any]:
         "versions": versions,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+
+
+#: A timed sample lasts at least this long: shorter calls run back to back and the sample is their mean
+#: (as ``timeit`` does), so sub-millisecond workloads are not one timer reading each.
+MIN_SAMPLE_S = 0.005
+MAX_CALLS_PER_SAMPLE = 100
+
+
+def calls_per_sample(fn: Callable[[], Any]) -> int:
+    """Times one call of ``fn`` (a warm-up too) and returns how many make a sample of ``MIN_SAMPLE_S``."""
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-7)
+    return max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(MIN_SAMPLE_S / once)))
 
 
 def _median_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -371,7 +387,7 @@ def run_workload(
                 f"{impl.name}: DISAGREES with {impls[0].name} (error {result.max_rel_err:.1e}), not timed"
             )
         else:
-            impl.forward(), impl.backward()  # warm up
+            result.calls = {"fwd": calls_per_sample(impl.forward), "fwd+bwd": calls_per_sample(impl.backward)}
             results[impl.name] = result
     timed = [impl for impl in impls if impl.name in results]
     start_rounds = time.perf_counter()
@@ -381,9 +397,11 @@ def run_workload(
             break
         for impl in timed:
             for workload, fn in (("fwd", impl.forward), ("fwd+bwd", impl.backward)):
+                calls = results[impl.name].calls[workload]
                 start = time.perf_counter()
-                fn()
-                results[impl.name].times[workload].append((time.perf_counter() - start) * 1e3)
+                for _ in range(calls):
+                    fn()
+                results[impl.name].times[workload].append((time.perf_counter() - start) * 1e3 / calls)
         progress.update(1)
     return {"workload": wl, "results": list(results.values()), "notes": notes}
 
@@ -410,6 +428,7 @@ def summarize(run: dict[str, Any], peak_gflops: float) -> list[dict[str, Any]]:
                 "pct_peak": 100 * gflops / peak_gflops,
                 "compile_s": r.compile_s[w],
                 "repeats": len(r.times[w]),
+                "calls_per_sample": r.calls[w],
             }
         rows.append(row)
     return rows
@@ -429,7 +448,8 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], notes: list[str],
         f"numpy {info['peak']['numpy_gflops']:.1f} GFLOP/s; % of peak below uses the larger.",
         f"Median of {info['repeats']} rounds"
         + ("" if info["budget_s"] is None else f" (fewer, at least 3, where {info['budget_s']:g} s ran out)")
-        + "; implementations alternate within a round; ms (min–max). "
+        + f" (a sample: the mean of back-to-back calls filling {1e3 * MIN_SAMPLE_S:g} ms, at most "
+        f"{MAX_CALLS_PER_SAMPLE})" + "; implementations alternate within a round; ms (min–max). "
         "Ratio: to the best implementation; vs peer: to the best non-jaxrnn one.",
         "",
         "| workload | impl | fwd ms | ratio | vs peer | GFLOP/s | % peak | fwd+bwd ms | ratio | vs peer | "

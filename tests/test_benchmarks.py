@@ -36,6 +36,7 @@ def test_quick_run_checks_agreement_and_writes_json_markdown_and_chart(tmp_path,
             assert stats["repeats"] == 3
             assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]
             assert stats["ratio_to_best"] >= 1.0
+            assert 1 <= stats["calls_per_sample"] <= 100
     assert min(row["fwd+bwd"]["ratio_to_best"] for row in saved["rows"]) == 1.0
     assert [(m["T"], m["remat"]) for m in saved["memory"]] == [(100, False), (100, True)]
     assert all(m["total_mib"] > 0 for m in saved["memory"])
@@ -60,6 +61,16 @@ def test_a_missing_peer_is_skipped_with_a_note(tmp_path, monkeypatch):
     assert not any(row["impl"].startswith("torch") for row in saved["rows"])
     assert any("torch: skipped" in note for note in saved["notes"])
     assert "torch: skipped" in (tmp_path / "bench.md").read_text()
+
+
+@pytest.mark.parametrize(("once_s", "calls"), [(1e-3, 5), (0.02, 1), (1e-6, 100)], ids=["ms", "slow", "fast"])
+def test_short_calls_are_grouped_into_samples_of_min_sample_s(monkeypatch, once_s, calls):
+    harness = _harness()
+    clock = iter([0.0, once_s])  # a fake timer: the one call of fn takes once_s
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: next(clock))
+    ran = []
+    assert harness.calls_per_sample(lambda: ran.append(1)) == calls
+    assert ran == [1]
 
 
 def test_cells_and_shapes_select_the_workloads():

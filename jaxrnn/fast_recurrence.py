@@ -256,6 +256,8 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
     def backward(saved, cotangents):
         p, xs, carry0, mask, hs, res = saved
         dhs, dfinal = cotangents
+        # the recurrent matrices transposed once, outside the loop (see the module docstring)
+        wt = p | {f"{k}_t": v.T for k, v in p.items() if k.startswith("w_") and k != "w_x"}
 
         def body(g, inputs):
             dh_t, res_t, h_t, mask_t = inputs
@@ -268,8 +270,6 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
                     extra_t = jnp.where(mask_t[:, None], extra_t, 0.0)
             return g_prev, (dxp_t, extra_t)
 
-        # the recurrent matrices transposed once, outside the loop (see the module docstring)
-        wt = p | {f"{k}_t": v.T for k, v in p.items() if k.startswith("w_") and k != "w_x"}
         g0, (dxp, extra) = lax.scan(body, dfinal, (dhs, res, hs, mask), reverse=not reverse, unroll=unroll)
         steps, batch, _ = xs.shape
         x2, d2 = xs.reshape(steps * batch, xs.shape[-1]), dxp.reshape(steps * batch, dxp.shape[-1])

@@ -17,12 +17,14 @@ dropout or ``remat`` (see :func:`unsupported`). It differs from autodiff of the 
   from transposing the ``(T, B, G·H)`` gate gradients.
 
 The last two points keep the peak temporary memory low as well (benchmarks/NOTES.md, item 17): XLA CPU takes
-fresh pages for every temporary allocation above the C allocator's mmap threshold, and touching them costs
-time on every call.
+fresh pages for every large temporary allocation, and touching them costs time on every call. For the same
+reason the forward-only pass (no gradient) projects a long sequence chunk by chunk, a few MiB at a time,
+inside an outer loop over the chunks (item 23).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,6 +38,8 @@ from jaxrnn.cells import Cell
 Array = jax.Array
 #: ``dot_general`` dimension numbers of ``aᵀ b`` for 2-D ``a``, ``b`` (contract the row axes).
 _ROWS = (((0,), (0,)), ((), ()))
+#: Projection size per chunk of the forward-only pass; a projection up to twice this size is not chunked.
+CHUNK_BYTES = 4 << 20
 
 
 class _Spec(NamedTuple):
@@ -232,6 +236,21 @@ def _project(spec: _Spec, p: dict, xs: Array) -> tuple[Array, ...]:
     return tuple((x2 @ p["w_x"][:, c] + p[spec.bias][c]).reshape(steps, batch, width) for c in cols)
 
 
+def chunk_steps(spec: _Spec, xs: Array, width: int) -> int:
+    """Steps per projection chunk of the forward-only pass: all of them unless the projection is large.
+
+    About ``CHUNK_BYTES`` of projection per chunk, rounded down to a divisor of ``T`` when one is at least
+    half that long (no leftover steps to run and concatenate after the chunks).
+    """
+    steps, batch, _ = xs.shape
+    step_bytes = batch * spec.gates * width * xs.dtype.itemsize
+    if steps * step_bytes <= 2 * CHUNK_BYTES:
+        return steps
+    size = max(1, CHUNK_BYTES // step_bytes)
+    divisor = next(d for d in range(size, 0, -1) if steps % d == 0)
+    return divisor if 2 * divisor >= size else size
+
+
 def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
     def loop(w, blocks, carry0, mask, save: bool):
         def body(carry, inputs):
@@ -243,11 +262,33 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
 
         return lax.scan(body, carry0, (blocks, mask), reverse=reverse, unroll=unroll)
 
+    def project_and_loop(p, carry, inputs):
+        xs, mask = inputs
+        return loop(p, _project(spec, p, xs), carry, mask, save=False)
+
     @jax.custom_vjp
     def layer(p, xs, carry0, mask):
-        """The forward pass alone: no residuals are stored."""
-        final, hs = loop(p, _project(spec, p, xs), carry0, mask, save=False)
-        return hs, final
+        """The forward pass alone: no residuals are stored, a large projection is made chunk by chunk."""
+        steps = xs.shape[0]
+        size = chunk_steps(spec, xs, p["w_x"].shape[-1] // spec.gates)
+        if size >= steps:
+            final, hs = project_and_loop(p, carry0, (xs, mask))
+            return hs, final
+        # whole chunks through an outer scan; the steps left over (fewer than a chunk) come last in time
+        n = steps // size * size
+        chunks = jax.tree_util.tree_map(lambda a: a[:n].reshape(n // size, size, *a.shape[1:]), (xs, mask))
+        rest = jax.tree_util.tree_map(lambda a: a[n:], (xs, mask))
+        outer = functools.partial(project_and_loop, p)
+        carry, hs_rest = carry0, None
+        if reverse and n < steps:
+            carry, hs_rest = outer(carry, rest)
+        carry, hs = lax.scan(outer, carry, chunks, reverse=reverse)
+        if not reverse and n < steps:
+            carry, hs_rest = outer(carry, rest)
+        hs = hs.reshape(n, *hs.shape[2:])
+        if hs_rest is not None:
+            hs = jnp.concatenate([hs, hs_rest])
+        return hs, carry
 
     def forward(p, xs, carry0, mask):
         final, (hs, res) = loop(p, _project(spec, p, xs), carry0, mask, save=True)

@@ -10,7 +10,7 @@ from cellcases import CELLS, random_carry, random_params
 from jax.test_util import check_grads
 
 import jaxrnn
-from jaxrnn import dispatch
+from jaxrnn import dispatch, fast_recurrence
 from jaxrnn.dispatch import reference_layer
 from jaxrnn.fast_recurrence import fast_layer, unsupported
 
@@ -105,6 +105,41 @@ def test_odd_shapes_float32(name, shape):
         lambda *a: [_loss(rec, cell, None, False)(*a) for rec in (reference_layer, fast_layer)]
     )(params, xs, carry)
     _assert_close(got, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["elman_prelu", "lstm", "gru_reset_before"])
+@pytest.mark.parametrize(("steps", "size"), [(9, 3), (7, 3), (5, 1)])  # even chunks, a leftover step, 1-step
+def test_chunked_forward_only_pass_matches_reference_float64(name, steps, size, monkeypatch):
+    """The forward-only pass run as chunks of ``size`` steps, forward and reverse, with and without a mask."""
+    monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda spec, xs, width: size)
+    with jax.enable_x64(True):
+        cell = FAST_CELLS[name](5)
+        params, xs, carry = _inputs(cell, steps, 4, 3, jnp.float64, seed=3)
+        mask = _masks(steps, 4)["pattern"]
+        variants = [(reverse, m) for reverse in (False, True) for m in (None, mask)]
+        layers = (reference_layer, fast_layer)
+        want, got = jax.jit(lambda *a: [[f(cell, *a, m, reverse=r) for r, m in variants] for f in layers])(
+            params, xs, carry
+        )
+    _assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kind", "shape", "want"),
+    [
+        ("lstm", (128, 32, 64, 128), 128),  # 8 MiB of projection: one piece
+        ("lstm", (512, 32, 64, 256), 32),  # 128 KiB per step: 4 MiB chunks
+        ("lstm", (509, 32, 64, 256), 32),  # T prime: 32-step chunks and a leftover
+        ("gru", (128, 128, 128, 512), 4),  # 768 KiB per step: 5 steps rounded down to a divisor of T
+        ("elman", (3, 2048, 8, 4096), 1),  # one step is over the chunk size
+    ],
+)
+def test_chunk_steps(kind, shape, want):
+    steps, batch, features, hidden = shape
+    cell = getattr(jaxrnn, kind)(hidden)
+    spec = fast_recurrence._SPECS[cell.kind](cell)
+    xs = jax.ShapeDtypeStruct((steps, batch, features), jnp.float32)
+    assert fast_recurrence.chunk_steps(spec, xs, hidden) == want
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -80,11 +81,11 @@ def reference_layer(
     h_mask: Any = None,
 ) -> tuple[Any, Any]:
     """The plain layer: the cell's projection (if it has one) of the time-major ``xs (T, B, I)``, then
-    :func:`jaxrnn.recurrence.scan_recurrence`; returns ``(hs (T, B, H), final_carry)``."""
-    xp = cell.project(params, xs) if cell.project is not None else xs
-    return scan_recurrence(
-        cell, params, xp, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
-    )
+    :func:`jaxrnn.recurrence.scan_recurrence`; returns ``(hs (T, B, H), final_carry)``. With ``remat`` the
+    projection runs inside each checkpointed chunk."""
+    project = None if cell.project is None else functools.partial(cell.project, params)
+    options = {"unroll": unroll, "remat": remat, "h_mask": h_mask, "project": project}
+    return scan_recurrence(cell, params, xs, carry, mask, reverse=reverse, **options)
 
 
 def choose(cell: Cell, backend: str) -> Callable:

@@ -7,6 +7,7 @@ Every backend receives the same time-major inputs: projected inputs ``xp (T, B, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -65,17 +66,23 @@ def scan_recurrence(
     unroll: int | bool = 1,
     remat: bool | int = False,
     h_mask: Array | None = None,
+    project: Callable[[Array], Array] | None = None,
 ) -> tuple[Array, Any]:
     """Runs the recurrence over ``xp (T, B, G)``; returns ``(hs (T, B, H), final carry)``.
 
+    With ``project``, ``xp`` holds the raw inputs ``(T, B, I)`` and ``project`` maps them to the step
+    inputs: at once without ``remat``, chunk by chunk inside the checkpoint with it.
+
     With ``remat`` the T steps are cut into chunks of ``chunk_size(T, remat)`` steps; each chunk is a
-    ``jax.checkpoint``-ed inner scan, so BPTT keeps one carry per chunk and recomputes a chunk's internals
-    when its gradient is needed: the residuals grow as T/k + k instead of T. Padding steps that complete the
-    last chunk are masked, which leaves values and gradients unchanged.
+    ``jax.checkpoint``-ed inner scan (projection included), so BPTT keeps one carry per chunk and recomputes
+    a chunk's internals when its gradient is needed: the residuals grow as T/k + k instead of T, and neither
+    the projection of the whole sequence nor its gradient is ever held. Padding steps that complete the last
+    chunk are masked, which leaves values and gradients unchanged.
     """
     body = _body(cell, params, h_mask)
     steps = xp.shape[0]
     if not remat:
+        xp = xp if project is None else project(xp)
         carry, hs = lax.scan(body, carry, (xp, mask), reverse=reverse, unroll=unroll)
         return hs, carry
 
@@ -89,7 +96,9 @@ def scan_recurrence(
 
     @jax.checkpoint
     def chunk(carry, inputs):
-        return lax.scan(body, carry, inputs, reverse=reverse, unroll=unroll)
+        xp_c, mask_c = inputs
+        xp_c = xp_c if project is None else project(xp_c)
+        return lax.scan(body, carry, (xp_c, mask_c), reverse=reverse, unroll=unroll)
 
     chunked = (xp.reshape(chunks, k, *xp.shape[1:]), mask.reshape(chunks, k, *mask.shape[1:]))
     carry, hs = lax.scan(chunk, carry, chunked, reverse=reverse)

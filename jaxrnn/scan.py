@@ -46,7 +46,8 @@ def scan(
       time_major: the layout of ``xs`` and ``ys``.
       unroll: passed to ``lax.scan``.
       remat: ``True`` or a chunk size checkpoints the scan so that BPTT's saved state grows as sqrt(T)
-        instead of T; values and gradients are unchanged.
+        instead of T (each chunk projects its own inputs, so the whole projection is never held); values
+        and gradients are unchanged.
       backend: "auto", "xla" or "pallas" (see :mod:`jaxrnn.dispatch`).
 
     Returns:

@@ -223,3 +223,22 @@ def test_custom_cell_with_only_step_runs_unhoisted():
         want_ys, want_final = loop_scan(cell, params, xs[b, :n], jnp.zeros(3))
         np.testing.assert_allclose(ys[b, :n], want_ys, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(final[b], want_final, rtol=1e-6, atol=1e-6)
+
+
+def test_remat_never_holds_the_whole_projection():
+    """With remat the projection runs per chunk: compiled temporaries stay below the (T, B, 4H) product."""
+    cell = jaxrnn.lstm(64)
+    params = cell.init(jax.random.key(0), 4)
+    steps, batch = 4096, 4
+    xs = jax.ShapeDtypeStruct((batch, steps, 4), jnp.float32)
+    projection_bytes = steps * batch * 4 * 64 * 4
+
+    def temp_bytes(remat):
+        def loss(params, xs):
+            return jnp.sum(jaxrnn.scan(cell, params, xs, remat=remat)[0])
+
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        return grad.lower(params, xs).compile().memory_analysis().temp_size_in_bytes
+
+    assert temp_bytes(False) > projection_bytes  # the plain pass keeps it (and more)
+    assert temp_bytes(True) < projection_bytes / 4

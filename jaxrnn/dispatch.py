@@ -84,8 +84,18 @@ def reference_layer(
     :func:`jaxrnn.recurrence.scan_recurrence`; returns ``(hs (T, B, H), final_carry)``. With ``remat`` the
     projection runs inside each checkpointed chunk."""
     project = None if cell.project is None else functools.partial(cell.project, params)
-    options = {"unroll": unroll, "remat": remat, "h_mask": h_mask, "project": project}
-    return scan_recurrence(cell, params, xs, carry, mask, reverse=reverse, **options)
+    return scan_recurrence(
+        cell,
+        params,
+        xs,
+        carry,
+        mask,
+        reverse=reverse,
+        unroll=unroll,
+        remat=remat,
+        h_mask=h_mask,
+        project=project,
+    )
 
 
 def choose(cell: Cell, backend: str) -> Callable:

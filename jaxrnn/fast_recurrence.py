@@ -236,14 +236,14 @@ def _project(spec: _Spec, p: dict, xs: Array) -> tuple[Array, ...]:
     return tuple((x2 @ p["w_x"][:, c] + p[spec.bias][c]).reshape(steps, batch, width) for c in cols)
 
 
-def chunk_steps(spec: _Spec, xs: Array, width: int) -> int:
+def chunk_steps(xs: Array, w_x: Array) -> int:
     """Steps per projection chunk of the forward-only pass: all of them unless the projection is large.
 
     About ``CHUNK_BYTES`` of projection per chunk, rounded down to a divisor of ``T`` when one is at least
     half that long (no leftover steps to run and concatenate after the chunks).
     """
     steps, batch, _ = xs.shape
-    step_bytes = batch * spec.gates * width * xs.dtype.itemsize
+    step_bytes = batch * w_x.shape[-1] * jnp.result_type(xs.dtype, w_x.dtype).itemsize
     if steps * step_bytes <= 2 * CHUNK_BYTES:
         return steps
     size = max(1, CHUNK_BYTES // step_bytes)
@@ -270,7 +270,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
     def layer(p, xs, carry0, mask):
         """The forward pass alone: no residuals are stored, a large projection is made chunk by chunk."""
         steps = xs.shape[0]
-        size = chunk_steps(spec, xs, p["w_x"].shape[-1] // spec.gates)
+        size = chunk_steps(xs, p["w_x"])
         if size >= steps:
             final, hs = project_and_loop(p, carry0, (xs, mask))
             return hs, final

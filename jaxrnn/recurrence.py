@@ -77,7 +77,9 @@ def scan_recurrence(
     ``jax.checkpoint``-ed inner scan (projection included), so BPTT keeps one carry per chunk and recomputes
     a chunk's internals when its gradient is needed: the residuals grow as T/k + k instead of T, and neither
     the projection of the whole sequence nor its gradient is ever held. Padding steps that complete the last
-    chunk are masked, which leaves values and gradients unchanged.
+    chunk repeat the last step's inputs (so ``project`` sees only real data) and are masked: values are
+    unchanged, gradients equal up to rounding (with a ``compute_dtype``, each chunk's share of the input
+    weights' gradient is rounded on its own).
     """
     body = _body(cell, params, h_mask)
     steps = xp.shape[0]
@@ -91,7 +93,7 @@ def scan_recurrence(
     pad = chunks * k - steps
     if mask is None:
         mask = jnp.ones(xp.shape[:2], bool)
-    xp = jnp.pad(xp, [(0, pad)] + [(0, 0)] * (xp.ndim - 1))
+    xp = jnp.pad(xp, [(0, pad)] + [(0, 0)] * (xp.ndim - 1), mode="edge")
     mask = jnp.pad(mask, [(0, pad), (0, 0)])
 
     @jax.checkpoint

@@ -47,7 +47,7 @@ def scan(
       unroll: passed to ``lax.scan``.
       remat: ``True`` or a chunk size checkpoints the scan so that BPTT's saved state grows as sqrt(T)
         instead of T (each chunk projects its own inputs, so the whole projection is never held); values
-        and gradients are unchanged.
+        are unchanged and gradients equal up to rounding.
       backend: "auto", "xla" or "pallas" (see :mod:`jaxrnn.dispatch`).
 
     Returns:

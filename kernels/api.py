@@ -83,7 +83,8 @@ def recurrence(
     h_mask: Array | None = None,
     platform: str | None = None,
 ) -> tuple[Array, Any]:
-    """The fused kernel with :func:`jaxrnn.recurrence.scan_recurrence`'s signature and results.
+    """The fused kernel with :func:`jaxrnn.recurrence.scan_recurrence`'s signature (less ``project``: it
+    takes projected inputs) and results.
 
     ``platform`` ("cpu", "gpu", "tpu") defaults to the default backend's; "cpu" runs interpret mode.
 

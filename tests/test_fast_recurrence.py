@@ -111,7 +111,7 @@ def test_odd_shapes_float32(name, shape):
 @pytest.mark.parametrize(("steps", "size"), [(9, 3), (7, 3), (5, 1)])  # even chunks, a leftover step, 1-step
 def test_chunked_forward_only_pass_matches_reference_float64(name, steps, size, monkeypatch):
     """The forward-only pass run as chunks of ``size`` steps, forward and reverse, with and without a mask."""
-    monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda spec, xs, width: size)
+    monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x: size)
     with jax.enable_x64(True):
         cell = FAST_CELLS[name](5)
         params, xs, carry = _inputs(cell, steps, 4, 3, jnp.float64, seed=3)
@@ -125,21 +125,38 @@ def test_chunked_forward_only_pass_matches_reference_float64(name, steps, size, 
 
 
 @pytest.mark.parametrize(
-    ("kind", "shape", "want"),
+    ("gates", "shape", "dtypes", "want"),
     [
-        ("lstm", (128, 32, 64, 128), 128),  # 8 MiB of projection: one piece
-        ("lstm", (512, 32, 64, 256), 32),  # 128 KiB per step: 4 MiB chunks
-        ("lstm", (509, 32, 64, 256), 32),  # T prime: 32-step chunks and a leftover
-        ("gru", (128, 128, 128, 512), 4),  # 768 KiB per step: 5 steps rounded down to a divisor of T
-        ("elman", (3, 2048, 8, 4096), 1),  # one step is over the chunk size
+        (4, (128, 32, 64, 128), "ff", 128),  # 8 MiB of projection: one piece
+        (4, (512, 32, 64, 256), "ff", 32),  # 128 KiB per step: 4 MiB chunks
+        (4, (509, 32, 64, 256), "ff", 32),  # T prime: 32-step chunks and a leftover
+        (3, (128, 128, 128, 512), "ff", 4),  # 768 KiB per step: 5 steps rounded down to a divisor of T
+        (1, (3, 2048, 8, 4096), "ff", 1),  # one step is over the chunk size
+        (4, (512, 32, 64, 256), "bf", 32),  # bfloat16 inputs, float32 weights: a float32 projection
+        (4, (512, 32, 64, 256), "bb", 64),  # all bfloat16: half the bytes per step
     ],
 )
-def test_chunk_steps(kind, shape, want):
+def test_chunk_steps(gates, shape, dtypes, want):
     steps, batch, features, hidden = shape
-    cell = getattr(jaxrnn, kind)(hidden)
-    spec = fast_recurrence._SPECS[cell.kind](cell)
-    xs = jax.ShapeDtypeStruct((steps, batch, features), jnp.float32)
-    assert fast_recurrence.chunk_steps(spec, xs, hidden) == want
+    x_dtype, w_dtype = ({"f": jnp.float32, "b": jnp.bfloat16}[c] for c in dtypes)
+    xs = jax.ShapeDtypeStruct((steps, batch, features), x_dtype)
+    w_x = jax.ShapeDtypeStruct((features, gates * hidden), w_dtype)
+    assert fast_recurrence.chunk_steps(xs, w_x) == want
+
+
+def test_chunk_steps_drives_the_forward_only_pass(monkeypatch):
+    """A small CHUNK_BYTES: the real chunk choice through jaxrnn.scan, against the reference."""
+    cell = jaxrnn.lstm(6)
+    key = jax.random.key(5)
+    params = random_params(cell, key, 3)
+    xs = jax.random.normal(key, (2, 11, 3))  # 11 steps: 3-step chunks and a leftover of 2
+    step_bytes = 2 * 4 * 6 * 4
+    monkeypatch.setattr(fast_recurrence, "CHUNK_BYTES", 3 * step_bytes)
+    assert fast_recurrence.chunk_steps(jnp.swapaxes(xs, 0, 1), params["w_x"]) == 3
+    run = jax.jit(
+        lambda p, x, backend: jaxrnn.scan(cell, p, x, reverse=True, backend=backend), static_argnums=2
+    )
+    _assert_close(run(params, xs, "auto"), run(params, xs, "xla"), rtol=2e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize(

@@ -242,3 +242,25 @@ def test_remat_never_holds_the_whole_projection():
 
     assert temp_bytes(False) > projection_bytes  # the plain pass keeps it (and more)
     assert temp_bytes(True) < projection_bytes / 4
+
+
+def test_remat_padding_never_feeds_the_projection_zeros():
+    """A projection that is not finite at zero input (a custom cell): steps that pad the last remat chunk
+    repeat real inputs, so no NaN reaches the gradients."""
+    base = jaxrnn.elman(3)
+
+    def project(params, xs):
+        return (xs / jnp.linalg.norm(xs, axis=-1, keepdims=True)) @ params["w_x"]
+
+    cell = base._replace(project=project, step=lambda p, h, x: base.recur_step(p, h, project(p, x)))
+    params = base.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (2, 7, 2))
+
+    def loss(params, xs, remat):
+        ys, final = jaxrnn.scan(cell, params, xs, remat=remat, backend="xla")
+        return jnp.sum(jnp.sin(ys)) + jnp.sum(final)
+
+    want = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, False)
+    got = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, 3)  # 7 steps: one padded chunk of 3
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(got))
+    assert_relative_error(got, want, 1e-6)

@@ -133,3 +133,21 @@ def test_layer_out_of_range_is_rejected():
         gradient_flow(
             m, params, {"x": np.zeros((1, 3, 2), np.float32), "y": np.zeros((1, 1))}, loss="mse", layer=1
         )
+
+
+def test_traces_once_per_model_across_params():
+    """Profiles at several points of training (new params each time) reuse one compiled gradient."""
+    m = elman_model("tanh", jinit.orthogonal())
+    traces = []
+
+    def counting_readout(*args, **kwargs):
+        traces.append(1)
+        return m.readout(*args, **kwargs)
+
+    counted = m._replace(readout=counting_readout)
+    batch = regression_batch(steps=6, batch=2)
+    profiles = [
+        gradient_flow(counted, counted.init(jax.random.key(seed), 4), batch, loss="mse") for seed in (0, 1)
+    ]
+    assert len(traces) == 1
+    assert not np.allclose(profiles[0], profiles[1])  # the second call used its own params

@@ -121,3 +121,26 @@ def test_label_logit_mismatch_names_both_shapes(clf):
     batch = {"x": np.zeros((2, 3, 2), np.float32), "y": np.zeros((2, 4), np.float32)}
     with pytest.raises(ValueError, match=r"labels: got shape \(2, 4\) for logits of shape \(2, 3\)"):
         make_train_step(m, "cross_entropy", opt)(params, opt.init(params), batch, KEY)
+
+
+def test_evaluate_and_predict_trace_once_per_model(clf):
+    """Repeated calls (new params, same batch shapes) reuse one compiled step per model."""
+    m, params = clf
+    traces = []
+
+    def counting_apply(*args, **kwargs):
+        traces.append(1)
+        return m.apply(*args, **kwargs)
+
+    counted = m._replace(apply=counting_apply)
+    data = make_batch(8)
+    variants = [params, jax.tree_util.tree_map(lambda a: 0.5 * a, params)]
+    for p in variants:
+        evaluate(counted, p, data, loss="cross_entropy", metrics=["accuracy"], batch_size=4)
+    assert len(traces) == 1
+    for p in variants:
+        predict(counted, p, data["x"], batch_size=4)
+    assert len(traces) == 2
+    other = counted._replace(output="mean")  # another model object: its own compile
+    evaluate(other, params, data, loss="cross_entropy", batch_size=4)
+    assert len(traces) == 3

@@ -10,6 +10,7 @@ expand (exploding gradients: relu, large ``W_h``); an orthogonal or identity ``W
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +23,7 @@ from jaxrnn.cells import Cell
 from jaxrnn.scan import scan
 from jaxrnn.train import losses
 from jaxrnn.train.models import Model
-from jaxrnn.train.steps import check_batch, loss_mask
+from jaxrnn.train.steps import Static, check_batch, loss_mask
 
 Array = jax.Array
 
@@ -70,8 +71,17 @@ def gradient_flow(
     layer %= len(cells)
     if cells[layer].kind not in ("elman", "lstm", "gru"):
         raise ValueError(f"model: layer {layer} is a {cells[layer].kind!r} cell, expected elman, lstm or gru")
-    loss_fn = losses.get_loss(loss)
-    xs, lengths = jnp.asarray(batch["x"]), batch.get("lengths")
+    batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    grads = _state_grads(Static(model, losses.get_loss(loss), layer), params, batch)
+    return np.asarray(jnp.sqrt(jnp.sum(jnp.square(grads), axis=(0, 2))))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _state_grads(static: Static, params: Any, batch: Mapping[str, Array]) -> Array:
+    """``∂L/∂h_t`` of one layer, ``(B, T, H)``: the gradient w.r.t. a zero ``δ`` added to its outputs."""
+    model, loss_fn, layer = static.parts
+    cells = model.network.cells
+    xs, lengths = batch["x"], batch.get("lengths")
     mask = loss_mask(model, batch)
 
     def loss_of(delta):
@@ -84,9 +94,7 @@ def gradient_flow(
                 ys, _ = scan(cell, layer_params, ys, lengths=lengths)
         return loss_fn(model.readout(params, ys, lengths), batch["y"], mask)
 
-    delta = jnp.zeros((*xs.shape[:2], cells[layer].hidden_size), xs.dtype)
-    grads = jax.jit(jax.grad(loss_of))(delta)
-    return np.asarray(jnp.sqrt(jnp.sum(jnp.square(grads), axis=(0, 2))))
+    return jax.grad(loss_of)(jnp.zeros((*xs.shape[:2], cells[layer].hidden_size), xs.dtype))
 
 
 def plot_gradient_flow(

@@ -7,6 +7,7 @@ padding example). The loss mask is ``weights[b]`` per sequence, or ``weights[b] 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +23,28 @@ from jaxrnn.train.models import Model
 Array = jax.Array
 Batch = Mapping[str, Any]
 TrainStep = Callable[[Any, Any, Batch, Array], tuple[Any, Any, dict[str, Array]]]
+
+
+class Static:
+    """Static ``jax.jit`` arguments compared by identity (strings and ints by value, tuples item by item), so
+    that a model, whose cells hold dicts and which is therefore unhashable, and loss callables can key jit's
+    cache: the helpers below compile once per model instead of once per call. jit's cache keeps the objects
+    alive, so an ``id`` is never reused while a compiled entry refers to it."""
+
+    def __init__(self, *parts: Any):
+        self.parts = parts
+
+    def _key(self, parts: tuple | None = None) -> tuple:
+        return tuple(
+            self._key(p) if isinstance(p, tuple) else p if isinstance(p, (str, int)) else id(p)
+            for p in (self.parts if parts is None else parts)
+        )
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Static) and self._key() == other._key()
 
 
 def check_batch(batch: Any, *, targets: bool = True) -> None:
@@ -152,10 +175,22 @@ def evaluate(
     """The loss and metrics of ``params`` over a whole dataset (any format :func:`~jaxrnn.train.dataset`
     accepts), each averaged over every valid sequence or step (padding never counts)."""
     data = data_lib.dataset(data, "data")
-    eval_step = make_eval_step(model, loss, metrics=metrics)
+    static = Static(model, losses.get_loss(loss), tuple(losses.get_metrics(metrics).items()))
     batch_size = min(batch_size, len(data["x"]))
-    per_batch = [jax.device_get(eval_step(params, b)) for b in data_lib.batches(data, batch_size)]
+    per_batch = [jax.device_get(_eval_batch(static, params, b)) for b in data_lib.batches(data, batch_size)]
     return combine_metrics(per_batch, loss, metrics)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _eval_batch(static: Static, params: Any, batch: Batch) -> dict[str, Array]:
+    model, loss_fn, metric_items = static.parts
+    value, (aux, _) = objective(model, loss_fn, dict(metric_items))(params, batch, None, False)
+    return {"loss": value, **aux}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict_batch(static: Static, params: Any, batch: Batch) -> Array:
+    return static.parts[0].apply(params, batch["x"], lengths=batch["lengths"])[0]
 
 
 def predict(model: Model, params: Any, xs: Any, *, lengths: Any = None, batch_size: int = 256) -> np.ndarray:
@@ -170,7 +205,7 @@ def predict(model: Model, params: Any, xs: Any, *, lengths: Any = None, batch_si
     if xs.ndim != 3 or xs.shape[0] == 0:
         raise ValueError(f"xs: got shape {xs.shape}, expected (N, T, features) with N >= 1")
     lengths = np.full(xs.shape[0], xs.shape[1], np.int32) if lengths is None else np.asarray(lengths)
-    apply = jax.jit(lambda p, b: model.apply(p, b["x"], lengths=b["lengths"])[0])
     batch_size = min(batch_size, xs.shape[0])
-    outs = [np.asarray(apply(params, b)) for b in data_lib.batches({"x": xs, "lengths": lengths}, batch_size)]
+    batches = data_lib.batches({"x": xs, "lengths": lengths}, batch_size)
+    outs = [np.asarray(_predict_batch(Static(model), params, b)) for b in batches]
     return np.concatenate(outs)[: xs.shape[0]]

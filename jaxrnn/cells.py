@@ -77,6 +77,12 @@ def _zeros_carry(hidden_size: int, count: int) -> Callable[..., Carry]:
     return initial_carry
 
 
+def is_built_in(cell: Cell) -> bool:
+    """Whether ``cell`` still has the functions its factory made (none replaced, e.g. with ``_replace``):
+    only then may a backend run its own implementation of the cell's ``kind`` instead of the functions."""
+    return cell.kind != "custom" and getattr(cell.step, "built_from", None) == (cell.project, cell.recur_step)
+
+
 def _built_cell(
     kind: str,
     hidden_size: int,
@@ -92,6 +98,7 @@ def _built_cell(
     def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         return recur_step(params, carry, project(params, x))
 
+    step.built_from = (project, recur_step)  # see is_built_in
     return Cell(
         init=init,
         initial_carry=_zeros_carry(hidden_size, carry_count),

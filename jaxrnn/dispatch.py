@@ -8,7 +8,8 @@
   (where interpret mode is far slower than ``lax.scan``) the fast XLA path
   (:func:`jaxrnn.fast_recurrence.fast_layer`: projection and recurrence under one hand-written custom
   VJP, weight gradients as one matmul each after the loop) for the built-in cells; the reference for what
-  it does not support: custom cells, callable Elman activations, ``compute_dtype``, ``remat`` and
+  it does not support: custom cells (built-in ones whose functions were replaced included, see
+  :func:`jaxrnn.cells.is_built_in`), callable Elman activations, ``compute_dtype``, ``remat`` and
   recurrent dropout (``h_mask``). Measurements: ``benchmarks/NOTES.md``.
 """
 

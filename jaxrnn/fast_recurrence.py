@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrnn import activations
-from jaxrnn.cells import Cell
+from jaxrnn.cells import Cell, is_built_in
 
 Array = jax.Array
 #: ``dot_general`` dimension numbers of ``aᵀ b`` for 2-D ``a``, ``b`` (contract the row axes).
@@ -202,6 +202,10 @@ def unsupported(cell: Cell, *, remat: bool | int = False, h_mask: Array | None =
     """Why the fast path cannot run this layer, or ``None`` when it can."""
     if cell.kind not in _SPECS:
         return f"no fast path for {cell.kind!r} cells"
+    if not is_built_in(cell):
+        return (
+            f"the {cell.kind} cell's step, project or recur_step was replaced (it has the built-in math only)"
+        )
     options = cell.options or {}
     if options.get("activation") == "custom":
         return "callable Elman activations have no known derivative"

@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells import Cell
+from jaxrnn.cells import Cell, is_built_in
 
 from . import elman, gru, layout, lstm
 
@@ -36,6 +36,10 @@ def cell_unsupported(cell: Cell) -> str | None:
     """Why ``cell`` has no fused kernel, or ``None`` if it has one."""
     if cell.kind not in GATES:
         return f"cell kind {cell.kind!r} has no fused kernel (supported: {list(GATES)})"
+    if not is_built_in(cell):
+        return (
+            f"the {cell.kind} cell's step, project or recur_step was replaced (the kernel has the original)"
+        )
     activation = (cell.options or {}).get("activation")
     if cell.kind == "elman" and activation not in elman.ACTIVATIONS:
         return f"Elman activation {activation!r} has no fused kernel (supported: {list(elman.ACTIVATIONS)})"

@@ -101,3 +101,36 @@ def test_pallas_on_cpu_warns_once_that_interpret_mode_is_slow(monkeypatch):
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1 and "interpret mode" in messages[0]
     assert jnp.allclose(first, jaxrnn.scan(cell, params, xs, backend="xla")[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("replaced", ["project", "recur_step"])
+def test_a_built_in_cell_with_replaced_functions_runs_its_functions(replaced):
+    """auto routes it to the reference (which calls the functions), pallas refuses it, results follow them."""
+    base = jaxrnn.lstm(4)
+    changed = {
+        "project": lambda params, xs: base.project(params, jnp.sin(xs)),
+        "recur_step": lambda params, carry, xp, h_mask=None: base.recur_step(params, carry, 2 * xp, h_mask),
+    }
+    cell = base._replace(**{replaced: changed[replaced]})
+    params = base.init(jax.random.key(0), 3)
+    for platform in ("cpu", "gpu"):
+        assert dispatch.select(cell, params, backend="auto", remat=False, platform=platform)[0] == "xla"
+    with pytest.raises(ValueError, match="was replaced"):
+        dispatch.select(cell, params, backend="pallas", remat=False, platform="gpu")
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    auto = jaxrnn.scan(cell, params, xs)[0]
+    assert jnp.allclose(auto, jaxrnn.scan(cell, params, xs, backend="xla")[0])
+    assert not jnp.allclose(auto, jaxrnn.scan(base, params, xs)[0], atol=1e-3)
+
+
+def test_a_replaced_step_alone_also_leaves_the_fast_paths():
+    base = jaxrnn.gru(4)
+    cell = base._replace(step=lambda params, carry, x: base.step(params, carry, x))
+    params = base.init(jax.random.key(0), 3)
+    assert dispatch.select(cell, params, backend="auto", remat=False, platform="cpu")[0] == "xla"
+
+
+def test_built_in_cells_are_recognised():
+    for cell in (jaxrnn.elman(3), jaxrnn.lstm(3), jaxrnn.gru(3, reset_after=False)):
+        assert jaxrnn.cells.is_built_in(cell)
+        assert not jaxrnn.cells.is_built_in(cell._replace(project=lambda p, xs: xs))

@@ -143,15 +143,10 @@ def make_train_step(
 def make_eval_step(
     model: Model, loss: str | losses.LossFn, *, metrics: Any = ()
 ) -> Callable[[Any, Batch], dict[str, Array]]:
-    """Builds the jitted ``eval_step(params, batch) -> {"loss", "count", *metrics}`` (no dropout)."""
-    fn = objective(model, loss, metrics)
-
-    @jax.jit
-    def eval_step(params, batch):
-        value, (aux, _) = fn(params, batch, None, False)
-        return {"loss": value, **aux}
-
-    return eval_step
+    """Builds the jitted ``eval_step(params, batch) -> {"loss", "count", *metrics}`` (no dropout); one
+    compile per model, loss and metrics, however often it is built."""
+    static = Static(model, losses.get_loss(loss), tuple(losses.get_metrics(metrics).items()))
+    return functools.partial(_eval_batch, static)
 
 
 def combine_metrics(
@@ -175,9 +170,9 @@ def evaluate(
     """The loss and metrics of ``params`` over a whole dataset (any format :func:`~jaxrnn.train.dataset`
     accepts), each averaged over every valid sequence or step (padding never counts)."""
     data = data_lib.dataset(data, "data")
-    static = Static(model, losses.get_loss(loss), tuple(losses.get_metrics(metrics).items()))
+    eval_step = make_eval_step(model, loss, metrics=metrics)
     batch_size = min(batch_size, len(data["x"]))
-    per_batch = [jax.device_get(_eval_batch(static, params, b)) for b in data_lib.batches(data, batch_size)]
+    per_batch = [jax.device_get(eval_step(params, b)) for b in data_lib.batches(data, batch_size)]
     return combine_metrics(per_batch, loss, metrics)
 
 

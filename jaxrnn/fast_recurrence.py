@@ -4,9 +4,10 @@ Same results as the reference (:func:`jaxrnn.dispatch.reference_layer`: the cell
 :func:`jaxrnn.recurrence.scan_recurrence`), for the built-in cells without ``compute_dtype``, recurrent
 dropout or ``remat`` (see :func:`unsupported`). It differs from autodiff of the reference in four ways:
 
-* the projection ``x W_x + b`` is computed per gate block, ``(T, B, H)`` each, so the loops never slice a
+* the projection ``x W_x`` is computed per gate block, ``(T, B, H)`` each, so the loops never slice a
   scanned ``(T, B, G·H)`` array (slicing a scanned input inside the loop body costs XLA CPU about a whole
-  step) and the full ``(T, B, G·H)`` product is never stored;
+  step) and the full ``(T, B, G·H)`` product is never stored; the bias is added inside the loop, where it
+  fuses into the step's gate arithmetic instead of taking a pass over the whole projection;
 * the forward loop saves what the backward loop needs (the carry entering each step and the activated
   gates), so nothing is recomputed by a matmul and the backward loop holds no autodiff bookkeeping;
 * the backward loop does only the work on the critical path: per step one ``(B, G·H) x (G·H, H)`` matmul
@@ -232,12 +233,12 @@ def _shift(seq: Array, first: Array, reverse: bool) -> Array:
 
 
 def _project(spec: _Spec, p: dict, xs: Array) -> tuple[Array, ...]:
-    """``xs W_x + b`` as ``spec.gates`` blocks of ``(T, B, H)``: one matmul per gate over all rows."""
+    """``xs W_x`` as ``spec.gates`` blocks of ``(T, B, H)``: one matmul per gate over all rows (no bias)."""
     steps, batch, _ = xs.shape
     x2 = xs.reshape(steps * batch, xs.shape[-1])
     width = p["w_x"].shape[-1] // spec.gates
     cols = [slice(k * width, (k + 1) * width) for k in range(spec.gates)]
-    return tuple((x2 @ p["w_x"][:, c] + p[spec.bias][c]).reshape(steps, batch, width) for c in cols)
+    return tuple((x2 @ p["w_x"][:, c]).reshape(steps, batch, width) for c in cols)
 
 
 def chunk_steps(xs: Array, w_x: Array) -> int:
@@ -259,6 +260,8 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
     def loop(w, blocks, carry0, mask, save: bool):
         def body(carry, inputs):
             xp_t, mask_t = inputs
+            width = xp_t[0].shape[-1]  # the bias here fuses into the step (NOTES item 27)
+            xp_t = tuple(x + w[spec.bias][k * width : (k + 1) * width] for k, x in enumerate(xp_t))
             new, res = spec.forward(w, carry, xp_t)
             if mask_t is not None:
                 new = _hold(mask_t, new, carry)

@@ -35,6 +35,7 @@ from jax import lax
 
 from jaxrnn import activations
 from jaxrnn.cells import Cell, is_built_in
+from jaxrnn.recurrence import scan_in_chunks
 
 Array = jax.Array
 #: ``dot_general`` dimension numbers of ``aᵀ b`` for 2-D ``a``, ``b`` (contract the row axes).
@@ -281,20 +282,8 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
         if size >= steps:
             final, hs = project_and_loop(p, carry0, (xs, mask))
             return hs, final
-        # whole chunks through an outer scan; the steps left over (fewer than a chunk) come last in time
-        n = steps // size * size
-        chunks = jax.tree_util.tree_map(lambda a: a[:n].reshape(n // size, size, *a.shape[1:]), (xs, mask))
-        rest = jax.tree_util.tree_map(lambda a: a[n:], (xs, mask))
-        outer = functools.partial(project_and_loop, p)
-        carry, hs_rest = carry0, None
-        if reverse and n < steps:
-            carry, hs_rest = outer(carry, rest)
-        carry, hs = lax.scan(outer, carry, chunks, reverse=reverse)
-        if not reverse and n < steps:
-            carry, hs_rest = outer(carry, rest)
-        hs = hs.reshape(n, *hs.shape[2:])
-        if hs_rest is not None:
-            hs = jnp.concatenate([hs, hs_rest])
+        chunk = functools.partial(project_and_loop, p)
+        carry, hs = scan_in_chunks(chunk, carry0, (xs, mask), size, reverse=reverse)
         return hs, carry
 
     def forward(p, xs, carry0, mask):

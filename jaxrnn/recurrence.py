@@ -55,6 +55,32 @@ def chunk_size(steps: int, remat: bool | int) -> int:
     return int(remat)
 
 
+def scan_in_chunks(
+    chunk: Callable[[Any, Any], tuple[Any, Array]], carry: Any, inputs: Any, size: int, *, reverse: bool
+) -> tuple[Any, Array]:
+    """Runs ``chunk(carry, inputs_c) -> (carry, hs_c)`` over consecutive chunks of ``size`` steps.
+
+    ``inputs`` is a pytree of ``(T, ...)`` arrays (``None`` leaves allowed); the whole chunks go through an
+    outer ``lax.scan`` and the steps left over, fewer than ``size``, form one shorter chunk, last in time
+    (so nothing is padded or copied). Returns ``(carry, hs (T, ...))`` with the chunks' ``hs_c`` joined.
+    """
+    steps = jax.tree_util.tree_leaves(inputs)[0].shape[0]
+    whole = steps // size * size
+    chunks = jax.tree_util.tree_map(lambda a: a[:whole].reshape(whole // size, size, *a.shape[1:]), inputs)
+    rest = jax.tree_util.tree_map(lambda a: a[whole:], inputs)
+    parts = []
+    if reverse and whole < steps:
+        carry, hs_rest = chunk(carry, rest)
+        parts.append(hs_rest)
+    if whole:
+        carry, hs = lax.scan(chunk, carry, chunks, reverse=reverse)
+        parts.insert(0, hs.reshape(whole, *hs.shape[2:]))
+    if not reverse and whole < steps:
+        carry, hs_rest = chunk(carry, rest)
+        parts.append(hs_rest)
+    return carry, parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
 def scan_recurrence(
     cell: Cell,
     params,
@@ -73,13 +99,12 @@ def scan_recurrence(
     With ``project``, ``xp`` holds the raw inputs ``(T, B, I)`` and ``project`` maps them to the step
     inputs: at once without ``remat``, chunk by chunk inside the checkpoint with it.
 
-    With ``remat`` the T steps are cut into chunks of ``chunk_size(T, remat)`` steps; each chunk is a
-    ``jax.checkpoint``-ed inner scan (projection included), so BPTT keeps one carry per chunk and recomputes
-    a chunk's internals when its gradient is needed: the residuals grow as T/k + k instead of T, and neither
-    the projection of the whole sequence nor its gradient is ever held. Padding steps that complete the last
-    chunk repeat the last step's inputs (so ``project`` sees only real data) and are masked: values are
-    unchanged, gradients equal up to rounding (with a ``compute_dtype``, each chunk's share of the input
-    weights' gradient is rounded on its own).
+    With ``remat`` the T steps are cut into chunks of ``chunk_size(T, remat)`` steps (the last one shorter
+    when the size does not divide T); each chunk is a ``jax.checkpoint``-ed inner scan (projection
+    included), so BPTT keeps one carry per chunk and recomputes a chunk's internals when its gradient is
+    needed: the residuals grow as T/k + k instead of T, and neither the projection of the whole sequence nor
+    its gradient is ever held. Values are unchanged, gradients equal up to rounding (with a
+    ``compute_dtype``, each chunk's share of the input weights' gradient is rounded on its own).
     """
     body = _body(cell, params, h_mask)
     steps = xp.shape[0]
@@ -88,20 +113,11 @@ def scan_recurrence(
         carry, hs = lax.scan(body, carry, (xp, mask), reverse=reverse, unroll=unroll)
         return hs, carry
 
-    k = chunk_size(steps, remat)
-    chunks = -(-steps // k)
-    pad = chunks * k - steps
-    if mask is None:
-        mask = jnp.ones(xp.shape[:2], bool)
-    xp = jnp.pad(xp, [(0, pad)] + [(0, 0)] * (xp.ndim - 1), mode="edge")
-    mask = jnp.pad(mask, [(0, pad), (0, 0)])
-
     @jax.checkpoint
     def chunk(carry, inputs):
         xp_c, mask_c = inputs
         xp_c = xp_c if project is None else project(xp_c)
         return lax.scan(body, carry, (xp_c, mask_c), reverse=reverse, unroll=unroll)
 
-    chunked = (xp.reshape(chunks, k, *xp.shape[1:]), mask.reshape(chunks, k, *mask.shape[1:]))
-    carry, hs = lax.scan(chunk, carry, chunked, reverse=reverse)
-    return hs.reshape(chunks * k, *hs.shape[2:])[:steps], carry
+    carry, hs = scan_in_chunks(chunk, carry, (xp, mask), chunk_size(steps, remat), reverse=reverse)
+    return hs, carry

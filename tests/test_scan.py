@@ -244,9 +244,40 @@ def test_remat_never_holds_the_whole_projection():
     assert temp_bytes(True) < projection_bytes / 4
 
 
-def test_remat_padding_never_feeds_the_projection_zeros():
-    """A projection that is not finite at zero input (a custom cell): steps that pad the last remat chunk
-    repeat real inputs, so no NaN reaches the gradients."""
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("remat", [3, 4, 16])  # 10 steps: a short last chunk of 1 or 2; one chunk over T
+def test_remat_uneven_chunks_give_the_same_values_and_gradients(remat, reverse):
+    cell, params, xs, carry = setup("lstm", steps=10)
+    lengths = jnp.array([10, 4, 7])
+
+    def loss(params, xs, carry, remat):
+        ys, final = jaxrnn.scan(cell, params, xs, carry, lengths=lengths, remat=remat, reverse=reverse)
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree_util.tree_leaves(final))
+
+    plain = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, carry, False)
+    checkpointed = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, carry, remat)
+    assert_relative_error(checkpointed, plain, 1e-6)
+
+
+def test_remat_uneven_last_chunk_copies_nothing():
+    """When the chunk size does not divide T the last chunk is shorter: no padded copy of the inputs."""
+    cell = jaxrnn.lstm(64)
+    params = cell.init(jax.random.key(0), 4)
+
+    def temp_bytes(steps):
+        def loss(params, xs):
+            return jnp.sum(jaxrnn.scan(cell, params, xs, remat=True)[0])
+
+        xs = jax.ShapeDtypeStruct((4, steps, 4), jnp.float32)
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        return grad.lower(params, xs).compile().memory_analysis().temp_size_in_bytes
+
+    assert temp_bytes(4100) < 1.2 * temp_bytes(4096)  # 64 chunks of 64 steps, then 4 steps alone
+
+
+def test_remat_uneven_chunks_never_feed_the_projection_zeros():
+    """A projection that is not finite at zero input (a custom cell): the short last remat chunk runs on
+    the real inputs only, so no NaN reaches the gradients."""
     base = jaxrnn.elman(3)
 
     def project(params, xs):
@@ -261,6 +292,6 @@ def test_remat_padding_never_feeds_the_projection_zeros():
         return jnp.sum(jnp.sin(ys)) + jnp.sum(final)
 
     want = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, False)
-    got = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, 3)  # 7 steps: one padded chunk of 3
+    got = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, 3)  # 7 steps: chunks of 3, 3 and 1
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(got))
     assert_relative_error(got, want, 1e-6)

@@ -2,12 +2,13 @@
 
 One command, one process, the same weights and inputs for every implementation::
 
-    python benchmarks/run.py            # the full run (about 5 minutes on 2 idle CPU cores)
+    python benchmarks/run.py            # the full run (10-16 minutes on 2 CPU cores)
     python benchmarks/run.py --quick    # one small config: checks that everything runs and writes its files
 
 Every implementation must agree with jaxrnn's reference on the outputs, the loss and the input gradient
 before it is timed. Forward and forward+backward (the gradient of ``0.5 * sum(ys**2)`` w.r.t. all params
-and the inputs) are compiled and warmed up, then timed in rounds that alternate the implementations. A
+and the inputs) are compiled and warmed up, then timed in rounds: each round times every implementation's
+forward, then every forward+backward, starting one implementation later than the round before. A
 peer whose library is missing is skipped with a note. Results: a table on stdout and ``bench.json``,
 ``bench.md`` and ``bench.png`` under ``--out`` (default ``benchmarks/results``).
 """
@@ -395,8 +396,13 @@ def run_workload(
         if budget_s is not None and done >= 3 and time.perf_counter() - start_rounds > budget_s:
             progress.update(repeats - done)
             break
-        for impl in timed:
-            for workload, fn in (("fwd", impl.forward), ("fwd+bwd", impl.backward)):
+        # each round times every forward, then every forward+backward, starting one implementation later than
+        # the round before: no implementation always runs right after the same one (whose freed memory or
+        # spinning threads it would inherit)
+        order = timed[done % len(timed) :] + timed[: done % len(timed)]
+        for workload in ("fwd", "fwd+bwd"):
+            for impl in order:
+                fn = impl.forward if workload == "fwd" else impl.backward
                 calls = results[impl.name].calls[workload]
                 start = time.perf_counter()
                 for _ in range(calls):
@@ -449,7 +455,8 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], notes: list[str],
         f"Median of {info['repeats']} rounds"
         + ("" if info["budget_s"] is None else f" (fewer, at least 3, where {info['budget_s']:g} s ran out)")
         + f" (a sample: the mean of back-to-back calls filling {1e3 * MIN_SAMPLE_S:g} ms, at most "
-        f"{MAX_CALLS_PER_SAMPLE})" + "; implementations alternate within a round; ms (min–max). "
+        f"{MAX_CALLS_PER_SAMPLE})"
+        + "; implementations alternate within a round, starting one later each round; ms (min–max). "
         "Ratio: to the best implementation; vs peer: to the best non-jaxrnn one.",
         "",
         "| workload | impl | fwd ms | ratio | vs peer | GFLOP/s | % peak | fwd+bwd ms | ratio | vs peer | "

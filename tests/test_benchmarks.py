@@ -6,7 +6,9 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 _RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
@@ -61,6 +63,31 @@ def test_a_missing_peer_is_skipped_with_a_note(tmp_path, monkeypatch):
     assert not any(row["impl"].startswith("torch") for row in saved["rows"])
     assert any("torch: skipped" in note for note in saved["notes"])
     assert "torch: skipped" in (tmp_path / "bench.md").read_text()
+
+
+def test_rounds_time_all_forwards_first_and_rotate_which_implementation_starts(monkeypatch):
+    harness = _harness()
+    log = []
+
+    def impl(name):
+        ys, dxs = np.ones((1, 2, 3)), np.ones((1, 2, 4))
+        forward = lambda: log.append((name, "fwd")) or ys  # noqa: E731
+        backward = lambda: log.append((name, "fwd+bwd")) or (1.0, dxs)  # noqa: E731
+        return harness.Impl(name, forward, backward)
+
+    names = ["a", "b", "c"]
+    monkeypatch.setattr(harness, "build", lambda wl: ([impl(n) for n in names], []))
+    monkeypatch.setattr(harness, "calls_per_sample", lambda fn: 1)
+    log.clear()
+    result = harness.run_workload(
+        harness.Workload("elman", (2, 1, 4, 3)), 3, None, 1e-4, SimpleNamespace(update=id)
+    )
+    assert [len(r.times["fwd"]) for r in result["results"]] == [3, 3, 3]
+    timed = log[2 * len(names) :]  # after each implementation's agreement check (one fwd, one fwd+bwd)
+    rounds = [timed[i : i + 2 * len(names)] for i in range(0, len(timed), 2 * len(names))]
+    for r, calls in enumerate(rounds):
+        order = names[r:] + names[:r]
+        assert calls == [(n, "fwd") for n in order] + [(n, "fwd+bwd") for n in order]
 
 
 @pytest.mark.parametrize(("once_s", "calls"), [(1e-3, 5), (0.02, 1), (1e-6, 100)], ids=["ms", "slow", "fast"])

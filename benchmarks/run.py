@@ -8,7 +8,7 @@ One command, one process, the same weights and inputs for every implementation::
 Every implementation must agree with jaxrnn's reference on the outputs, the loss and the input gradient
 before it is timed. Forward and forward+backward (the gradient of ``0.5 * sum(ys**2)`` w.r.t. all params
 and the inputs) are compiled and warmed up, then timed in rounds: each round times every implementation's
-forward, then every forward+backward, starting one implementation later than the round before. A
+forward, then every forward+backward, in an order shuffled per round (seeded). A
 peer whose library is missing is skipped with a note. Results: a table on stdout and ``bench.json``,
 ``bench.md`` and ``bench.png`` under ``--out`` (default ``benchmarks/results``).
 """
@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -396,10 +397,10 @@ def run_workload(
         if budget_s is not None and done >= 3 and time.perf_counter() - start_rounds > budget_s:
             progress.update(repeats - done)
             break
-        # each round times every forward, then every forward+backward, starting one implementation later than
-        # the round before: no implementation always runs right after the same one (whose freed memory or
-        # spinning threads it would inherit)
-        order = timed[done % len(timed) :] + timed[: done % len(timed)]
+        # each round times every forward, then every forward+backward, in an order shuffled per round
+        # (seeded): no implementation always runs right after the same one, whose freed memory or spinning
+        # threads it would inherit
+        order = random.Random(done).sample(timed, len(timed))
         for workload in ("fwd", "fwd+bwd"):
             for impl in order:
                 fn = impl.forward if workload == "fwd" else impl.backward
@@ -456,7 +457,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], notes: list[str],
         + ("" if info["budget_s"] is None else f" (fewer, at least 3, where {info['budget_s']:g} s ran out)")
         + f" (a sample: the mean of back-to-back calls filling {1e3 * MIN_SAMPLE_S:g} ms, at most "
         f"{MAX_CALLS_PER_SAMPLE})"
-        + "; implementations alternate within a round, starting one later each round; ms (min–max). "
+        + "; implementations alternate within a round, in a shuffled order; ms (min–max). "
         "Ratio: to the best implementation; vs peer: to the best non-jaxrnn one.",
         "",
         "| workload | impl | fwd ms | ratio | vs peer | GFLOP/s | % peak | fwd+bwd ms | ratio | vs peer | "

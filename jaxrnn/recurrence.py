@@ -62,19 +62,20 @@ def scan_in_chunks(
 
     ``inputs`` is a pytree of ``(T, ...)`` arrays (``None`` leaves allowed); the whole chunks go through an
     outer ``lax.scan`` and the steps left over, fewer than ``size``, form one shorter chunk, last in time
-    (so nothing is padded or copied). Returns ``(carry, hs (T, ...))`` with the chunks' ``hs_c`` joined.
+    (so nothing is padded). Returns ``(carry, hs (T, ...))`` with the chunks' ``hs_c`` joined.
     """
     steps = jax.tree_util.tree_leaves(inputs)[0].shape[0]
     whole = steps // size * size
+    if whole == 0:  # fewer steps than one chunk, T = 0 included
+        return chunk(carry, inputs)
     chunks = jax.tree_util.tree_map(lambda a: a[:whole].reshape(whole // size, size, *a.shape[1:]), inputs)
     rest = jax.tree_util.tree_map(lambda a: a[whole:], inputs)
     parts = []
     if reverse and whole < steps:
         carry, hs_rest = chunk(carry, rest)
         parts.append(hs_rest)
-    if whole:
-        carry, hs = lax.scan(chunk, carry, chunks, reverse=reverse)
-        parts.insert(0, hs.reshape(whole, *hs.shape[2:]))
+    carry, hs = lax.scan(chunk, carry, chunks, reverse=reverse)
+    parts.insert(0, hs.reshape(whole, *hs.shape[2:]))
     if not reverse and whole < steps:
         carry, hs_rest = chunk(carry, rest)
         parts.append(hs_rest)

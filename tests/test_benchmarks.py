@@ -65,7 +65,7 @@ def test_a_missing_peer_is_skipped_with_a_note(tmp_path, monkeypatch):
     assert "torch: skipped" in (tmp_path / "bench.md").read_text()
 
 
-def test_rounds_time_all_forwards_first_and_rotate_which_implementation_starts(monkeypatch):
+def test_rounds_time_all_forwards_first_in_an_order_that_varies(monkeypatch):
     harness = _harness()
     log = []
 
@@ -75,19 +75,23 @@ def test_rounds_time_all_forwards_first_and_rotate_which_implementation_starts(m
         backward = lambda: log.append((name, "fwd+bwd")) or (1.0, dxs)  # noqa: E731
         return harness.Impl(name, forward, backward)
 
-    names = ["a", "b", "c"]
+    names, repeats = ["a", "b", "c", "d"], 6
     monkeypatch.setattr(harness, "build", lambda wl: ([impl(n) for n in names], []))
     monkeypatch.setattr(harness, "calls_per_sample", lambda fn: 1)
-    log.clear()
-    result = harness.run_workload(
-        harness.Workload("elman", (2, 1, 4, 3)), 3, None, 1e-4, SimpleNamespace(update=id)
-    )
-    assert [len(r.times["fwd"]) for r in result["results"]] == [3, 3, 3]
+    workload = harness.Workload("elman", (2, 1, 4, 3))
+    result = harness.run_workload(workload, repeats, None, 1e-4, SimpleNamespace(update=id))
+    assert [len(r.times["fwd"]) for r in result["results"]] == [repeats] * len(names)
     timed = log[2 * len(names) :]  # after each implementation's agreement check (one fwd, one fwd+bwd)
     rounds = [timed[i : i + 2 * len(names)] for i in range(0, len(timed), 2 * len(names))]
-    for r, calls in enumerate(rounds):
-        order = names[r:] + names[:r]
+    predecessors = {n: set() for n in names}
+    for calls in rounds:
+        order = [n for n, _ in calls[: len(names)]]
+        assert sorted(order) == names  # every implementation once per round, forwards first, same order
         assert calls == [(n, "fwd") for n in order] + [(n, "fwd+bwd") for n in order]
+        for before, after in zip(order, order[1:]):
+            predecessors[after].add(before)
+    assert len({calls[0][0] for calls in rounds}) > 1  # not always the same one first
+    assert all(len(p) > 1 for p in predecessors.values())  # nobody always follows the same one
 
 
 @pytest.mark.parametrize(("once_s", "calls"), [(1e-3, 5), (0.02, 1), (1e-6, 100)], ids=["ms", "slow", "fast"])

@@ -8,7 +8,8 @@ One command, one process, the same weights and inputs for every implementation::
 Every implementation must agree with jaxrnn's reference on the outputs, the loss and the input gradient
 before it is timed. Forward and forward+backward (the gradient of ``0.5 * sum(ys**2)`` w.r.t. all params
 and the inputs) are compiled and warmed up, then timed in rounds: each round times every implementation's
-forward, then every forward+backward, in an order shuffled per round (seeded). A
+forward, then every forward+backward, in an order shuffled per round (seeded). The same rounds time each
+workload's matmuls alone (``floor_impl``), the least an XLA program with jaxrnn's matmul shapes can cost. A
 peer whose library is missing is skipped with a note. Results: a table on stdout and ``bench.json``,
 ``bench.md`` and ``bench.png`` under ``--out`` (default ``benchmarks/results``).
 """
@@ -35,6 +36,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 import jaxrnn
 from jaxrnn.interop import to_flax, to_keras, to_torch
@@ -52,6 +54,8 @@ BI_CONFIG: tuple[int, int, int, int] = (256, 32, 64, 256)
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
 #: Names of the jaxrnn implementations; the rest are peers.
 OURS = ("jaxrnn auto", "jaxrnn xla", "jaxrnn pallas")
+#: Name of the workload's matmuls timed alone (:func:`floor_impl`); not an implementation, not ranked.
+FLOOR = "matmul floor"
 
 
 @dataclass
@@ -325,6 +329,59 @@ def torch_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
     return Impl(f"torch ({device})", forward, backward)
 
 
+def floor_impl(wl: Workload) -> Impl:
+    """The workload's matmuls alone, as XLA CPU runs them: what any JAX implementation costs at least.
+
+    Forward, per layer and direction: the projection ``(T·B, I) x (I, G·H)`` and a loop of ``T`` dots
+    ``(B, H) x (H, G·H)`` whose carry is the sum of the product's ``G`` gate blocks (the weights' blocks sum
+    to an orthogonal matrix, so the carry keeps its norm). Forward+backward adds a loop of ``T`` dots
+    ``(B, G·H) x (G·H, H)`` (the carry tiled back to ``G`` blocks) and the ``dW_x``, ``dx`` and ``dW_h``
+    matmuls over all ``T·B`` rows: three times the forward's FLOPs, as :meth:`Workload.flops` counts. No gate
+    arithmetic and no stored sequences: an RNN whose every other operation were free.
+    """
+    T, B, n_in, H = wl.shape
+    gates = GATES[wl.kind]
+    directions = 2 if wl.bidirectional else 1
+    widths = [n_in if layer == 0 else directions * H for layer in range(wl.layers) for _ in range(directions)]
+    operands = []
+    for k, width in enumerate(widths):
+        keys = jax.random.split(jax.random.key(100 + k), 6)
+        orthogonal = jnp.linalg.qr(jax.random.normal(keys[0], (H, H)))[0]
+        rest = jax.random.normal(keys[1], (H, (gates - 1) * H)) / math.sqrt(H)
+        first = orthogonal - rest.reshape(H, gates - 1, H).sum(1)
+        operands.append(
+            {
+                "x": jax.random.normal(keys[2], (T * B, width)),
+                "w_x": jax.random.normal(keys[3], (width, gates * H)) / math.sqrt(width),
+                "w_h": jnp.concatenate([first, rest], axis=1),
+                "d": jax.random.normal(keys[4], (T * B, gates * H)),
+                "hs": jax.random.normal(keys[5], (T * B, H)),
+                "h0": jnp.full((B, H), 1 / math.sqrt(H)),
+            }
+        )
+
+    def forward_matmuls(a):
+        def step(h, _):
+            return (h @ a["w_h"]).reshape(B, gates, H).sum(1), None
+
+        return a["x"] @ a["w_x"], lax.scan(step, a["h0"], None, length=T)[0]
+
+    def backward_matmuls(a):
+        w_h_t = a["w_h"].T
+
+        def step(d, _):
+            return jnp.tile(d @ w_h_t, (1, gates)), None
+
+        loop = lax.scan(step, jnp.tile(a["h0"], (1, gates)), None, length=T)[0]
+        return loop, a["x"].T @ a["d"], a["d"] @ a["w_x"].T, a["hs"].T @ a["d"]
+
+    fwd = jax.jit(lambda ops: [forward_matmuls(a) for a in ops])
+    fwd_bwd = jax.jit(lambda ops: [(forward_matmuls(a), backward_matmuls(a)) for a in ops])
+    return Impl(
+        FLOOR, lambda: jax.block_until_ready(fwd(operands)), lambda: jax.block_until_ready(fwd_bwd(operands))
+    )
+
+
 PEERS: list[tuple[str, Callable[..., Impl]]] = [
     ("torch", torch_impl),
     ("flax", flax_impl),
@@ -392,6 +449,11 @@ def run_workload(
             result.calls = {"fwd": calls_per_sample(impl.forward), "fwd+bwd": calls_per_sample(impl.backward)}
             results[impl.name] = result
     timed = [impl for impl in impls if impl.name in results]
+    floor = floor_impl(wl)  # timed in the same rounds, never compared: it computes nothing of the RNN
+    floor.forward(), floor.backward()  # compiled before calls_per_sample times one call
+    calls = {"fwd": calls_per_sample(floor.forward), "fwd+bwd": calls_per_sample(floor.backward)}
+    results[FLOOR] = Result(FLOOR, calls=calls)
+    timed.append(floor)
     start_rounds = time.perf_counter()
     for done in range(repeats):
         if budget_s is not None and done >= 3 and time.perf_counter() - start_rounds > budget_s:
@@ -413,14 +475,16 @@ def run_workload(
     return {"workload": wl, "results": list(results.values()), "notes": notes}
 
 
-def summarize(run: dict[str, Any], peak_gflops: float) -> list[dict[str, Any]]:
-    """Rows of one workload: median/min/max ms, ratio to the best, GFLOP/s, % of peak, compile s."""
+def summarize(run: dict[str, Any], peak_gflops: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows of one workload (median/min/max ms, ratio to the best, GFLOP/s, % of peak, compile s) and its
+    matmul floor against the best peer and ``jaxrnn auto``."""
     wl = run["workload"]
     rows = []
-    best = {w: min(statistics.median(r.times[w]) for r in run["results"]) for w in ("fwd", "fwd+bwd")}
-    peers = [r for r in run["results"] if r.name not in OURS]
+    ranked = [r for r in run["results"] if r.name != FLOOR]
+    best = {w: min(statistics.median(r.times[w]) for r in ranked) for w in ("fwd", "fwd+bwd")}
+    peers = [r for r in ranked if r.name not in OURS]
     best_peer = {w: min((statistics.median(r.times[w]) for r in peers), default=None) for w in best}
-    for r in run["results"]:
+    for r in ranked:
         row: dict[str, Any] = {"workload": wl.label, "impl": r.name, "max_rel_err": r.max_rel_err}
         for w, factor in (("fwd", 1), ("fwd+bwd", 3)):
             median = statistics.median(r.times[w])
@@ -438,10 +502,27 @@ def summarize(run: dict[str, Any], peak_gflops: float) -> list[dict[str, Any]]:
                 "calls_per_sample": r.calls[w],
             }
         rows.append(row)
-    return rows
+    floor = next(r for r in run["results"] if r.name == FLOOR)
+    auto = next((row for row in rows if row["impl"] == "jaxrnn auto"), None)
+    bound: dict[str, Any] = {"workload": wl.label}
+    for w, factor in (("fwd", 1), ("fwd+bwd", 3)):
+        median = statistics.median(floor.times[w])
+        bound[w] = {
+            "floor_ms": median,
+            "floor_gflops": factor * wl.flops() / (median / 1e3) / 1e9,
+            "best_peer_ms": best_peer[w],
+            "auto_ms": auto[w]["median_ms"] if auto else None,
+        }
+    return rows, bound
 
 
-def markdown(rows: list[dict[str, Any]], info: dict[str, Any], notes: list[str], memory: list[dict]) -> str:
+def markdown(
+    rows: list[dict[str, Any]],
+    floors: list[dict[str, Any]],
+    info: dict[str, Any],
+    notes: list[str],
+    memory: list[dict],
+) -> str:
     """The results as a markdown document."""
     m = info["machine"]
     v = m["versions"]
@@ -477,6 +558,30 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], notes: list[str],
                 f"{s['pct_peak']:.0f}",
             ]
         cells.append(f"{row['fwd']['compile_s']:.2f} / {row['fwd+bwd']['compile_s']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Matmul floor",
+        "",
+        "Each workload's matmuls alone (projection, per-step dots in `lax.scan` loops, the backward's dots "
+        "and weight-gradient matmuls; no gate arithmetic, nothing stored), timed in the same rounds: what an "
+        "XLA program built from jaxrnn's matmul shapes costs at least here. `floor / peer` above a target "
+        "ratio means no such program meets it on this machine.",
+        "",
+        "| workload | floor fwd ms | GFLOP/s | floor / peer | auto / floor | floor fwd+bwd ms | GFLOP/s | "
+        "floor / peer | auto / floor |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for floor in floors:
+        cells = [floor["workload"]]
+        for w in ("fwd", "fwd+bwd"):
+            f = floor[w]
+            cells += [
+                f"{f['floor_ms']:.2f}",
+                f"{f['floor_gflops']:.1f}",
+                f"{f['floor_ms'] / f['best_peer_ms']:.2f}" if f["best_peer_ms"] else "–",
+                f"{f['auto_ms'] / f['floor_ms']:.2f}" if f["auto_ms"] else "–",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     if memory:
         lines += [
@@ -634,17 +739,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         progress = tqdm(total=len(cases) * repeats, desc="benchmarks", file=sys.stderr)
     except ImportError:
         progress = type("NoProgress", (), {"update": lambda self, n: None, "close": lambda self: None})()
-    rows, notes = [], []
+    rows, floors, notes = [], [], []
     for wl in cases:
         run = run_workload(wl, repeats, args.budget, args.tol, progress)
-        rows += summarize(run, peak)
+        workload_rows, floor = summarize(run, peak)
+        rows += workload_rows
+        floors.append(floor)
         notes += [f"{wl.label}: {n}" for n in run["notes"]]
     progress.close()
     memory = [] if args.no_memory else memory_table([100] if args.quick else [1000, 10_000, 100_000])
     args.out.mkdir(parents=True, exist_ok=True)
-    document = {**info, "rows": rows, "memory": memory, "notes": notes}
+    document = {**info, "rows": rows, "floors": floors, "memory": memory, "notes": notes}
     (args.out / "bench.json").write_text(json.dumps(document, indent=1))
-    text = markdown(rows, info, list(dict.fromkeys(notes)), memory)
+    text = markdown(rows, floors, info, list(dict.fromkeys(notes)), memory)
     (args.out / "bench.md").write_text(text)
     try:
         plot(rows, args.out / "bench.png")

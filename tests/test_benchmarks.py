@@ -40,12 +40,22 @@ def test_quick_run_checks_agreement_and_writes_json_markdown_and_chart(tmp_path,
             assert stats["ratio_to_best"] >= 1.0
             assert 1 <= stats["calls_per_sample"] <= 100
     assert min(row["fwd+bwd"]["ratio_to_best"] for row in saved["rows"]) == 1.0
+    [floor] = saved["floors"]
+    assert floor["workload"] == "lstm (16, 2, 8, 16)"
+    for workload in ("fwd", "fwd+bwd"):
+        assert floor[workload]["floor_ms"] > 0 and floor[workload]["floor_gflops"] > 0
+        assert floor[workload]["auto_ms"] == next(
+            row[workload]["median_ms"] for row in saved["rows"] if row["impl"] == "jaxrnn auto"
+        )
     assert [(m["T"], m["remat"]) for m in saved["memory"]] == [(100, False), (100, True)]
     assert all(m["total_mib"] > 0 for m in saved["memory"])
 
     text = (tmp_path / "bench.md").read_text()
     assert saved["machine"]["cpu"] in text
     assert "| lstm (16, 2, 8, 16) | jaxrnn auto |" in text
+    assert (
+        "## Matmul floor" in text and "| lstm (16, 2, 8, 16) | " + f"{floor['fwd']['floor_ms']:.2f} |" in text
+    )
     assert text in capsys.readouterr().out  # the same table on stdout
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -75,13 +85,16 @@ def test_rounds_time_all_forwards_first_in_an_order_that_varies(monkeypatch):
         backward = lambda: log.append((name, "fwd+bwd")) or (1.0, dxs)  # noqa: E731
         return harness.Impl(name, forward, backward)
 
-    names, repeats = ["a", "b", "c", "d"], 6
-    monkeypatch.setattr(harness, "build", lambda wl: ([impl(n) for n in names], []))
+    impls, repeats = ["a", "b", "c", "d"], 6
+    names = sorted([*impls, harness.FLOOR])  # the matmul floor is timed in the same rounds
+    monkeypatch.setattr(harness, "build", lambda wl: ([impl(n) for n in impls], []))
+    monkeypatch.setattr(harness, "floor_impl", lambda wl: impl(harness.FLOOR))
     monkeypatch.setattr(harness, "calls_per_sample", lambda fn: 1)
     workload = harness.Workload("elman", (2, 1, 4, 3))
     result = harness.run_workload(workload, repeats, None, 1e-4, SimpleNamespace(update=id))
+    assert sorted(r.name for r in result["results"]) == names
     assert [len(r.times["fwd"]) for r in result["results"]] == [repeats] * len(names)
-    timed = log[2 * len(names) :]  # after each implementation's agreement check (one fwd, one fwd+bwd)
+    timed = log[2 * len(names) :]  # after each one's agreement check or compile (one fwd, one fwd+bwd)
     rounds = [timed[i : i + 2 * len(names)] for i in range(0, len(timed), 2 * len(names))]
     predecessors = {n: set() for n in names}
     for calls in rounds:
@@ -102,6 +115,36 @@ def test_short_calls_are_grouped_into_samples_of_min_sample_s(monkeypatch, once_
     ran = []
     assert harness.calls_per_sample(lambda: ran.append(1)) == calls
     assert ran == [1]
+
+
+@pytest.mark.parametrize(
+    ("kind", "layers", "bidirectional"),
+    [("elman", 1, False), ("lstm", 1, False), ("gru", 1, False), ("lstm", 2, True)],
+    ids=["elman", "lstm", "gru", "bi-lstm"],
+)
+def test_the_matmul_floor_runs_the_workloads_matmuls_with_a_carry_that_keeps_its_norm(
+    kind, layers, bidirectional
+):
+    harness = _harness()
+    T, B, n_in, H = 40, 3, 5, 7
+    workload = harness.Workload(kind, (T, B, n_in, H), layers, bidirectional)
+    gates = harness.GATES[kind]
+    floor = harness.floor_impl(workload)
+    forward, both = floor.forward(), floor.backward()
+    widths = [n_in] * (1 + bidirectional) + [2 * H] * (2 * (layers - 1))
+    assert len(forward) == len(both) == len(widths)
+    for width, (xp, h), ((_, h_again), (d, dw_x, dx, dw_h)) in zip(widths, forward, both):
+        assert xp.shape == (T * B, gates * H) and h.shape == (B, H)
+        assert (dw_x.shape, dx.shape, dw_h.shape, d.shape) == (
+            (width, gates * H),
+            (T * B, width),
+            (H, gates * H),
+            (B, gates * H),
+        )
+        # after T steps every row still has its initial norm: no overflow, no denormals to slow the timing
+        np.testing.assert_allclose(np.linalg.norm(h, axis=1), 1.0, rtol=1e-4)
+        np.testing.assert_allclose(np.linalg.norm(d, axis=1), np.sqrt(gates), rtol=1e-4)
+        np.testing.assert_array_equal(h, h_again)
 
 
 def test_cells_and_shapes_select_the_workloads():

@@ -39,6 +39,7 @@ import numpy as np
 from jax import lax
 
 import jaxrnn
+from jaxrnn.fast_recurrence import chunk_steps
 from jaxrnn.interop import to_flax, to_keras, to_torch
 
 #: (T, B, I, H) of the single-layer configs, run for every cell.
@@ -330,14 +331,17 @@ def torch_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
 
 
 def floor_impl(wl: Workload) -> Impl:
-    """The workload's matmuls alone, as XLA CPU runs them: what any JAX implementation costs at least.
+    """The workload's matmuls alone, with jaxrnn's shapes, as XLA CPU runs them.
 
-    Forward, per layer and direction: the projection ``(T·B, I) x (I, G·H)`` and a loop of ``T`` dots
-    ``(B, H) x (H, G·H)`` whose carry is the sum of the product's ``G`` gate blocks (the weights' blocks sum
-    to an orthogonal matrix, so the carry keeps its norm). Forward+backward adds a loop of ``T`` dots
-    ``(B, G·H) x (G·H, H)`` (the carry tiled back to ``G`` blocks) and the ``dW_x``, ``dx`` and ``dW_h``
-    matmuls over all ``T·B`` rows: three times the forward's FLOPs, as :meth:`Workload.flops` counts. No gate
-    arithmetic and no stored sequences: an RNN whose every other operation were free.
+    Forward, per layer and direction: the projection ``(T·B, I) x (I, G·H)`` (chunked over time as
+    jaxrnn's forward-only pass chunks a large one, :func:`jaxrnn.fast_recurrence.chunk_steps`) and a loop of
+    ``T`` dots ``(B, H) x (H, G·H)`` whose carry is the sum of the product's ``G`` gate blocks (the weights'
+    blocks sum to an orthogonal matrix, so the carry keeps its norm). Forward+backward: the whole projection,
+    the same loop, a loop of ``T`` dots ``(B, G·H) x (G·H, H)`` (the carry tiled back to ``G`` blocks) and the
+    ``dW_x``, ``dx`` and ``dW_h`` matmuls over all ``T·B`` rows: three times the forward's FLOPs, as
+    :meth:`Workload.flops` counts. No gate arithmetic and no stored sequences: an RNN whose every other
+    operation were free. Where the per-step dots dominate this bounds any such program from below; at tiny
+    sizes the fixed costs per call and per step dominate and it does not.
     """
     T, B, n_in, H = wl.shape
     gates = GATES[wl.kind]
@@ -351,34 +355,61 @@ def floor_impl(wl: Workload) -> Impl:
         first = orthogonal - rest.reshape(H, gates - 1, H).sum(1)
         operands.append(
             {
-                "x": jax.random.normal(keys[2], (T * B, width)),
+                "x": jax.random.normal(keys[2], (T, B, width)),
                 "w_x": jax.random.normal(keys[3], (width, gates * H)) / math.sqrt(width),
                 "w_h": jnp.concatenate([first, rest], axis=1),
+                "h0": jnp.full((B, H), 1 / math.sqrt(H)),
                 "d": jax.random.normal(keys[4], (T * B, gates * H)),
                 "hs": jax.random.normal(keys[5], (T * B, H)),
-                "h0": jnp.full((B, H), 1 / math.sqrt(H)),
             }
         )
+    forward_operands = [{k: a[k] for k in ("x", "w_x", "w_h", "h0")} for a in operands]
 
-    def forward_matmuls(a):
+    def project(a, steps):
+        """``x W_x`` over ``steps``-step chunks; returns the last whole chunk's and the leftover steps'."""
+        x, w_x = a["x"], a["w_x"]
+        if steps >= T:
+            return x.reshape(T * B, -1) @ w_x, None
+        whole = T // steps * steps
+
+        def chunk(i, _):
+            return lax.dynamic_slice_in_dim(x, i * steps, steps).reshape(steps * B, -1) @ w_x
+
+        last = lax.fori_loop(0, T // steps, chunk, jnp.zeros((steps * B, w_x.shape[1]), w_x.dtype))
+        return last, (x[whole:].reshape(-1, x.shape[-1]) @ w_x if whole < T else None)
+
+    def recurrent_dots(a):
         def step(h, _):
             return (h @ a["w_h"]).reshape(B, gates, H).sum(1), None
 
-        return a["x"] @ a["w_x"], lax.scan(step, a["h0"], None, length=T)[0]
+        return lax.scan(step, a["h0"], None, length=T)[0]
 
-    def backward_matmuls(a):
+    def forward(a):
+        return project(a, chunk_steps(a["x"], a["w_x"])), recurrent_dots(a)
+
+    def forward_backward(a):
         w_h_t = a["w_h"].T
 
         def step(d, _):
             return jnp.tile(d @ w_h_t, (1, gates)), None
 
         loop = lax.scan(step, jnp.tile(a["h0"], (1, gates)), None, length=T)[0]
-        return loop, a["x"].T @ a["d"], a["d"] @ a["w_x"].T, a["hs"].T @ a["d"]
+        x2 = a["x"].reshape(T * B, -1)
+        return (
+            project(a, T)[0],
+            recurrent_dots(a),
+            loop,
+            x2.T @ a["d"],
+            a["d"] @ a["w_x"].T,
+            a["hs"].T @ a["d"],
+        )
 
-    fwd = jax.jit(lambda ops: [forward_matmuls(a) for a in ops])
-    fwd_bwd = jax.jit(lambda ops: [(forward_matmuls(a), backward_matmuls(a)) for a in ops])
+    fwd = jax.jit(lambda ops: [forward(a) for a in ops])
+    fwd_bwd = jax.jit(lambda ops: [forward_backward(a) for a in ops])
     return Impl(
-        FLOOR, lambda: jax.block_until_ready(fwd(operands)), lambda: jax.block_until_ready(fwd_bwd(operands))
+        FLOOR,
+        lambda: jax.block_until_ready(fwd(forward_operands)),
+        lambda: jax.block_until_ready(fwd_bwd(operands)),
     )
 
 

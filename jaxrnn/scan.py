@@ -38,6 +38,8 @@ def scan(
       carry: the initial carry, shaped ``(*batch, H)`` per leaf; ``None`` means zeros.
       lengths: ``(*batch,)`` ints in ``[0, T]`` for right-padded sequences. Outputs past a sequence's length
         are zero and its final carry is the carry after its last valid step (length 0: the initial carry).
+        Values outside ``[0, T]`` raise ``ValueError`` when ``lengths`` is concrete; traced under ``jit``
+        they cannot be checked, and a length above ``T`` runs as ``T``, a negative one as ``0``.
       mask: bool, ``xs``'s shape less the feature axis. On a masked step the carry is held and the output is
         zero. May be combined with ``lengths``.
       reverse: run from the last step to the first. With ``lengths``, each sequence is reversed within its

@@ -89,6 +89,13 @@ def test_mask_and_lengths_combine():
     assert_trees_close(both, jaxrnn.scan(cell, params, xs, carry, mask=combined), 0, 0)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_traced_lengths_above_T_run_as_T_and_negative_ones_as_0(reverse):
+    cell, params, xs, carry = setup("lstm", batch_shape=(3,), steps=5)
+    run = jax.jit(lambda n: jaxrnn.scan(cell, params, xs, carry, lengths=n, reverse=reverse))
+    assert_trees_close(run(jnp.array([9, -2, 3])), run(jnp.array([5, 0, 3])), 0, 0)
+
+
 @pytest.mark.parametrize("name", KINDS)
 def test_reverse_equals_flipping(name):
     cell, params, xs, carry = setup(name)

@@ -35,7 +35,8 @@ def scan(
         :class:`jaxrnn.Cell`.
       params: the cell's params.
       xs: ``(*batch, T, I)``, or ``(T, *batch, I)`` with ``time_major=True``.
-      carry: the initial carry, shaped ``(*batch, H)`` per leaf; ``None`` means zeros.
+      carry: the initial carry, shaped ``(*batch, H)`` per leaf; ``None`` means zeros (in the params' dtype).
+        Every leaf must have the params' dtype promoted with the carry's own: wider is allowed, narrower not.
       lengths: ``(*batch,)`` ints in ``[0, T]`` for right-padded sequences. Outputs past a sequence's length
         are zero and its final carry is the carry after its last valid step (length 0: the initial carry).
         Values outside ``[0, T]`` raise ``ValueError`` when ``lengths`` is concrete; traced under ``jit``

@@ -122,7 +122,9 @@ def mask(mask: Any, expected_shape: tuple[int, ...], layout: str) -> None:
 
 
 def carry(carry: Any, expected: Any, argument: str = "carry") -> None:
-    """``carry`` must have the structure and shapes of ``expected`` (the cell's zero carry)."""
+    """``carry`` must have the structure and shapes of ``expected`` (the cell's zero carry, in the params'
+    dtype), and every leaf the dtype the step returns: the params' dtype promoted with the carry's own (a
+    carry may be wider than the params, not narrower, and its leaves must agree)."""
     got_leaves, got_tree = jax.tree_util.tree_flatten(carry)
     want_leaves, want_tree = jax.tree_util.tree_flatten(expected)
     if got_tree != want_tree:
@@ -131,6 +133,15 @@ def carry(carry: Any, expected: Any, argument: str = "carry") -> None:
         if _shape(got) != _shape(want):
             raise ValueError(f"{argument}: got shape {_shape(got)}, expected {_shape(want)}")
         floating(got, argument)
+    dtypes = [_dtype(leaf) for leaf in got_leaves]
+    params_dtype = jnp.result_type(*want_leaves)
+    step_dtype = jnp.result_type(params_dtype, *dtypes)
+    if any(dtype != step_dtype for dtype in dtypes):
+        raise TypeError(
+            f"{argument}: got dtypes {[str(d) for d in dtypes]}, expected {step_dtype} for every leaf (the "
+            f"step computes in the params' {params_dtype} promoted with the carry's and returns that); "
+            f"cast {argument} to {step_dtype}"
+        )
 
 
 def positive_int(value: Any, argument: str, *, allow_bool: bool = False) -> None:

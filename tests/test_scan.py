@@ -96,6 +96,21 @@ def test_traced_lengths_above_T_run_as_T_and_negative_ones_as_0(reverse):
     assert_trees_close(run(jnp.array([9, -2, 3])), run(jnp.array([5, 0, 3])), 0, 0)
 
 
+@pytest.mark.filterwarnings("ignore:backend='pallas' on CPU:RuntimeWarning")
+@pytest.mark.parametrize("name", KINDS)
+def test_a_carry_wider_than_the_params_runs_on_every_backend(name):
+    cell, params, xs, _ = setup(name)
+    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.bfloat16), params)
+    carry = cell.initial_carry(xs.shape[:1], jnp.float32)
+    backends = ("xla", "auto", "pallas")
+    outs = {b: jaxrnn.scan(cell, params, xs.astype(jnp.bfloat16), carry, backend=b) for b in backends}
+    for ys, final in outs.values():
+        assert ys.dtype == jnp.float32 and all(
+            leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(final)
+        )
+        assert_trees_close((ys, final), outs["xla"], rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize("name", KINDS)
 def test_reverse_equals_flipping(name):
     cell, params, xs, carry = setup(name)

@@ -125,6 +125,22 @@ def test_carry_of_wrong_structure():
         jaxrnn.scan(CELL, PARAMS, XS, jnp.zeros((3, 5)))
 
 
+@pytest.mark.parametrize("backend", ["xla", "auto", "pallas"])
+def test_carry_narrower_than_the_params(backend):
+    carry = (jnp.zeros((3, 5), jnp.bfloat16), jnp.zeros((3, 5), jnp.bfloat16))
+    message = r"carry: got dtypes \['bfloat16', 'bfloat16'\], expected float32 for every leaf"
+    with pytest.raises(TypeError, match=message):
+        jaxrnn.scan(CELL, PARAMS, XS, carry, backend=backend)
+
+
+def test_carry_leaves_of_different_dtypes():
+    params = CELL.init(jax.random.key(0), 4, dtype=jnp.bfloat16)
+    carry = (jnp.zeros((3, 5), jnp.float32), jnp.zeros((3, 5), jnp.bfloat16))
+    message = r"carry: got dtypes \['float32', 'bfloat16'\], expected float32 for every leaf"
+    with pytest.raises(TypeError, match=message):
+        jaxrnn.scan(CELL, params, XS.astype(jnp.bfloat16), carry)
+
+
 def test_dropout_in_train_mode_without_a_key():
     net = jaxrnn.rnn(CELL, num_layers=2, dropout=0.1)
     params = net.init(jax.random.key(0), 4)

@@ -83,6 +83,23 @@ def is_built_in(cell: Cell) -> bool:
     return cell.kind != "custom" and getattr(cell.step, "built_from", None) == (cell.project, cell.recur_step)
 
 
+def runs_split(cell: Cell) -> bool:
+    """Whether the driver runs ``project`` then ``recur_step`` (hoisting the projection) rather than ``step``.
+
+    Yes when the cell has ``recur_step``, unless ``step`` was replaced while ``project`` and ``recur_step``
+    are still the factory's: they would not compute the new ``step``, so it runs alone. A replaced
+    ``project`` or ``recur_step`` is the user's split and runs.
+    """
+    if cell.recur_step is None:
+        return False
+    if getattr(cell.step, "built_from", None) == (cell.project, cell.recur_step):
+        return True
+    factory_made = [
+        getattr(f, "factory_made", False) for f in (cell.project, cell.recur_step) if f is not None
+    ]
+    return not all(factory_made)
+
+
 def _built_cell(
     kind: str,
     hidden_size: int,
@@ -99,6 +116,7 @@ def _built_cell(
         return recur_step(params, carry, project(params, x))
 
     step.built_from = (project, recur_step)  # see is_built_in
+    project.factory_made = recur_step.factory_made = True  # see runs_split
     return Cell(
         init=init,
         initial_carry=_zeros_carry(hidden_size, carry_count),

@@ -22,7 +22,7 @@ from typing import Any
 
 from jaxrnn import fast_recurrence as fast
 from jaxrnn import kernels
-from jaxrnn.cells import Cell
+from jaxrnn.cells import Cell, runs_split
 from jaxrnn.kernels import layout
 from jaxrnn.recurrence import scan_recurrence
 
@@ -84,7 +84,7 @@ def reference_layer(
     """The plain layer: the cell's projection (if it has one) of the time-major ``xs (T, B, I)``, then
     :func:`jaxrnn.recurrence.scan_recurrence`; returns ``(hs (T, B, H), final_carry)``. With ``remat`` the
     projection runs inside each checkpointed chunk."""
-    project = None if cell.project is None else functools.partial(cell.project, params)
+    project = functools.partial(cell.project, params) if runs_split(cell) and cell.project else None
     return scan_recurrence(
         cell,
         params,

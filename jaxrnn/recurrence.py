@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrnn.cells import Cell
+from jaxrnn.cells import Cell, runs_split
 
 Array = jax.Array
 
@@ -29,7 +29,7 @@ def _hold(mask_t: Array, new: Any, old: Any) -> Any:
 
 
 def _body(cell: Cell, params, h_mask: Array | None):
-    if cell.recur_step is not None:
+    if runs_split(cell):
 
         def step(carry, xp_t):
             return cell.recur_step(params, carry, xp_t, h_mask)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import dispatch, validate
-from jaxrnn.cells import Cell
+from jaxrnn.cells import Cell, runs_split
 
 Array = jax.Array
 
@@ -121,8 +121,11 @@ def run(
         carry = zero_carry
     else:
         validate.carry(carry, zero_carry)
-    if h_mask is not None and cell.recur_step is None:
-        raise ValueError("recurrent dropout: the cell has no recur_step (a custom cell with only step)")
+    if h_mask is not None and not runs_split(cell):
+        raise ValueError(
+            "recurrent dropout: the cell's step runs alone (a custom cell with only step, or a replaced step "
+            "beside the factory's recur_step), and only recur_step takes h_mask"
+        )
     layer = dispatch.choose(cell, backend)
 
     # 2. layout: time-major with one flat batch axis

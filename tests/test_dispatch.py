@@ -7,6 +7,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 import pytest
+from cellcases import assert_trees_close, loop_scan
 
 import jaxrnn
 from jaxrnn import dispatch
@@ -128,6 +129,39 @@ def test_a_replaced_step_alone_also_leaves_the_fast_paths():
     cell = base._replace(step=lambda params, carry, x: base.step(params, carry, x))
     params = base.init(jax.random.key(0), 3)
     assert dispatch.select(cell, params, backend="auto", remat=False, platform="cpu")[0] == "xla"
+
+
+@pytest.mark.parametrize("backend", ["xla", "auto"])
+def test_a_replaced_step_alone_is_what_runs(backend):
+    """The factory's project and recur_step would compute the old step: the driver runs the new one."""
+    base = jaxrnn.lstm(4)
+    cell = base._replace(step=lambda params, carry, x: base.step(params, carry, jnp.sin(x)))
+    params = base.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    carry = base.initial_carry(2)
+    ys, final = jaxrnn.scan(cell, params, xs, carry, backend=backend)
+    want_ys, want_final = loop_scan(cell, params, xs, carry)
+    assert_trees_close((ys, final), (want_ys, want_final), rtol=1e-5, atol=1e-6)
+    assert not jnp.allclose(ys, jaxrnn.scan(base, params, xs, carry)[0], atol=1e-3)
+
+
+def test_recurrent_dropout_needs_a_recur_step_that_matches_the_step():
+    base = jaxrnn.gru(4)
+    cell = base._replace(step=lambda params, carry, x: base.step(params, carry, jnp.sin(x)))
+    net = jaxrnn.rnn(cell, recurrent_dropout=0.5)
+    params = net.init(jax.random.key(0), 3)
+    with pytest.raises(ValueError, match="recurrent dropout: the cell's step runs alone"):
+        net.apply(params, jnp.ones((2, 5, 3)), key=jax.random.key(1), train=True)
+
+
+def test_which_cells_run_project_then_recur_step():
+    base = jaxrnn.elman(3)
+    step_only = jaxrnn.Cell(init=base.init, initial_carry=base.initial_carry, step=base.step)
+    assert jaxrnn.cells.runs_split(base)
+    assert jaxrnn.cells.runs_split(base._replace(project=lambda p, xs: xs @ p["w_x"]))
+    assert jaxrnn.cells.runs_split(base._replace(recur_step=lambda p, h, xp, h_mask=None: (h, h)))
+    assert not jaxrnn.cells.runs_split(base._replace(step=lambda p, h, x: (h, h)))
+    assert not jaxrnn.cells.runs_split(step_only)
 
 
 def test_built_in_cells_are_recognised():

@@ -13,6 +13,7 @@ transpose (plus, for Elman and LSTM, summing ``bias_ih + bias_hh`` into ``b``).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -77,27 +78,30 @@ def _zeros_carry(hidden_size: int, count: int) -> Callable[..., Carry]:
     return initial_carry
 
 
+#: Each factory-made ``step`` and the ``(project, recur_step)`` pair it was built from. Kept by identity (a
+#: wrapper such as ``jax.jit(step)`` or ``functools.wraps`` is a new object, not the factory's function).
+_FACTORY_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def is_built_in(cell: Cell) -> bool:
     """Whether ``cell`` still has the functions its factory made (none replaced, e.g. with ``_replace``):
     only then may a backend run its own implementation of the cell's ``kind`` instead of the functions."""
-    return cell.kind != "custom" and getattr(cell.step, "built_from", None) == (cell.project, cell.recur_step)
+    return cell.kind != "custom" and _FACTORY_STEPS.get(cell.step) == (cell.project, cell.recur_step)
 
 
 def runs_split(cell: Cell) -> bool:
     """Whether the driver runs ``project`` then ``recur_step`` (hoisting the projection) rather than ``step``.
 
     Yes when the cell has ``recur_step``, unless ``step`` was replaced while ``project`` and ``recur_step``
-    are still the factory's: they would not compute the new ``step``, so it runs alone. A replaced
-    ``project`` or ``recur_step`` is the user's split and runs.
+    are still a pair some factory made together: they would not compute the new ``step``, so it runs alone.
+    A replaced (or wrapped) ``project`` or ``recur_step`` is the user's split and runs.
     """
     if cell.recur_step is None:
         return False
-    if getattr(cell.step, "built_from", None) == (cell.project, cell.recur_step):
+    pair = (cell.project, cell.recur_step)
+    if _FACTORY_STEPS.get(cell.step) == pair:
         return True
-    factory_made = [
-        getattr(f, "factory_made", False) for f in (cell.project, cell.recur_step) if f is not None
-    ]
-    return not all(factory_made)
+    return pair not in list(_FACTORY_STEPS.values())
 
 
 def _built_cell(
@@ -115,8 +119,7 @@ def _built_cell(
     def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         return recur_step(params, carry, project(params, x))
 
-    step.built_from = (project, recur_step)  # see is_built_in
-    project.factory_made = recur_step.factory_made = True  # see runs_split
+    _FACTORY_STEPS[step] = (project, recur_step)
     return Cell(
         init=init,
         initial_carry=_zeros_carry(hidden_size, carry_count),

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import dispatch, validate
-from jaxrnn.cells import Cell, runs_split
+from jaxrnn.cells import Cell, is_built_in, runs_split
 
 Array = jax.Array
 
@@ -36,7 +36,8 @@ def scan(
       params: the cell's params.
       xs: ``(*batch, T, I)``, or ``(T, *batch, I)`` with ``time_major=True``.
       carry: the initial carry, shaped ``(*batch, H)`` per leaf; ``None`` means zeros (in the params' dtype).
-        Every leaf must have the params' dtype promoted with the carry's own: wider is allowed, narrower not.
+        For the built-in cells every leaf must have the params' dtype promoted with the carry's own: wider
+        is allowed, narrower not.
       lengths: ``(*batch,)`` ints in ``[0, T]`` for right-padded sequences. Outputs past a sequence's length
         are zero and its final carry is the carry after its last valid step (length 0: the initial carry).
         Values outside ``[0, T]`` raise ``ValueError`` when ``lengths`` is concrete; traced under ``jit``
@@ -120,7 +121,7 @@ def run(
     if carry is None:
         carry = zero_carry
     else:
-        validate.carry(carry, zero_carry)
+        validate.carry(carry, zero_carry, promotes=is_built_in(cell))
     if h_mask is not None and not runs_split(cell):
         raise ValueError(
             "recurrent dropout: the cell's step runs alone (a custom cell with only step, or a replaced step "

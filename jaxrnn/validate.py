@@ -121,10 +121,11 @@ def mask(mask: Any, expected_shape: tuple[int, ...], layout: str) -> None:
         raise TypeError(f"mask: got dtype {_dtype(mask)}, expected bool")
 
 
-def carry(carry: Any, expected: Any, argument: str = "carry") -> None:
+def carry(carry: Any, expected: Any, argument: str = "carry", *, promotes: bool = False) -> None:
     """``carry`` must have the structure and shapes of ``expected`` (the cell's zero carry, in the params'
-    dtype), and every leaf the dtype the step returns: the params' dtype promoted with the carry's own (a
-    carry may be wider than the params, not narrower, and its leaves must agree)."""
+    dtype). With ``promotes`` (the built-in cells, whose step computes in the params' dtype promoted with the
+    carry's) every leaf must also have that promoted dtype: a carry may be wider than the params, not
+    narrower, and its leaves must agree."""
     got_leaves, got_tree = jax.tree_util.tree_flatten(carry)
     want_leaves, want_tree = jax.tree_util.tree_flatten(expected)
     if got_tree != want_tree:
@@ -133,6 +134,8 @@ def carry(carry: Any, expected: Any, argument: str = "carry") -> None:
         if _shape(got) != _shape(want):
             raise ValueError(f"{argument}: got shape {_shape(got)}, expected {_shape(want)}")
         floating(got, argument)
+    if not promotes:
+        return
     dtypes = [_dtype(leaf) for leaf in got_leaves]
     params_dtype = jnp.result_type(*want_leaves)
     step_dtype = jnp.result_type(params_dtype, *dtypes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import jax
@@ -160,8 +161,31 @@ def test_which_cells_run_project_then_recur_step():
     assert jaxrnn.cells.runs_split(base)
     assert jaxrnn.cells.runs_split(base._replace(project=lambda p, xs: xs @ p["w_x"]))
     assert jaxrnn.cells.runs_split(base._replace(recur_step=lambda p, h, xp, h_mask=None: (h, h)))
+    # wrappers copy the function's attributes but are not the factory's functions
+    for wrapped in (
+        jax.checkpoint(base.recur_step),
+        jax.jit(base.recur_step),
+        functools.wraps(base.recur_step)(lambda *a, **k: base.recur_step(*a, **k)),
+    ):
+        assert jaxrnn.cells.runs_split(base._replace(recur_step=wrapped))
+    assert jaxrnn.cells.runs_split(base._replace(project=jaxrnn.elman(3).project))  # another cell's
     assert not jaxrnn.cells.runs_split(base._replace(step=lambda p, h, x: (h, h)))
+    assert not jaxrnn.cells.runs_split(base._replace(step=jax.jit(base.step)))
+    assert not jaxrnn.cells.is_built_in(
+        base._replace(step=functools.wraps(base.step)(lambda p, h, x: (h, h)))
+    )
     assert not jaxrnn.cells.runs_split(step_only)
+
+
+@pytest.mark.parametrize("backend", ["xla", "auto"])
+def test_another_cells_recur_step_is_what_runs(backend):
+    reset_before = jaxrnn.gru(4, reset_after=False)
+    cell = jaxrnn.gru(4)._replace(recur_step=reset_before.recur_step)
+    params = cell.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    got = jaxrnn.scan(cell, params, xs, backend=backend)
+    assert_trees_close(got, jaxrnn.scan(reset_before, params, xs, backend="xla"))
+    assert not jnp.allclose(got[0], jaxrnn.scan(jaxrnn.gru(4), params, xs)[0], atol=1e-3)
 
 
 def test_built_in_cells_are_recognised():

@@ -105,6 +105,22 @@ def test_tbptt_train_step_makes_one_update_per_nonempty_chunk(lm):
     assert float(metrics["count"]) == K + 2 * K - 1 + 1
 
 
+def test_float64_params_with_float32_inputs_carry_float64():
+    with jax.enable_x64(True):
+        m = model(jaxrnn.rnn(jaxrnn.lstm(5)), jaxrnn.dense(3), output="sequence")
+        params = m.init(jax.random.key(1), 2, jnp.float64)
+        x, y = stream()
+        opt = optax.sgd(0.1)
+        _, _, carries, _ = make_tbptt_step(m, "cross_entropy", opt)(
+            params, opt.init(params), None, {"x": x[:, :K], "y": y[:, :K]}, KEY
+        )
+        assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(carries)} == {jnp.dtype(jnp.float64)}
+        _, _, metrics = make_tbptt_train_step(m, "cross_entropy", opt, K)(
+            params, opt.init(params), {"x": x, "y": y}, KEY
+        )
+        assert metrics["loss"].dtype == jnp.float64
+
+
 def test_per_sequence_model_is_rejected():
     m = model(jaxrnn.rnn(jaxrnn.elman(3)), jaxrnn.dense(2), output="last")
     with pytest.raises(ValueError, match="model: got output='last', expected 'sequence'"):

@@ -141,6 +141,21 @@ def test_carry_leaves_of_different_dtypes():
         jaxrnn.scan(CELL, params, XS.astype(jnp.bfloat16), carry)
 
 
+def test_a_custom_cell_keeps_its_own_carry_dtypes():
+    """The dtype rule is the built-in cells' math: a custom cell may hold a narrower state on purpose."""
+
+    def initial_carry(batch_shape, dtype=jnp.float32):
+        return jnp.zeros((*batch_shape, 5), dtype), jnp.zeros((*batch_shape, 5), jnp.bfloat16)
+
+    def step(params, carry, x):
+        h = jnp.tanh(x @ params["w_x"][:, :5] + carry[0])
+        return (h, (carry[1] + h).astype(jnp.bfloat16)), h
+
+    cell = jaxrnn.Cell(init=CELL.init, initial_carry=initial_carry, step=step)
+    ys, (h, state) = jaxrnn.scan(cell, PARAMS, XS, initial_carry((3,)))
+    assert ys.dtype == h.dtype == jnp.float32 and state.dtype == jnp.bfloat16
+
+
 def test_dropout_in_train_mode_without_a_key():
     net = jaxrnn.rnn(CELL, num_layers=2, dropout=0.1)
     params = net.init(jax.random.key(0), 4)

@@ -46,6 +46,11 @@ def truncate(carries: Any, reset: Array | None = None) -> Any:
     return jax.tree_util.tree_map(lambda c: jnp.where(reset[:, None], jnp.zeros_like(c), c), carries)
 
 
+def _carry_dtype(params: Any, x: Array) -> Any:
+    """The dtype of the zero carries: the params' promoted with the inputs' (what the cells compute in)."""
+    return jnp.result_type(x, *jax.tree_util.tree_leaves(params))
+
+
 def make_tbptt_step(
     model: Model,
     loss: str | losses.LossFn,
@@ -69,7 +74,7 @@ def make_tbptt_step(
     def step(params, opt_state, carries, batch, key):
         batch_size = batch["x"].shape[0]
         if carries is None:
-            carries = model.initial_carries(batch_size, batch["x"].dtype)
+            carries = model.initial_carries(batch_size, _carry_dtype(params, batch["x"]))
         carries = truncate(carries, batch.get("reset"))
         grad_fn = jax.value_and_grad(fn, has_aux=True)
         (value, (aux, carries)), grads = grad_fn(params, batch, key, True, carries)
@@ -135,7 +140,7 @@ def make_tbptt_train_step(
             )
             return (params, opt_state, new[2]), new[3]
 
-        carries = model.initial_carries(size, x.dtype)
+        carries = model.initial_carries(size, _carry_dtype(params, x))
         (params, opt_state, _), per_chunk = lax.scan(body, (params, opt_state, carries), xs)
         counts = per_chunk["count"]
         total = jnp.maximum(jnp.sum(counts), 1.0)

@@ -334,12 +334,13 @@ def floor_impl(wl: Workload) -> Impl:
     """The workload's matmuls alone, with jaxrnn's shapes, as XLA CPU runs them.
 
     Forward, per layer and direction: the projection ``(T·B, I) x (I, G·H)`` (chunked over time as
-    jaxrnn's forward-only pass chunks a large one, :func:`jaxrnn.fast_recurrence.chunk_steps`) and a loop of
-    ``T`` dots ``(B, H) x (H, G·H)`` whose carry is the sum of the product's ``G`` gate blocks (the weights'
-    blocks sum to an orthogonal matrix, so the carry keeps its norm). Forward+backward: the whole projection,
-    the same loop, a loop of ``T`` dots ``(B, G·H) x (G·H, H)`` (the carry tiled back to ``G`` blocks) and the
-    ``dW_x``, ``dx`` and ``dW_h`` matmuls over all ``T·B`` rows: three times the forward's FLOPs, as
-    :meth:`Workload.flops` counts. No gate arithmetic and no stored sequences: an RNN whose every other
+    jaxrnn's forward-only pass chunks a large one, :func:`jaxrnn.fast_recurrence.chunk_steps`: a large
+    temporary costs page faults) and a loop of ``T`` dots ``(B, H) x (H, G·H)`` whose carry is the sum of the
+    product's ``G`` gate blocks (the weights' blocks sum to an orthogonal matrix, so the carry keeps its
+    norm). Forward+backward: the same, a loop of ``T`` dots ``(B, G·H) x (G·H, H)`` (the carry tiled back to
+    ``G`` blocks) and the ``dW_x``, ``dx`` and ``dW_h`` matmuls over all ``T·B`` rows: three times the
+    forward's FLOPs, as :meth:`Workload.flops` counts (the fast path's VJP projects the whole sequence; the
+    floor takes the cheaper arrangement). No gate arithmetic and no stored sequences: an RNN whose every other
     operation were free. Where the per-step dots dominate this bounds any such program from below; at tiny
     sizes the fixed costs per call and per step dominate and it does not.
     """
@@ -396,8 +397,7 @@ def floor_impl(wl: Workload) -> Impl:
         loop = lax.scan(step, jnp.tile(a["h0"], (1, gates)), None, length=T)[0]
         x2 = a["x"].reshape(T * B, -1)
         return (
-            project(a, T)[0],
-            recurrent_dots(a),
+            forward(a),
             loop,
             x2.T @ a["d"],
             a["d"] @ a["w_x"].T,

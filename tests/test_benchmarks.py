@@ -132,7 +132,7 @@ def test_the_matmul_floor_runs_the_workloads_matmuls_with_a_carry_that_keeps_its
     forward, both = floor.forward(), floor.backward()
     widths = [n_in] * (1 + bidirectional) + [2 * H] * (2 * (layers - 1))
     assert len(forward) == len(both) == len(widths)
-    for width, ((xp, rest), h), (xp_again, h_again, d, dw_x, dx, dw_h) in zip(widths, forward, both):
+    for width, ((xp, rest), h), (((xp_again, _), h_again), d, dw_x, dx, dw_h) in zip(widths, forward, both):
         assert xp.shape == xp_again.shape == (T * B, gates * H) and rest is None  # not chunked: small
         assert (dw_x.shape, dx.shape, dw_h.shape, d.shape) == (
             (width, gates * H),
@@ -146,15 +146,16 @@ def test_the_matmul_floor_runs_the_workloads_matmuls_with_a_carry_that_keeps_its
         np.testing.assert_array_equal(h, h_again)
 
 
-def test_the_matmul_floor_projects_a_large_forward_in_chunks_as_the_fast_path_does(monkeypatch):
+def test_the_matmul_floor_projects_a_large_sequence_in_chunks_as_the_fast_path_does(monkeypatch):
     from jaxrnn import fast_recurrence
 
     harness = _harness()
     T, B, n_in, H = 41, 3, 5, 7  # 41 steps: no divisor near the chunk size, so a leftover chunk
-    monkeypatch.setattr(fast_recurrence, "CHUNK_BYTES", 6 * B * 4 * H * 4)  # six steps of projection
     floor = harness.floor_impl(harness.Workload("lstm", (T, B, n_in, H)))
-    [((last, rest), _)] = floor.forward()
-    [(whole, *_)] = floor.backward()  # forward+backward projects the whole sequence, as the VJP does
+    [(((whole, no_rest), _), *_)] = floor.backward()  # traced with the default chunk size: one chunk
+    assert whole.shape == (T * B, 4 * H) and no_rest is None
+    monkeypatch.setattr(fast_recurrence, "CHUNK_BYTES", 6 * B * 4 * H * 4)  # six steps of projection
+    [((last, rest), _)] = floor.forward()  # traced now: chunks of 6 steps, 5 left over
     assert last.shape == (6 * B, 4 * H) and rest.shape == (5 * B, 4 * H)
     np.testing.assert_allclose(last, whole[30 * B : 36 * B], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(rest, whole[36 * B :], rtol=1e-5, atol=1e-5)

@@ -84,7 +84,8 @@ def reference_layer(
     """The plain layer: the cell's projection (if it has one) of the time-major ``xs (T, B, I)``, then
     :func:`jaxrnn.recurrence.scan_recurrence`; returns ``(hs (T, B, H), final_carry)``. With ``remat`` the
     projection runs inside each checkpointed chunk."""
-    project = functools.partial(cell.project, params) if runs_split(cell) and cell.project else None
+    split = runs_split(cell) and cell.project is not None
+    project = functools.partial(cell.project, params) if split else None
     return scan_recurrence(
         cell,
         params,

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import dispatch, validate
+from jaxrnn import dispatch, validate, varying
 from jaxrnn.cells import Cell, is_built_in, runs_split
 
 Array = jax.Array
@@ -141,6 +141,7 @@ def run(
     carry = jax.tree_util.tree_map(lambda c: c.reshape(batch, *c.shape[len(batch_shape) :]), carry)
     if h_mask is not None:
         h_mask = h_mask.reshape(batch, -1)
+    params, xs, carry, h_mask = varying.align((params, xs, carry, h_mask), also=(step_mask,))
 
     # 3.-4. project and recur: the backend chosen above (dispatch) does both
     hs, carry = layer(

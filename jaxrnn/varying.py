@@ -1,0 +1,43 @@
+"""Inside ``jax.shard_map`` (or ``pmap``): give a recurrence's inputs one set of varying mesh axes.
+
+Under ``shard_map`` every value carries the manual mesh axes it varies over. A scan's carry must keep its
+type from step to step, and a custom VJP must return cotangents typed like its inputs. A carry that
+starts invariant (the zero carry, or a replicated one) but mixes with batch-sharded inputs becomes
+varying after one step, and a weight gradient summed over a shard varies while the replicated weight
+does not. Casting every input to the union of the inputs' varying axes before the recurrence settles
+both: the cast's transpose sums the weight gradients over the shards (what JAX's autodiff does for
+replicated weights anyway).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def in_manual_axes() -> bool:
+    """Whether tracing runs inside ``shard_map`` or ``pmap`` (the abstract mesh has manual axes)."""
+    return bool(jax.sharding.get_abstract_mesh().manual_axes)
+
+
+def align(trees: tuple[Any, ...], also: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    """Returns ``trees`` with every inexact leaf varying over the union of the axes that any leaf of
+    ``trees`` or ``also`` varies over; unchanged (no op added) outside manual axes.
+
+    The union is carried by a scalar zero: an empty slice's sum of every leaf, which varies over each
+    leaf's axes and reads no data.
+    """
+    if not in_manual_axes():
+        return trees
+    leaves = [jnp.asarray(leaf) for leaf in jax.tree_util.tree_leaves((trees, also))]
+    zero = sum(leaf.reshape(-1)[:0].astype(jnp.float32).sum() for leaf in leaves)
+
+    def cast(leaf):
+        leaf = jnp.asarray(leaf)
+        if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+            return leaf
+        return leaf + zero.astype(leaf.dtype)
+
+    return tuple(jax.tree_util.tree_map(cast, tree) for tree in trees)

@@ -1,0 +1,75 @@
+"""jaxrnn inside ``jax.shard_map``: the zero or replicated carry and the replicated params get the batch's
+varying mesh axes, so scans type-check and gradients equal the single-device ones."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from cellcases import CELLS, assert_trees_close, random_carry, random_params
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+import jaxrnn
+from jaxrnn import varying
+
+MESH = Mesh(np.array(jax.devices()[:1]), ("batch",))
+
+
+def _loss(cell, backend, given_carry):
+    def loss(params, xs, carry):
+        ys, final = jaxrnn.scan(cell, params, xs, carry if given_carry else None, backend=backend)
+        leaves = jax.tree_util.tree_leaves(final)
+        return jnp.sum(ys * jnp.cos(ys)) + sum(jnp.sum(jnp.sin(c)) for c in leaves)
+
+    return loss
+
+
+def _sharded_grad(loss):
+    def per_shard(params, xs, carry):
+        value, grads = jax.value_and_grad(lambda *a: jax.lax.psum(loss(*a), "batch"), argnums=(0, 1, 2))(
+            params, xs, carry
+        )
+        return value, grads
+
+    return jax.shard_map(
+        per_shard,
+        mesh=MESH,
+        in_specs=(P(), P("batch"), P("batch")),
+        out_specs=(P(), (P(), P("batch"), P("batch"))),
+    )
+
+
+@pytest.mark.parametrize("backend", ["auto", "xla"])
+@pytest.mark.parametrize("given_carry", [False, True], ids=["zero_carry", "given_carry"])
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru", "gru_reset_before"])
+def test_scan_inside_shard_map_matches_outside(name, given_carry, backend):
+    cell = CELLS[name](5)
+    k1, k2, k3 = jax.random.split(jax.random.key(np.random.default_rng().integers(1 << 30)), 3)
+    params = random_params(cell, k1, 3)
+    xs = jax.random.normal(k2, (4, 6, 3))
+    carry = random_carry(cell, k3, (4,))
+    loss = _loss(cell, backend, given_carry)
+    value, grads = jax.jit(_sharded_grad(loss))(params, xs, carry)
+    ref_value, ref_grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, carry)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    assert_trees_close(grads, ref_grads, rtol=1e-4, atol=1e-5)
+
+
+def test_bidirectional_network_inside_shard_map():
+    net = jaxrnn.rnn(jaxrnn.lstm(5), num_layers=2, bidirectional=True)
+    params = net.init(jax.random.key(0), input_size=3)
+    xs = jax.random.normal(jax.random.key(1), (4, 6, 3))
+
+    def forward(params, xs):
+        return net.apply(params, xs)[0]
+
+    sharded = jax.shard_map(forward, mesh=MESH, in_specs=(P(), P("batch")), out_specs=P("batch"))
+    np.testing.assert_allclose(jax.jit(sharded)(params, xs), forward(params, xs), rtol=1e-5, atol=1e-6)
+
+
+def test_align_adds_nothing_outside_shard_map():
+    trees = ({"w": jnp.ones(3)}, jnp.zeros(2))
+    assert varying.align(trees) is trees
+    assert not varying.in_manual_axes()

@@ -1,6 +1,6 @@
 """jaxrnn: pure-functional Elman, LSTM and GRU recurrences for JAX."""
 
-from jaxrnn import activations, initializers, interop, train
+from jaxrnn import activations, host_split, initializers, interop, train
 from jaxrnn.cells import Cell, elman, gru, lstm
 from jaxrnn.network import Dense, Network, dense, last_output, rnn
 from jaxrnn.scan import scan
@@ -15,6 +15,7 @@ __all__ = [
     "dense",
     "elman",
     "gru",
+    "host_split",
     "initializers",
     "interop",
     "last_output",

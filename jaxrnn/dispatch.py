@@ -10,7 +10,9 @@
   VJP, weight gradients as one matmul each after the loop) for the built-in cells; the reference for what
   it does not support: custom cells (built-in ones whose functions were replaced included, see
   :func:`jaxrnn.cells.is_built_in`), callable Elman activations, ``compute_dtype``, ``remat`` and
-  recurrent dropout (``h_mask``). Measurements: ``benchmarks/NOTES.md``.
+  recurrent dropout (``h_mask``). In a process with several CPU devices (the opt-in XLA flag
+  ``--xla_force_host_platform_device_count``) the fast path of a small recurrence runs with its batch split
+  across them (:mod:`jaxrnn.host_split`). Measurements: ``benchmarks/NOTES.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jaxrnn import fast_recurrence as fast
-from jaxrnn import kernels
+from jaxrnn import host_split, kernels
 from jaxrnn.cells import Cell, runs_split
 from jaxrnn.kernels import layout
 from jaxrnn.recurrence import scan_recurrence
@@ -122,6 +124,11 @@ def choose(cell: Cell, backend: str) -> Callable:
         chosen, _ = select(cell, params, backend=backend, remat=remat, platform=platform, h_mask=h_mask)
         if chosen in ("xla", "fast"):
             run = reference_layer if chosen == "xla" else fast.fast_layer
+            count = (
+                host_split.device_count(xs.shape[0], xs.shape[1], params["w_h"]) if chosen == "fast" else 1
+            )
+            if count > 1:
+                run = host_split.split(run, count)
             return run(
                 cell, params, xs, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
             )

@@ -1,0 +1,143 @@
+"""The batch split across host devices: on 2 virtual CPU devices, ``backend="auto"`` splits a recurrence whose
+size qualifies and returns the reference's values and gradients; everything else runs on one device."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+from jaxrnn import host_split
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    import jaxrnn
+    from jaxrnn import host_split
+
+    assert jax.local_device_count() == 2
+    key = jax.random.key(int(sys.argv[1]))
+    CELLS = {"lstm": jaxrnn.lstm(6), "gru": jaxrnn.gru(6),
+             "gru_reset_before": jaxrnn.gru(6, reset_after=False),
+             "elman_tanh": jaxrnn.elman(6), "elman_prelu": jaxrnn.elman(6, "prelu")}
+
+    def noisy(tree, key):
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        keys = jax.random.split(key, len(leaves))
+        noise = [0.3 * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)]
+        return treedef.unflatten([a + n for a, n in zip(leaves, noise)])
+
+    def run(cell, params, xs, carry, backend, **kw):
+        ys, final = jaxrnn.scan(cell, params, xs, carry, backend=backend, **kw)
+        return ys, final
+
+    def loss(cell, backend, kw):
+        def f(params, xs, carry):
+            ys, final = run(cell, params, xs, carry, backend, **kw)
+            leaves = jax.tree_util.tree_leaves(final)
+            return jnp.sum(ys * jnp.cos(ys)) + sum(jnp.sum(jnp.sin(c)) for c in leaves)
+        return f
+
+    def max_err(a, b):
+        pairs = zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+        return max(float(jnp.max(jnp.abs(u - v))) for u, v in pairs)
+
+    out = {"errors": {}, "devices": {}}
+    host_split.MIN_RECURRENT_MACS = 0  # split the small test shapes
+    for i, (name, cell) in enumerate(CELLS.items()):
+        k1, k2, k3, k4 = jax.random.split(jax.random.fold_in(key, i), 4)
+        params = noisy(cell.init(k1, 3, jnp.float64), k2)
+        xs = jax.random.normal(k3, (4, 7, 3), jnp.float64)
+        carry = noisy(cell.initial_carry((4,), jnp.float64), k4)
+        lengths = jnp.array([7, 1, 4, 0])
+        for kw_name, kw in (("plain", {}), ("lengths_reverse", {"lengths": lengths, "reverse": True})):
+            fast = jax.jit(lambda p, x, c: run(cell, p, x, c, "auto", **kw))
+            ys, final = fast(params, xs, carry)
+            ref = run(cell, params, xs, carry, "xla", **kw)
+            grads = jax.jit(jax.grad(loss(cell, "auto", kw), argnums=(0, 1, 2)))(params, xs, carry)
+            ref_grads = jax.grad(loss(cell, "xla", kw), argnums=(0, 1, 2))(params, xs, carry)
+            out["errors"][f"{name}/{kw_name}"] = [max_err((ys, final), ref), max_err(grads, ref_grads)]
+            out["devices"][f"{name}/{kw_name}"] = len(ys.sharding.device_set)
+
+    cell = CELLS["lstm"]
+    params = cell.init(key, 3, jnp.float64)
+    def devices(batch, **kw):
+        xs = jnp.ones((batch, 5, 3))
+        return len(jaxrnn.scan(cell, params, xs, **kw)[0].sharding.device_set)
+    out["odd_batch"] = devices(3)
+    out["batch_1"] = devices(1)
+    out["eager"] = devices(4)
+    with host_split.limit(1):
+        out["limit_1"] = devices(4)
+    vmapped = jax.vmap(lambda x: jaxrnn.scan(cell, params, x)[0])(jnp.ones((2, 4, 5, 3)))
+    one = run(cell, params, jnp.ones((4, 5, 3)), None, "xla")[0]
+    out["vmap"] = [len(vmapped.sharding.device_set), max_err(vmapped[1], one)]
+    host_split.MAX_BATCH_HIDDEN = 4 * 6 - 1
+    out["wide"] = devices(4)
+    host_split.MAX_BATCH_HIDDEN = 8192
+    host_split.MIN_RECURRENT_MACS = 4 * 5 * 6 * 24 + 1
+    out["small"] = devices(4)
+    print(json.dumps(out))
+    """
+)
+
+
+def _run_on_two_devices() -> dict:
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    seed = str(np.random.default_rng().integers(1 << 30))
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, seed], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_split_runs_on_two_devices_and_matches_the_reference():
+    out = _run_on_two_devices()
+    assert set(out["devices"].values()) == {2}, out["devices"]
+    for case, (value_err, grad_err) in out["errors"].items():
+        assert value_err < 1e-12 and grad_err < 1e-10, (case, value_err, grad_err)
+    assert out["odd_batch"] == 1  # 3 rows do not split over 2 devices
+    assert out["batch_1"] == 1
+    assert out["eager"] == 2  # outside jit too
+    assert out["limit_1"] == 1
+    assert out["vmap"] == [2, out["vmap"][1]] and out["vmap"][1] < 1e-12  # split under vmap too
+    assert out["wide"] == 1  # B·H above MAX_BATCH_HIDDEN
+    assert out["small"] == 1  # recurrent work below MIN_RECURRENT_MACS
+
+
+def test_one_device_never_splits():
+    assert jax.local_device_count() == 1
+    w_h = jnp.zeros((64, 256))
+    assert host_split.device_count(1 << 20, 8, w_h) == 1
+
+
+def test_auto_on_one_device_keeps_outputs_on_that_device():
+    cell = jaxrnn.lstm(8)
+    params = cell.init(jax.random.key(0), 3)
+    ys, _ = jaxrnn.scan(cell, params, jnp.ones((4, 5, 3)))
+    assert len(ys.sharding.device_set) == 1
+
+
+def test_limit_rejects_a_non_int():
+    with pytest.raises(TypeError, match="devices: got float"), host_split.limit(1.5):
+        pass
+
+
+def test_limit_rejects_zero():
+    with pytest.raises(ValueError, match="devices: got 0"), host_split.limit(0):
+        pass
+
+
+def test_limit_is_restored_on_exit():
+    with host_split.limit(1):
+        assert host_split._limit.get() == 1
+    assert host_split._limit.get() is None

@@ -4,6 +4,7 @@ One command, one process, the same weights and inputs for every implementation::
 
     python benchmarks/run.py            # the full run (10-16 minutes on 2 CPU cores)
     python benchmarks/run.py --quick    # one small config: checks that everything runs and writes its files
+    python benchmarks/run.py --host-devices 2   # two CPU devices: auto splits small recurrences across them
 
 Every implementation must agree with jaxrnn's reference on the outputs, the loss and the input gradient
 before it is timed. Forward and forward+backward (the gradient of ``0.5 * sum(ys**2)`` w.r.t. all params
@@ -17,6 +18,7 @@ peer whose library is missing is skipped with a note. Results: a table on stdout
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import json
 import math
@@ -53,8 +55,10 @@ CONFIGS: list[tuple[int, int, int, int]] = [
 #: The 2-layer bidirectional LSTM config.
 BI_CONFIG: tuple[int, int, int, int] = (256, 32, 64, 256)
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
+#: "auto" with its batch split across host devices turned off (timed when the process has several).
+AUTO_ONE_DEVICE = "jaxrnn auto (1 device)"
 #: Names of the jaxrnn implementations; the rest are peers.
-OURS = ("jaxrnn auto", "jaxrnn xla", "jaxrnn pallas")
+OURS = ("jaxrnn auto", "jaxrnn xla", "jaxrnn pallas", AUTO_ONE_DEVICE)
 #: Name of the workload's matmuls timed alone (:func:`floor_impl`); not an implementation, not ranked.
 FLOOR = "matmul floor"
 
@@ -199,7 +203,14 @@ def jaxrnn_impls(wl: Workload, net_params: list, xs: jax.Array) -> tuple[list[Im
             _cell(wl.kind, H), num_layers=wl.layers, bidirectional=wl.bidirectional, backend=backend
         )
         impls.append(_jax_impl(f"jaxrnn {backend}", lambda p, x, net=net: net.apply(p, x)[0], net_params, xs))
+        if backend == "auto" and jax.default_backend() == "cpu" and jax.local_device_count() > 1:
+            impls.append(_jax_impl(AUTO_ONE_DEVICE, functools.partial(_one_device, net), net_params, xs))
     return impls, notes
+
+
+def _one_device(net: jaxrnn.Network, params: Any, xs: jax.Array) -> jax.Array:
+    with jaxrnn.host_split.limit(1):
+        return net.apply(params, xs)[0]
 
 
 def _cell(kind: str, H: int) -> jaxrnn.Cell:
@@ -563,6 +574,15 @@ def markdown(
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; devices {m['jax_devices']}; "
         f"load average at start {m['load_average']}.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        *(
+            [
+                f"{len(m['jax_devices'])} CPU devices (`--host-devices`): `jaxrnn auto` splits small "
+                "recurrences' batches across them (`jaxrnn.host_split`); `jaxrnn auto (1 device)` is the "
+                "same code kept on one device. The peers and the matmul floor run on one device."
+            ]
+            if len(m["jax_devices"]) > 1
+            else []
+        ),
         f"Matmul peak (float32, {info['peak']['n']}³): XLA {info['peak']['xla_gflops']:.1f} GFLOP/s, "
         f"numpy {info['peak']['numpy_gflops']:.1f} GFLOP/s; % of peak below uses the larger.",
         f"Median of {info['repeats']} rounds"
@@ -756,7 +776,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="T,B,I,H of a config to run (repeatable; default: all configs)",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    parser.add_argument(
+        "--host-devices",
+        type=int,
+        default=1,
+        help="CPU devices of this process (jax_num_cpu_devices; default 1): with more, jaxrnn auto splits "
+        "small recurrences across them and 'jaxrnn auto (1 device)' is timed beside it",
+    )
     args = parser.parse_args(argv)
+    if args.host_devices < 1:
+        parser.error(f"--host-devices: got {args.host_devices}, expected a positive int")
+    if args.host_devices > 1:
+        try:
+            jax.config.update("jax_num_cpu_devices", args.host_devices)
+        except RuntimeError:
+            parser.error("--host-devices: JAX's CPU backend was initialised before it could apply")
     repeats = args.repeats or (3 if args.quick else 10)
     cases = workloads(args.quick, args.cells, args.shapes)
     if not cases:

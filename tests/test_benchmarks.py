@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -174,11 +176,28 @@ def test_cells_and_shapes_select_the_workloads():
     [
         (["--shape", "128,32,64"], "expected T,B,I,H (four positive ints), got '128,32,64'"),
         (["--cells", "lstm,rnn"], "unknown cells ['rnn']"),
+        (["--host-devices", "0"], "--host-devices: got 0, expected a positive int"),
+        (["--host-devices", "2"], "--host-devices: JAX's CPU backend was initialised before it could apply"),
     ],
-    ids=["shape", "cells"],
+    ids=["shape", "cells", "host_devices_zero", "host_devices_after_init"],
 )
 def test_a_malformed_shape_or_cell_is_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as exit:
         _harness().main(argv)
     assert exit.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_host_devices_times_auto_on_one_device_beside_the_split(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    argv = ["--quick", "--repeats", "1", "--no-memory", "--host-devices", "2", "--out", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, str(_RUN), *argv], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    document = json.loads((tmp_path / "bench.json").read_text())
+    assert document["machine"]["jax_devices"] == ["cpu:0", "cpu:1"]
+    rows = {row["impl"]: row for row in document["rows"]}
+    assert {"jaxrnn auto", "jaxrnn auto (1 device)"} <= set(rows)
+    assert rows["jaxrnn auto (1 device)"]["max_rel_err"] < 1e-5
+    assert "2 CPU devices (`--host-devices`)" in (tmp_path / "bench.md").read_text()

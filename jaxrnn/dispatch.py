@@ -124,11 +124,9 @@ def choose(cell: Cell, backend: str) -> Callable:
         chosen, _ = select(cell, params, backend=backend, remat=remat, platform=platform, h_mask=h_mask)
         if chosen in ("xla", "fast"):
             run = reference_layer if chosen == "xla" else fast.fast_layer
-            count = (
-                host_split.device_count(xs.shape[0], xs.shape[1], params["w_h"]) if chosen == "fast" else 1
-            )
-            if count > 1:
-                run = host_split.split(run, count)
+            arrays = (params, xs, carry)
+            if chosen == "fast" and host_split.device_count(*xs.shape[:2], params["w_h"], arrays) > 1:
+                run = host_split.split(run)
             return run(
                 cell, params, xs, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
             )

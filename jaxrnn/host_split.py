@@ -35,48 +35,54 @@ MIN_RECURRENT_MACS = 1 << 27
 #: Split only when ``B·H`` is at most this: above it XLA already threads each step's dot.
 MAX_BATCH_HIDDEN = 8192
 
-_limit: contextvars.ContextVar[int | None] = contextvars.ContextVar("host_split_limit", default=None)
+_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar("host_split_disabled", default=False)
 
 
 @contextlib.contextmanager
-def limit(devices: int) -> Iterator[None]:
-    """Recurrences traced inside use at most ``devices`` host devices (``limit(1)``: no split).
+def disabled() -> Iterator[None]:
+    """Recurrences traced inside run on one device, with no split.
 
     Example::
 
       def forward(params, xs):
-          with jaxrnn.host_split.limit(1):
+          with jaxrnn.host_split.disabled():
               return jaxrnn.scan(cell, params, xs)[0]
     """
-    if isinstance(devices, bool) or not isinstance(devices, int):
-        raise TypeError(f"devices: got {type(devices).__name__}, expected a positive int")
-    if devices < 1:
-        raise ValueError(f"devices: got {devices}, expected a positive int")
-    token = _limit.set(devices)
+    token = _disabled.set(True)
     try:
         yield
     finally:
-        _limit.reset(token)
+        _disabled.reset(token)
 
 
-def device_count(steps: int, batch: int, w_h: jax.Array) -> int:
+def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> int:
     """How many host devices run a recurrence of ``steps`` steps over ``batch`` rows with the recurrent
-    weights ``w_h (H, G·H)``: the largest divisor of ``batch`` up to the number of local devices, or 1
-    (no split) for a small or large recurrence, one device, under :func:`limit` ``(1)``, or inside
-    ``shard_map``/``pmap``."""
+    weights ``w_h (H, G·H)``: all local devices, or 1 (no split).
+
+    No split for a small or large recurrence (:data:`MIN_RECURRENT_MACS`, :data:`MAX_BATCH_HIDDEN`), one
+    device, a batch the devices do not divide, under :func:`disabled`, inside ``shard_map``/``pmap``, or
+    when a concrete array among ``arrays`` (a pytree) is committed to other devices (``jax.device_put(x,
+    device)``), which ``jit`` could not combine with the split. Under ``jit`` the inputs are tracers and
+    cannot be checked: committed single-device arguments then raise JAX's "incompatible devices" error.
+    """
     hidden, width = w_h.shape
     if batch * hidden > MAX_BATCH_HIDDEN or steps * batch * hidden * width < MIN_RECURRENT_MACS:
         return 1
-    if varying.in_manual_axes():
+    devices = jax.local_devices()
+    if len(devices) < 2 or batch % len(devices) or _disabled.get() or varying.in_manual_axes():
         return 1
-    available = min(jax.local_device_count(), batch, _limit.get() or batch)
-    return max(k for k in range(1, available + 1) if batch % k == 0)
+    concrete = [a for a in jax.tree_util.tree_leaves(arrays) if not isinstance(a, jax.core.Tracer)]
+    if any(
+        isinstance(a, jax.Array) and a.committed and a.sharding.device_set != set(devices) for a in concrete
+    ):
+        return 1
+    return len(devices)
 
 
-def split(layer: Callable, count: int) -> Callable:
+def split(layer: Callable) -> Callable:
     """``layer`` (the fast path's signature: time-major ``xs (T, B, I)``, ``carry`` leaves ``(B, H)``,
-    ``mask (T, B)`` or ``None``) run with its batch split over the first ``count`` local devices."""
-    mesh = Mesh(np.array(jax.local_devices()[:count]), (AXIS,))
+    ``mask (T, B)`` or ``None``) run with its batch split over the local devices."""
+    mesh = Mesh(np.array(jax.local_devices()), (AXIS,))
     rows, steps_rows = P(AXIS), P(None, AXIS)
 
     def run(cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None):

@@ -10,7 +10,6 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import jaxrnn
 from jaxrnn import host_split
@@ -75,8 +74,13 @@ SCRIPT = textwrap.dedent(
     out["odd_batch"] = devices(3)
     out["batch_1"] = devices(1)
     out["eager"] = devices(4)
-    with host_split.limit(1):
-        out["limit_1"] = devices(4)
+    with host_split.disabled():
+        out["disabled"] = devices(4)
+    pinned = jax.device_put((params, jnp.ones((4, 5, 3))), jax.devices()[0])
+    out["committed_one"] = len(jaxrnn.scan(cell, *pinned)[0].sharding.device_set)
+    replicated = jax.device_put(params, jax.sharding.NamedSharding(
+        jax.sharding.Mesh(np.array(jax.devices()), ("batch",)), jax.sharding.PartitionSpec()))
+    out["committed_all"] = len(jaxrnn.scan(cell, replicated, jnp.ones((4, 5, 3)))[0].sharding.device_set)
     vmapped = jax.vmap(lambda x: jaxrnn.scan(cell, params, x)[0])(jnp.ones((2, 4, 5, 3)))
     one = run(cell, params, jnp.ones((4, 5, 3)), None, "xla")[0]
     out["vmap"] = [len(vmapped.sharding.device_set), max_err(vmapped[1], one)]
@@ -108,7 +112,9 @@ def test_split_runs_on_two_devices_and_matches_the_reference():
     assert out["odd_batch"] == 1  # 3 rows do not split over 2 devices
     assert out["batch_1"] == 1
     assert out["eager"] == 2  # outside jit too
-    assert out["limit_1"] == 1
+    assert out["disabled"] == 1
+    assert out["committed_one"] == 1  # arrays put on one device stay there
+    assert out["committed_all"] == 2  # params replicated on both devices (data parallelism) split
     assert out["vmap"] == [2, out["vmap"][1]] and out["vmap"][1] < 1e-12  # split under vmap too
     assert out["wide"] == 1  # B·H above MAX_BATCH_HIDDEN
     assert out["small"] == 1  # recurrent work below MIN_RECURRENT_MACS
@@ -127,17 +133,7 @@ def test_auto_on_one_device_keeps_outputs_on_that_device():
     assert len(ys.sharding.device_set) == 1
 
 
-def test_limit_rejects_a_non_int():
-    with pytest.raises(TypeError, match="devices: got float"), host_split.limit(1.5):
-        pass
-
-
-def test_limit_rejects_zero():
-    with pytest.raises(ValueError, match="devices: got 0"), host_split.limit(0):
-        pass
-
-
-def test_limit_is_restored_on_exit():
-    with host_split.limit(1):
-        assert host_split._limit.get() == 1
-    assert host_split._limit.get() is None
+def test_disabled_is_restored_on_exit():
+    with host_split.disabled():
+        assert host_split._disabled.get()
+    assert not host_split._disabled.get()

@@ -124,7 +124,7 @@ def choose(cell: Cell, backend: str) -> Callable:
         chosen, _ = select(cell, params, backend=backend, remat=remat, platform=platform, h_mask=h_mask)
         if chosen in ("xla", "fast"):
             run = reference_layer if chosen == "xla" else fast.fast_layer
-            arrays = (params, xs, carry)
+            arrays = (params, xs, carry, mask)
             if chosen == "fast" and host_split.device_count(*xs.shape[:2], params["w_h"], arrays) > 1:
                 run = host_split.split(run)
             return run(

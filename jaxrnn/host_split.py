@@ -15,6 +15,7 @@ gradients equal the one-device run up to float reassociation of the weight-gradi
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
@@ -40,7 +41,8 @@ _disabled: contextvars.ContextVar[bool] = contextvars.ContextVar("host_split_dis
 
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
-    """Recurrences traced inside run on one device, with no split.
+    """Recurrences traced inside run on one device, with no split. A jitted function keeps the choice of
+    its first trace (``jit`` caches it), so enter this before that.
 
     Example::
 
@@ -60,16 +62,22 @@ def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> in
     weights ``w_h (H, G·H)``: all local devices, or 1 (no split).
 
     No split for a small or large recurrence (:data:`MIN_RECURRENT_MACS`, :data:`MAX_BATCH_HIDDEN`), one
-    device, a batch the devices do not divide, under :func:`disabled`, inside ``shard_map``/``pmap``, or
-    when a concrete array among ``arrays`` (a pytree) is committed to other devices (``jax.device_put(x,
-    device)``), which ``jit`` could not combine with the split. Under ``jit`` the inputs are tracers and
-    cannot be checked: committed single-device arguments then raise JAX's "incompatible devices" error.
+    device, several processes, a batch the devices do not divide or a symbolic one, under
+    :func:`disabled`, inside ``shard_map``/``pmap`` or a ``jax.set_mesh`` context, or when a concrete
+    array among ``arrays`` (a pytree) is committed to other devices (``jax.device_put(x, device)``),
+    which could not be combined with the split. Under ``jit`` or an eager transformation (``grad``,
+    ``vmap``) the inputs are tracers and cannot be checked: committed single-device arguments then raise
+    JAX's "incompatible devices" error.
     """
     hidden, width = w_h.shape
+    if not all(isinstance(n, int) for n in (steps, batch, hidden, width)):
+        return 1
     if batch * hidden > MAX_BATCH_HIDDEN or steps * batch * hidden * width < MIN_RECURRENT_MACS:
         return 1
     devices = jax.local_devices()
-    if len(devices) < 2 or batch % len(devices) or _disabled.get() or varying.in_manual_axes():
+    if len(devices) < 2 or batch % len(devices) or jax.process_count() > 1 or _disabled.get():
+        return 1
+    if not jax.sharding.get_abstract_mesh().empty:
         return 1
     concrete = [a for a in jax.tree_util.tree_leaves(arrays) if not isinstance(a, jax.core.Tracer)]
     if any(
@@ -79,27 +87,48 @@ def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> in
     return len(devices)
 
 
+#: The last few jitted ``shard_map`` wrappers, so that eager calls do not compile again: key -> (cell, fn).
+_SHARDED: collections.OrderedDict[tuple, tuple[Any, Callable]] = collections.OrderedDict()
+_SHARDED_SIZE = 32
+
+
 def split(layer: Callable) -> Callable:
     """``layer`` (the fast path's signature: time-major ``xs (T, B, I)``, ``carry`` leaves ``(B, H)``,
     ``mask (T, B)`` or ``None``) run with its batch split over the local devices."""
+
+    def run(cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None):
+        static = (reverse, unroll, remat, h_mask is None)
+        structure = jax.tree_util.tree_structure((params, carry, mask))
+        key = (layer, id(cell), static, structure, tuple(jax.local_devices()))
+        hit = _SHARDED.get(key)
+        if hit is None or hit[0] is not cell:
+            hit = (cell, _sharded(layer, cell, static, carry, mask))
+            _SHARDED[key] = hit
+            if len(_SHARDED) > _SHARDED_SIZE:
+                _SHARDED.popitem(last=False)
+        _SHARDED.move_to_end(key)
+        return hit[1](params, xs, carry, mask, h_mask)
+
+    return run
+
+
+def _sharded(layer: Callable, cell: Any, static: tuple, carry: Any, mask: Any) -> Callable:
+    reverse, unroll, remat, no_h_mask = static
     mesh = Mesh(np.array(jax.local_devices()), (AXIS,))
     rows, steps_rows = P(AXIS), P(None, AXIS)
 
-    def run(cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None):
-        def body(params: Any, xs: jax.Array, carry: Any, mask: Any) -> tuple[jax.Array, Any]:
-            params, xs, carry = varying.align((params, xs, carry), also=(mask,))
-            return layer(
-                cell, params, xs, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
-            )
-
-        carry_specs = jax.tree_util.tree_map(lambda _: rows, carry)
-        mask_spec = None if mask is None else steps_rows
-        sharded = jax.shard_map(
-            body,
-            mesh=mesh,
-            in_specs=(P(), steps_rows, carry_specs, mask_spec),
-            out_specs=(steps_rows, carry_specs),
+    def body(params: Any, xs: jax.Array, carry: Any, mask: Any, h_mask: Any) -> tuple[jax.Array, Any]:
+        params, xs, carry = varying.align((params, xs, carry), also=(mask,))
+        return layer(
+            cell, params, xs, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
         )
-        return sharded(params, xs, carry, mask)
 
-    return run
+    carry_specs = jax.tree_util.tree_map(lambda _: rows, carry)
+    mask_spec = None if mask is None else steps_rows
+    sharded = jax.shard_map(
+        body,
+        mesh=mesh,
+        in_specs=(P(), steps_rows, carry_specs, mask_spec, None if no_h_mask else rows),
+        out_specs=(steps_rows, carry_specs),
+    )
+    return jax.jit(sharded)

@@ -84,6 +84,32 @@ SCRIPT = textwrap.dedent(
     vmapped = jax.vmap(lambda x: jaxrnn.scan(cell, params, x)[0])(jnp.ones((2, 4, 5, 3)))
     one = run(cell, params, jnp.ones((4, 5, 3)), None, "xla")[0]
     out["vmap"] = [len(vmapped.sharding.device_set), max_err(vmapped[1], one)]
+    lengths = jax.device_put(jnp.array([5, 2, 3, 1]), jax.devices()[0])
+    xs = jnp.ones((4, 5, 3))
+    out["committed_lengths"] = len(jaxrnn.scan(cell, params, xs, lengths=lengths)[0].sharding.device_set)
+    jaxrnn.scan(cell, params, xs)
+    cached = dict(host_split._SHARDED)
+    jaxrnn.scan(cell, params, xs)
+    out["eager_reuses"] = cached == host_split._SHARDED
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("batch",))
+    with jax.set_mesh(mesh):
+        in_mesh = jax.jit(lambda p, x: run(cell, p, x, None, "auto"))(params, xs)
+    out["set_mesh"] = max_err(in_mesh, run(cell, params, xs, None, "xla"))
+
+    from jaxrnn.train import fit, model, optimizer
+    splits = []
+    original = host_split.split
+    host_split.split = lambda layer: splits.append(1) or original(layer)
+    m = model(jaxrnn.rnn(jaxrnn.gru(6)), jaxrnn.dense(1), output="sequence")
+    data = (np.ones((8, 5, 3), np.float32), np.ones((8, 5, 1), np.float32))
+    kwargs = dict(loss="mse", optimizer=optimizer(0.05), epochs=1, batch_size=4, progress=False,
+                  key=jax.random.key(0))
+    fit(m, m.init(jax.random.key(0), 3), data, devices=jax.devices()[:1], **kwargs)
+    out["fit_one_device_splits"] = len(splits)
+    fit(m, m.init(jax.random.key(0), 3), data, **kwargs)
+    out["fit_all_devices_splits"] = len(splits)
+    host_split.split = original
+
     host_split.MAX_BATCH_HIDDEN = 4 * 6 - 1
     out["wide"] = devices(4)
     host_split.MAX_BATCH_HIDDEN = 8192
@@ -115,6 +141,10 @@ def test_split_runs_on_two_devices_and_matches_the_reference():
     assert out["disabled"] == 1
     assert out["committed_one"] == 1  # arrays put on one device stay there
     assert out["committed_all"] == 2  # params replicated on both devices (data parallelism) split
+    assert out["committed_lengths"] == 1
+    assert out["eager_reuses"]  # the second eager call compiles nothing new
+    assert out["set_mesh"] is not None and out["set_mesh"] < 1e-12  # no split under jax.set_mesh
+    assert out["fit_one_device_splits"] == 0 and out["fit_all_devices_splits"] > 0
     assert out["vmap"] == [2, out["vmap"][1]] and out["vmap"][1] < 1e-12  # split under vmap too
     assert out["wide"] == 1  # B·H above MAX_BATCH_HIDDEN
     assert out["small"] == 1  # recurrent work below MIN_RECURRENT_MACS

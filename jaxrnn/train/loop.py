@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -12,6 +13,7 @@ import jax
 import numpy as np
 import optax
 
+from jaxrnn import host_split
 from jaxrnn.train import data as data_lib
 from jaxrnn.train import losses, parallel
 from jaxrnn.train.checkpoint import Checkpointer, TrainState
@@ -158,6 +160,10 @@ def fit(
     step, first_epoch, history = 0, 0, {}
     best, best_epoch, wait, best_params = math.inf, -1, 0, params
     ckpt = Checkpointer(checkpoint_dir, max_to_keep=max_to_keep) if checkpoint_dir is not None else None
+    scope = contextlib.ExitStack()
+    if set(devices) != set(jax.local_devices()):
+        # the batch split of small recurrences (jaxrnn.host_split) runs on every local device
+        scope.enter_context(host_split.disabled())
     try:
         if ckpt is not None and ckpt.latest_step() is not None:
             state, saved = ckpt.restore(TrainState(params, opt_state, 0, key, best_params))
@@ -248,6 +254,7 @@ def fit(
             if stopped:
                 break
     finally:
+        scope.close()
         if ckpt is not None:
             ckpt.close()
 

@@ -77,7 +77,7 @@ def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> in
     devices = jax.local_devices()
     if len(devices) < 2 or batch % len(devices) or jax.process_count() > 1 or _disabled.get():
         return 1
-    if not jax.sharding.get_abstract_mesh().empty:
+    if varying.in_mesh_context():
         return 1
     concrete = [a for a in jax.tree_util.tree_leaves(arrays) if not isinstance(a, jax.core.Tracer)]
     if any(

@@ -17,9 +17,21 @@ import jax
 import jax.numpy as jnp
 
 
+def _context_mesh() -> Any:
+    """The abstract mesh of the tracing context (``shard_map``, ``pmap``, ``jax.set_mesh``), or ``None``
+    for a JAX without ``jax.sharding.get_abstract_mesh``."""
+    get = getattr(jax.sharding, "get_abstract_mesh", None)
+    return None if get is None else get()
+
+
 def in_manual_axes() -> bool:
     """Whether tracing runs inside ``shard_map`` or ``pmap`` (the abstract mesh has manual axes)."""
-    return bool(jax.sharding.get_abstract_mesh().manual_axes)
+    return bool(getattr(_context_mesh(), "manual_axes", ()))
+
+
+def in_mesh_context() -> bool:
+    """Whether tracing runs with a mesh in context: ``jax.set_mesh``, ``shard_map`` or ``pmap``."""
+    return not getattr(_context_mesh(), "empty", True)
 
 
 def align(trees: tuple[Any, ...], also: tuple[Any, ...] = ()) -> tuple[Any, ...]:

@@ -72,4 +72,15 @@ def test_bidirectional_network_inside_shard_map():
 def test_align_adds_nothing_outside_shard_map():
     trees = ({"w": jnp.ones(3)}, jnp.zeros(2))
     assert varying.align(trees) is trees
-    assert not varying.in_manual_axes()
+    assert not varying.in_manual_axes() and not varying.in_mesh_context()
+
+
+def test_mesh_context_is_seen_inside_shard_map():
+    seen = []
+
+    def probe(x):
+        seen.append((varying.in_manual_axes(), varying.in_mesh_context()))
+        return x
+
+    jax.shard_map(probe, mesh=MESH, in_specs=P("batch"), out_specs=P("batch"))(jnp.ones(2))
+    assert seen == [(True, True)]

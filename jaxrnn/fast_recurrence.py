@@ -18,7 +18,9 @@ dropout or ``remat`` (see :func:`unsupported`). It differs from autodiff of the 
   from transposing the ``(T, B, G·H)`` gate gradients.
 
 The last two points keep the peak temporary memory low as well (benchmarks/NOTES.md, item 17): XLA CPU takes
-fresh pages for every large temporary allocation, and touching them costs time on every call. For the same
+fresh pages for every large temporary allocation, and touching them costs time on every call. So the forward
+loop also stores each gate over the projection block it was computed from, and the Elman backward its ``dz``
+over the output cotangent (item 35), instead of into new buffers. For the same
 reason the forward-only pass (no gradient) projects a long sequence chunk by chunk, a few MiB at a time,
 inside an outer loop over the chunks (item 23).
 """
@@ -33,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrnn import activations
+from jaxrnn import activations, varying
 from jaxrnn.cells import Cell, is_built_in
 from jaxrnn.recurrence import scan_in_chunks
 
@@ -47,13 +49,19 @@ CHUNK_BYTES = 4 << 20
 class _Spec(NamedTuple):
     """One cell's hand-written step pair.
 
-    ``forward(w, carry, xp_t) -> (new_carry, res_t)`` where ``xp_t`` is a tuple of the step's gate blocks;
+    ``forward(w, carry, xp_t) -> (new_carry, res_t)`` where ``xp_t`` is a tuple of the step's gate blocks and
+    ``res_t`` a tuple of ``(B, H)`` residuals;
     ``backward(w, g, res_t, h_t) -> (g_prev, dxp_t, extra_t)`` where ``g`` is the cotangent of the carry
     after the step (output cotangent included), ``h_t`` the output of the step, and ``w`` also holds each
     recurrent matrix transposed, as ``w["<name>_t"]``;
     ``weight_grads(w, h_prev, res, dxp, extra) -> dw`` for the recurrent weights after the loop, with
     ``h_prev()`` building ``(T, B, H)``, the output entering each step (a shifted copy of the outputs, so
     only cells that did not save it call it); ``bias`` names the projection's bias param.
+
+    The loops store their per-step outputs over buffers they have read at the same step where that is
+    safe (:func:`_in_place_loop`): ``forward_claims[j]`` is the gate block that output ``j`` of
+    ``(h_t, *res_t)`` overwrites, ``backward_claims[j]`` the buffer of ``(dh_t, h_t, *res_t)`` that output
+    ``j`` of ``(dxp_t, extra_t)`` overwrites (``None`` or missing: a new buffer).
     """
 
     gates: int
@@ -62,6 +70,8 @@ class _Spec(NamedTuple):
     forward: Callable
     backward: Callable
     weight_grads: Callable
+    forward_claims: tuple[int | None, ...]
+    backward_claims: tuple[int | None, ...] = ()
 
 
 def _h(carry: Any) -> Array:
@@ -85,9 +95,10 @@ def _elman(cell: Cell) -> _Spec:
     def forward(w, h, xp_t):
         a = xp_t[0] + h @ w["w_h"]
         h = activations.prelu(a, w["alpha"]) if act is None else act.fn(a)
-        return h, (None if from_output else a)
+        return h, (() if from_output else (a,))
 
-    def backward(w, g, a, h):
+    def backward(w, g, res, h):
+        a = res[0] if res else None
         if act is None:
             da = jnp.where(a > 0, g, w["alpha"] * g)
             extra = jnp.where(a > 0, 0.0, g * a)
@@ -101,7 +112,10 @@ def _elman(cell: Cell) -> _Spec:
             dw["alpha"] = jnp.sum(extra, axis=(0, 1))
         return dw
 
-    return _Spec(1, "b", weights, forward, backward, weight_grads)
+    # h (or a) over the projection; with h alone saved, the backward's dz over the output cotangent
+    if from_output:
+        return _Spec(1, "b", weights, forward, backward, weight_grads, (0,), (0,))
+    return _Spec(1, "b", weights, forward, backward, weight_grads, (None, 0))
 
 
 def _lstm(cell: Cell) -> _Spec:
@@ -138,7 +152,7 @@ def _lstm(cell: Cell) -> _Spec:
     def weight_grads(w, h_prev, res, dxp, extra):
         return {"w_h": _rows(h_prev(), dxp)}
 
-    return _Spec(4, "b", weights, forward, backward, weight_grads)
+    return _Spec(4, "b", weights, forward, backward, weight_grads, (None, None, 0, 1, 2, 3))  # i, f, g, o
 
 
 def _gru(cell: Cell) -> _Spec:
@@ -194,7 +208,7 @@ def _gru(cell: Cell) -> _Spec:
             "b_n": jnp.sum(d_n, axis=(0, 1)),
         }
 
-    return _Spec(3, "b_x", weights, forward, backward, weight_grads)
+    return _Spec(3, "b_x", weights, forward, backward, weight_grads, (None, None, 0, 1, 2))  # r, u, n
 
 
 _SPECS: dict[str, Callable[[Cell], _Spec]] = {"elman": _elman, "lstm": _lstm, "gru": _gru}
@@ -257,24 +271,74 @@ def chunk_steps(xs: Array, w_x: Array) -> int:
     return divisor if 2 * divisor >= size else size
 
 
-def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
-    def loop(w, blocks, carry0, mask, save: bool):
-        def body(carry, inputs):
-            xp_t, mask_t = inputs
-            # the bias added here fuses into the step (NOTES item 27); its blocks are sliced here too: sliced
-            # once before the loop they become four more loop operands (tiny LSTM forward 1.6x slower)
-            width = xp_t[0].shape[-1]
-            xp_t = tuple(x + w[spec.bias][k * width : (k + 1) * width] for k, x in enumerate(xp_t))
-            new, res = spec.forward(w, carry, xp_t)
-            if mask_t is not None:
-                new = _hold(mask_t, new, carry)
-            return new, ((_h(new), res) if save else _h(new))
+def _in_place_loop(
+    body: Callable,
+    carry: Any,
+    bufs: tuple[Array, ...],
+    claims: tuple[int | None, ...],
+    *,
+    reverse: bool,
+    unroll: int | bool,
+) -> tuple[Any, list[Array]]:
+    """A loop over time that stores step outputs over buffers the same step has read, where claimed.
 
-        return lax.scan(body, carry0, (blocks, mask), reverse=reverse, unroll=unroll)
+    ``bufs`` are ``(T, ...)`` arrays; ``body(carry, reads) -> (carry, outs)`` gets their step-``t`` slices
+    and returns a list of outputs. Output ``j`` is stored at step ``t`` of ``bufs[claims[j]]`` when that
+    buffer has its shape and dtype, else of a new buffer. Returns the final carry and the ``(T, ...)``
+    outputs; ``reverse`` and ``unroll`` as for ``lax.scan``.
+
+    ``lax.scan`` zero-fills a new buffer for every stacked output before its loop; a claimed output reuses a
+    buffer that is already written, so XLA neither fills nor (on CPU) page-faults a new one (NOTES item 35).
+    XLA stores in place only when the claimed buffer's step-``t`` slice has a single reader, the fusion
+    that computes the output itself (an LSTM gate from its own projection block); a slice that several
+    fusions read makes XLA copy the whole buffer at every step, so such buffers are not claimed.
+    """
+    steps = bufs[0].shape[0]
+    step_avals = tuple(jax.ShapeDtypeStruct(b.shape[1:], b.dtype) for b in bufs)
+    avals = jax.eval_shape(body, carry, step_avals)[1]
+    targets = {}
+    for j, (k, aval) in enumerate(zip(claims, avals)):
+        if k is not None and (bufs[k].shape[1:], bufs[k].dtype) == (aval.shape, aval.dtype):
+            targets[j] = k
+    fresh = {j: jnp.zeros((steps, *a.shape), a.dtype) for j, a in enumerate(avals) if j not in targets}
+    # inside shard_map the loop's buffers vary over the same mesh axes as the outputs written into them
+    bufs, fresh = varying.align((bufs, fresh), also=(carry,))
+
+    def step(i, state):
+        carry, bufs, fresh = state
+        t = steps - 1 - i if reverse else i
+        carry, outs = body(carry, tuple(lax.dynamic_index_in_dim(b, t, keepdims=False) for b in bufs))
+        bufs = list(bufs)
+        for j, k in targets.items():
+            bufs[k] = lax.dynamic_update_index_in_dim(bufs[k], outs[j], t, 0)
+        fresh = {j: lax.dynamic_update_index_in_dim(b, outs[j], t, 0) for j, b in fresh.items()}
+        return carry, tuple(bufs), fresh
+
+    if steps:  # (the body cannot be traced on empty buffers)
+        state = (carry, tuple(bufs), fresh)
+        carry, bufs, fresh = lax.fori_loop(0, steps, step, state, unroll=unroll)
+    return carry, [bufs[targets[j]] if j in targets else fresh[j] for j in range(len(avals))]
+
+
+def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
+    def step(w, carry, xp_t, mask_t):
+        # the bias added here fuses into the step (NOTES item 27); its blocks are sliced here too: sliced once
+        # before the loop they become four more loop operands (tiny LSTM forward 1.6x slower)
+        width = xp_t[0].shape[-1]
+        xp_t = tuple(x + w[spec.bias][k * width : (k + 1) * width] for k, x in enumerate(xp_t))
+        new, res = spec.forward(w, carry, xp_t)
+        if mask_t is not None:
+            new = _hold(mask_t, new, carry)
+        return new, res
 
     def project_and_loop(p, carry, inputs):
         xs, mask = inputs
-        return loop(p, _project(spec, p, xs), carry, mask, save=False)
+
+        def body(carry, inputs):
+            new, _ = step(p, carry, *inputs)
+            return new, _h(new)
+
+        return lax.scan(body, carry, (_project(spec, p, xs), mask), reverse=reverse, unroll=unroll)
 
     @jax.custom_vjp
     def layer(p, xs, carry0, mask):
@@ -289,8 +353,15 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
         return hs, carry
 
     def forward(p, xs, carry0, mask):
-        final, (hs, res) = loop(p, _project(spec, p, xs), carry0, mask, save=True)
-        return (hs, final), (p, xs, carry0, mask, hs, res)
+        def body(carry, reads):
+            new, res = step(p, carry, reads[: spec.gates], reads[-1] if mask is not None else None)
+            return new, [_h(new), *res]
+
+        bufs = _project(spec, p, xs) + (() if mask is None else (mask,))
+        final, (hs, *res) = _in_place_loop(
+            body, carry0, bufs, spec.forward_claims, reverse=reverse, unroll=unroll
+        )
+        return (hs, final), (p, xs, carry0, mask, hs, tuple(res))
 
     def backward(saved, cotangents):
         p, xs, carry0, mask, hs, res = saved
@@ -298,18 +369,20 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
         # the recurrent matrices transposed once, outside the loop (see the module docstring)
         wt = p | {f"{k}_t": v.T for k, v in p.items() if k.startswith("w_") and k != "w_x"}
 
-        def body(g, inputs):
-            dh_t, res_t, h_t, mask_t = inputs
+        def body(g, reads):
+            dh_t, h_t, *res_t = reads[: 2 + len(res)]
             g = (g[0] + dh_t, *g[1:]) if isinstance(g, tuple) else g + dh_t
-            g_prev, dxp_t, extra_t = spec.backward(wt, g, res_t, h_t)
-            if mask_t is not None:
-                g_prev = _hold(mask_t, g_prev, g)
-                dxp_t = jnp.where(mask_t[:, None], dxp_t, 0.0)
-                if extra_t is not None:
-                    extra_t = jnp.where(mask_t[:, None], extra_t, 0.0)
-            return g_prev, (dxp_t, extra_t)
+            g_prev, dxp_t, extra_t = spec.backward(wt, g, tuple(res_t), h_t)
+            outs = [dxp_t] + ([] if extra_t is None else [extra_t])
+            if mask is not None:
+                g_prev = _hold(reads[-1], g_prev, g)
+                outs = [jnp.where(reads[-1][:, None], d, 0.0) for d in outs]
+            return g_prev, outs
 
-        g0, (dxp, extra) = lax.scan(body, dfinal, (dhs, res, hs, mask), reverse=not reverse, unroll=unroll)
+        bufs = (dhs, hs, *res) + (() if mask is None else (mask,))
+        claims = spec.backward_claims
+        g0, (dxp, *extra) = _in_place_loop(body, dfinal, bufs, claims, reverse=not reverse, unroll=unroll)
+        extra = extra[0] if extra else None
         steps, batch, _ = xs.shape
         x2, d2 = xs.reshape(steps * batch, xs.shape[-1]), dxp.reshape(steps * batch, dxp.shape[-1])
         dp = spec.weight_grads(p, lambda: _shift(hs, _h(carry0), reverse), res, dxp, extra)

@@ -73,6 +73,37 @@ def test_values_and_grads_match_reference_float64(name):
                 assert np.all(np.asarray(result[0][1][0])[~np.asarray(masks[kind])] == 0)
 
 
+@pytest.mark.parametrize("name", ["elman_tanh", "elman_prelu", "lstm", "gru", "gru_reset_before"])
+def test_a_float64_carry_with_float32_params_matches_reference(name):
+    """The loops' outputs are float64 and the projection blocks float32: no block can hold an output."""
+    with jax.enable_x64(True):
+        cell = FAST_CELLS[name](5)
+        params, xs, _ = _inputs(cell, 6, 4, 3, jnp.float32)
+        _, _, carry = _inputs(cell, 6, 4, 3, jnp.float64)
+        mask = _masks(6, 4)["pattern"]
+        want, got = jax.jit(
+            lambda *a: [_loss(rec, cell, mask, True)(*a) for rec in (reference_layer, fast_layer)]
+        )(params, xs, carry)
+        assert got[0][1][0].dtype == jnp.float64
+        _assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "buffers"), [("elman_tanh", 3), ("lstm", 12), ("gru", 11)])
+def test_the_loops_store_over_buffers_they_have_read(name, buffers):
+    """Forward+backward temporaries, in ``(T, B, H)`` buffers: the forward loop stores the gates (Elman: the
+    outputs) over the projection blocks, the Elman backward its ``dz`` over the output cotangent. Writing each
+    into a new buffer costs one more buffer apiece (4, 14, 13); a step that copied a buffer it writes in place
+    would cost more again."""
+    steps, batch, hidden = 64, 8, 32
+    cell = FAST_CELLS[name](hidden)
+    params, xs, carry = _inputs(cell, steps, batch, 16, jnp.float32)
+    grad = jax.jit(
+        jax.grad(lambda p, x: jnp.sum(jnp.sin(fast_layer(cell, p, x, carry, None, reverse=False)[0])), (0, 1))
+    )
+    temp = grad.lower(params, xs).compile().memory_analysis().temp_size_in_bytes
+    assert temp <= (buffers + 0.5) * steps * batch * hidden * 4
+
+
 @pytest.mark.parametrize("name", ["elman_relu", "elman_prelu", "lstm", "gru", "gru_reset_before"])
 def test_check_grads_on_the_custom_vjp(name):
     with jax.enable_x64(True):

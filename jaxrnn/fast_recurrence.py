@@ -19,8 +19,8 @@ dropout or ``remat`` (see :func:`unsupported`). It differs from autodiff of the 
 
 The last two points keep the peak temporary memory low as well (benchmarks/NOTES.md, item 17): XLA CPU takes
 fresh pages for every large temporary allocation, and touching them costs time on every call. So the forward
-loop also stores each gate over the projection block it was computed from, and the Elman backward its ``dz``
-over the output cotangent (item 35), instead of into new buffers. For the same
+loop of the LSTM and the GRU also stores each gate over the projection block it was computed from instead of
+into a new buffer (item 35). For the same
 reason the forward-only pass (no gradient) projects a long sequence chunk by chunk, a few MiB at a time,
 inside an outer loop over the chunks (item 23).
 """
@@ -58,10 +58,8 @@ class _Spec(NamedTuple):
     ``h_prev()`` building ``(T, B, H)``, the output entering each step (a shifted copy of the outputs, so
     only cells that did not save it call it); ``bias`` names the projection's bias param.
 
-    The loops store their per-step outputs over buffers they have read at the same step where that is
-    safe (:func:`_in_place_loop`): ``forward_claims[j]`` is the gate block that output ``j`` of
-    ``(h_t, *res_t)`` overwrites, ``backward_claims[j]`` the buffer of ``(dh_t, h_t, *res_t)`` that output
-    ``j`` of ``(dxp_t, extra_t)`` overwrites (``None`` or missing: a new buffer).
+    ``claims[j]`` is the gate block whose buffer the forward loop overwrites with output ``j`` of
+    ``(h_t, *res_t)`` (``None`` or missing: a new buffer; see :func:`_in_place_loop`).
     """
 
     gates: int
@@ -70,8 +68,7 @@ class _Spec(NamedTuple):
     forward: Callable
     backward: Callable
     weight_grads: Callable
-    forward_claims: tuple[int | None, ...]
-    backward_claims: tuple[int | None, ...] = ()
+    claims: tuple[int | None, ...] = ()
 
 
 def _h(carry: Any) -> Array:
@@ -112,10 +109,8 @@ def _elman(cell: Cell) -> _Spec:
             dw["alpha"] = jnp.sum(extra, axis=(0, 1))
         return dw
 
-    # h (or a) over the projection; with h alone saved, the backward's dz over the output cotangent
-    if from_output:
-        return _Spec(1, "b", weights, forward, backward, weight_grads, (0,), (0,))
-    return _Spec(1, "b", weights, forward, backward, weight_grads, (None, 0))
+    # no claims: XLA already reuses a dead buffer for h, and a saved `a` would share its block's reads with h
+    return _Spec(1, "b", weights, forward, backward, weight_grads)
 
 
 def _lstm(cell: Cell) -> _Spec:
@@ -358,9 +353,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
             return new, [_h(new), *res]
 
         bufs = _project(spec, p, xs) + (() if mask is None else (mask,))
-        final, (hs, *res) = _in_place_loop(
-            body, carry0, bufs, spec.forward_claims, reverse=reverse, unroll=unroll
-        )
+        final, (hs, *res) = _in_place_loop(body, carry0, bufs, spec.claims, reverse=reverse, unroll=unroll)
         return (hs, final), (p, xs, carry0, mask, hs, tuple(res))
 
     def backward(saved, cotangents):
@@ -369,20 +362,18 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
         # the recurrent matrices transposed once, outside the loop (see the module docstring)
         wt = p | {f"{k}_t": v.T for k, v in p.items() if k.startswith("w_") and k != "w_x"}
 
-        def body(g, reads):
-            dh_t, h_t, *res_t = reads[: 2 + len(res)]
+        def body(g, inputs):
+            dh_t, res_t, h_t, mask_t = inputs
             g = (g[0] + dh_t, *g[1:]) if isinstance(g, tuple) else g + dh_t
-            g_prev, dxp_t, extra_t = spec.backward(wt, g, tuple(res_t), h_t)
-            outs = [dxp_t] + ([] if extra_t is None else [extra_t])
-            if mask is not None:
-                g_prev = _hold(reads[-1], g_prev, g)
-                outs = [jnp.where(reads[-1][:, None], d, 0.0) for d in outs]
-            return g_prev, outs
+            g_prev, dxp_t, extra_t = spec.backward(wt, g, res_t, h_t)
+            if mask_t is not None:
+                g_prev = _hold(mask_t, g_prev, g)
+                dxp_t = jnp.where(mask_t[:, None], dxp_t, 0.0)
+                if extra_t is not None:
+                    extra_t = jnp.where(mask_t[:, None], extra_t, 0.0)
+            return g_prev, (dxp_t, extra_t)
 
-        bufs = (dhs, hs, *res) + (() if mask is None else (mask,))
-        claims = spec.backward_claims
-        g0, (dxp, *extra) = _in_place_loop(body, dfinal, bufs, claims, reverse=not reverse, unroll=unroll)
-        extra = extra[0] if extra else None
+        g0, (dxp, extra) = lax.scan(body, dfinal, (dhs, res, hs, mask), reverse=not reverse, unroll=unroll)
         steps, batch, _ = xs.shape
         x2, d2 = xs.reshape(steps * batch, xs.shape[-1]), dxp.reshape(steps * batch, dxp.shape[-1])
         dp = spec.weight_grads(p, lambda: _shift(hs, _h(carry0), reverse), res, dxp, extra)

@@ -1,4 +1,4 @@
-"""The fast XLA layer: projection, ``lax.scan`` forward loop and backward loop under one ``jax.custom_vjp``.
+"""The fast XLA layer: projection, forward loop and backward loop under one ``jax.custom_vjp``.
 
 Same results as the reference (:func:`jaxrnn.dispatch.reference_layer`: the cell's projection, then
 :func:`jaxrnn.recurrence.scan_recurrence`), for the built-in cells without ``compute_dtype``, recurrent
@@ -19,8 +19,8 @@ dropout or ``remat`` (see :func:`unsupported`). It differs from autodiff of the 
 
 The last two points keep the peak temporary memory low as well (benchmarks/NOTES.md, item 17): XLA CPU takes
 fresh pages for every large temporary allocation, and touching them costs time on every call. So the forward
-loop of the LSTM and the GRU also stores each gate over the projection block it was computed from instead of
-into a new buffer (item 35). For the same
+loop that saves the residuals stores each LSTM and GRU gate over the projection block it was computed from
+instead of into a new buffer, where their dtypes match (item 35). For the same
 reason the forward-only pass (no gradient) projects a long sequence chunk by chunk, a few MiB at a time,
 inside an outer loop over the chunks (item 23).
 """
@@ -296,8 +296,9 @@ def _in_place_loop(
         if k is not None and (bufs[k].shape[1:], bufs[k].dtype) == (aval.shape, aval.dtype):
             targets[j] = k
     fresh = {j: jnp.zeros((steps, *a.shape), a.dtype) for j, a in enumerate(avals) if j not in targets}
-    # inside shard_map the loop's buffers vary over the same mesh axes as the outputs written into them
-    bufs, fresh = varying.align((bufs, fresh), also=(carry,))
+    # inside shard_map the new buffers vary over the same mesh axes as the outputs written into them (the
+    # callers have aligned params, inputs and carry already)
+    (fresh,) = varying.align((fresh,), also=(bufs, carry))
 
     def step(i, state):
         carry, bufs, fresh = state

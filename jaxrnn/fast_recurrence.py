@@ -14,15 +14,18 @@ dropout or ``remat`` (see :func:`unsupported`). It differs from autodiff of the 
   through ``W_hᵀ`` plus the gate derivatives, with ``W_hᵀ`` materialised once before the loop (a
   transposed operand inside the loop body is re-packed, or for small batches copied, at every step);
 * every weight gradient (``dW_x``, ``db``, ``dW_h``, GRU ``db_h``, PReLU ``dα``) and ``dx`` is one large
-  matmul or sum over all ``T·B`` rows after the loop, in row-major 2-D form (``(T·B, ·)``), which keeps XLA
-  from transposing the ``(T, B, G·H)`` gate gradients.
+  matmul or sum over all ``T·B`` rows after the loop (for a long sequence, over a chunk's rows after each
+  chunk of the loop), in row-major 2-D form (``(T·B, ·)``), which keeps XLA from transposing the
+  ``(T, B, G·H)`` gate gradients.
 
 The last two points keep the peak temporary memory low as well (benchmarks/NOTES.md, item 17): XLA CPU takes
 fresh pages for every large temporary allocation, and touching them costs time on every call. So the forward
 loop that saves the residuals stores each LSTM and GRU gate over the projection block it was computed from
 instead of into a new buffer, where their dtypes match (item 35). For the same
 reason the forward-only pass (no gradient) projects a long sequence chunk by chunk, a few MiB at a time,
-inside an outer loop over the chunks (item 23).
+inside an outer loop over the chunks (item 23), and the backward loop of a long sequence runs chunk by
+chunk, taking each chunk's weight gradients and ``dx`` right after it, so that its ``(T, B, G·H)`` gate
+gradients are held a chunk at a time (item 36).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from jaxrnn.recurrence import scan_in_chunks
 Array = jax.Array
 #: ``dot_general`` dimension numbers of ``aᵀ b`` for 2-D ``a``, ``b`` (contract the row axes).
 _ROWS = (((0,), (0,)), ((), ()))
-#: Projection size per chunk of the forward-only pass; a projection up to twice this size is not chunked.
+#: Projection (or gate gradient) size per chunk of the forward-only pass (or the backward loop); up to twice
+#: this size is not chunked.
 CHUNK_BYTES = 4 << 20
 
 
@@ -54,9 +58,10 @@ class _Spec(NamedTuple):
     ``backward(w, g, res_t, h_t) -> (g_prev, dxp_t, extra_t)`` where ``g`` is the cotangent of the carry
     after the step (output cotangent included), ``h_t`` the output of the step, and ``w`` also holds each
     recurrent matrix transposed, as ``w["<name>_t"]``;
-    ``weight_grads(w, h_prev, res, dxp, extra) -> dw`` for the recurrent weights after the loop, with
-    ``h_prev()`` building ``(T, B, H)``, the output entering each step (a shifted copy of the outputs, so
-    only cells that did not save it call it); ``bias`` names the projection's bias param.
+    ``weight_grads(w, h_prev, res, dxp, extra) -> dw`` for the recurrent weights, summed over the steps of
+    ``dxp``, ``res`` and ``extra`` (all of them, or a chunk), with ``h_prev()`` the output entering each of
+    those steps (a slice of the outputs, for the cells that did not save it); ``bias`` names the
+    projection's bias param.
 
     ``claims[j]`` is the gate block whose buffer the forward loop overwrites with output ``j`` of
     ``(h_t, *res_t)`` (``None`` or missing: a new buffer; see :func:`_in_place_loop`).
@@ -233,15 +238,6 @@ def _hold(mask_t: Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(lambda n, o: jnp.where(mask_t[:, None], n, o), new, old)
 
 
-def _shift(seq: Array, first: Array, reverse: bool) -> Array:
-    """The carry *before* each step, in time order, from the carries after them."""
-    if seq.shape[0] == 0:
-        return seq
-    if reverse:
-        return jnp.concatenate([seq[1:], first[None]], axis=0)
-    return jnp.concatenate([first[None], seq[:-1]], axis=0)
-
-
 def _project(spec: _Spec, p: dict, xs: Array) -> tuple[Array, ...]:
     """``xs W_x`` as ``spec.gates`` blocks of ``(T, B, H)``: one matmul per gate over all rows (no bias)."""
     steps, batch, _ = xs.shape
@@ -252,7 +248,8 @@ def _project(spec: _Spec, p: dict, xs: Array) -> tuple[Array, ...]:
 
 
 def chunk_steps(xs: Array, w_x: Array) -> int:
-    """Steps per projection chunk of the forward-only pass: all of them unless the projection is large.
+    """Steps per chunk of the forward-only pass's projection and of the backward loop's gate gradients
+    (``G·H`` wide per step, like the projection): all of them unless the projection is large.
 
     About ``CHUNK_BYTES`` of projection per chunk, rounded down to a divisor of ``T`` when one is at least
     half that long (no leftover steps to run and concatenate after the chunks).
@@ -316,6 +313,41 @@ def _in_place_loop(
     return carry, [bufs[targets[j]] if j in targets else fresh[j] for j in range(len(avals))]
 
 
+def _in_chunks(
+    run: Callable, g: Any, new_out: Callable[[int], Any], steps: int, size: int, *, reverse: bool
+) -> tuple[Any, dict, Array]:
+    """The backward loop in chunks of ``size`` steps, for a long sequence, so that the gate gradients are
+    held a chunk at a time instead of as one ``(T, B, G·H)`` buffer (NOTES item 36).
+
+    ``run(g, start, length, out) -> (g, dp, dx, out)`` runs steps ``[start, start + length)`` over the
+    buffers ``out = new_out(length)``; the whole chunks go through a ``fori_loop`` that hands each chunk the
+    buffers of the one before, and the steps left over, fewer than ``size``, run last (at ``t = 0`` for a
+    forward layer, whose backward runs from the end). Returns ``g``, the summed param grads and ``dx
+    (T, B, I)``.
+    """
+    whole, left = divmod(steps, size)
+    offset = 0 if reverse else left  # where the whole chunks start
+    out = new_out(size)
+    dp, dx = jax.eval_shape(lambda g, out: run(g, 0, size, out)[1:3], g, out)
+    dp = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), dp)
+    dp, dxs = varying.align((dp, jnp.zeros((steps, *dx.shape[1:]), dx.dtype)), also=(g, out))
+
+    def chunk(i, state):
+        g, dp, dxs, out = state
+        start = offset + (i if reverse else whole - 1 - i) * size
+        g, dp_chunk, dx, out = run(g, start, size, out)
+        dp = jax.tree_util.tree_map(jnp.add, dp, dp_chunk)
+        return g, dp, lax.dynamic_update_slice_in_dim(dxs, dx, start, 0), out
+
+    g, dp, dxs, _ = lax.fori_loop(0, whole, chunk, (g, dp, dxs, out))
+    if left:
+        start = whole * size if reverse else 0
+        g, dp_chunk, dx, _ = run(g, start, left, new_out(left))
+        dp = jax.tree_util.tree_map(jnp.add, dp, dp_chunk)
+        dxs = lax.dynamic_update_slice_in_dim(dxs, dx, start, 0)
+    return g, dp, dxs
+
+
 def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
     def step(w, carry, xp_t, mask_t):
         # the bias added here fuses into the step (NOTES item 27); its blocks are sliced here too: sliced once
@@ -360,11 +392,17 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
     def backward(saved, cotangents):
         p, xs, carry0, mask, hs, res = saved
         dhs, dfinal = cotangents
+        steps, batch, _ = xs.shape
         # the recurrent matrices transposed once, outside the loop (see the module docstring)
         wt = p | {f"{k}_t": v.T for k, v in p.items() if k.startswith("w_") and k != "w_x"}
+        seqs = (dhs, res, hs, mask)
+        # the output entering step t is row t (+1 for reverse) of the outputs with the initial carry added
+        # (unused, so dropped by XLA, for cells that saved it)
+        first = _h(carry0)[None]
+        h_in = jnp.concatenate([hs, first] if reverse else [first, hs])
 
-        def body(g, inputs):
-            dh_t, res_t, h_t, mask_t = inputs
+        def step(g, reads):
+            dh_t, res_t, h_t, mask_t = reads
             g = (g[0] + dh_t, *g[1:]) if isinstance(g, tuple) else g + dh_t
             g_prev, dxp_t, extra_t = spec.backward(wt, g, res_t, h_t)
             if mask_t is not None:
@@ -374,12 +412,41 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
                     extra_t = jnp.where(mask_t[:, None], extra_t, 0.0)
             return g_prev, (dxp_t, extra_t)
 
-        g0, (dxp, extra) = lax.scan(body, dfinal, (dhs, res, hs, mask), reverse=not reverse, unroll=unroll)
-        steps, batch, _ = xs.shape
-        x2, d2 = xs.reshape(steps * batch, xs.shape[-1]), dxp.reshape(steps * batch, dxp.shape[-1])
-        dp = spec.weight_grads(p, lambda: _shift(hs, _h(carry0), reverse), res, dxp, extra)
-        dp = {**dp, "w_x": lax.dot_general(x2, d2, _ROWS), spec.bias: jnp.sum(d2, axis=0)}
-        dxs = (d2 @ p["w_x"].T).reshape(xs.shape)
+        step_avals = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), seqs)
+        out_avals = jax.eval_shape(step, dfinal, step_avals)[1]
+
+        def new_out(length):
+            out = jax.tree_util.tree_map(lambda a: jnp.zeros((length, *a.shape), a.dtype), out_avals)
+            return varying.align((out,), also=(seqs, dfinal))[0]
+
+        def run(g, start, length, out):
+            """Steps ``[start, start + length)`` in the backward's order, their outputs stored in ``out``
+            (``(length, B, ·)`` buffers, overwritten); returns ``g``, the steps' param grads and ``dx``."""
+
+            def inner(k, state):
+                g, out = state
+                t = k if reverse else length - 1 - k
+                read = lambda a: lax.dynamic_index_in_dim(a, start + t, keepdims=False)  # noqa: E731
+                g, outs = step(g, jax.tree_util.tree_map(read, seqs))
+                store = lambda b, o: lax.dynamic_update_index_in_dim(b, o, t, 0)  # noqa: E731
+                return g, jax.tree_util.tree_map(store, out, outs)
+
+            if length:  # (the step cannot read empty sequences)
+                g, out = lax.fori_loop(0, length, inner, (g, out), unroll=unroll)
+            dxp, extra = out
+            rows = lambda a, at=start: lax.dynamic_slice_in_dim(a, at, length)  # noqa: E731
+            x2 = rows(xs).reshape(length * batch, xs.shape[-1])
+            d2 = dxp.reshape(length * batch, dxp.shape[-1])
+            res_rows = tuple(rows(a) for a in res)
+            dp = spec.weight_grads(p, lambda: rows(h_in, start + int(reverse)), res_rows, dxp, extra)
+            dp = {**dp, "w_x": lax.dot_general(x2, d2, _ROWS), spec.bias: jnp.sum(d2, axis=0)}
+            return g, dp, (d2 @ p["w_x"].T).reshape(length, batch, xs.shape[-1]), out
+
+        size = chunk_steps(xs, p["w_x"])
+        if size >= steps:
+            g0, dp, dxs, _ = run(dfinal, 0, steps, new_out(steps))
+        else:
+            g0, dp, dxs = _in_chunks(run, dfinal, new_out, steps, size, reverse=reverse)
         cast = lambda d, x: d.astype(x.dtype)  # noqa: E731
         return jax.tree_util.tree_map(cast, (dp, dxs, g0), (p, xs, carry0)) + (None,)
 

@@ -153,6 +153,52 @@ def test_chunked_forward_only_pass_matches_reference_float64(name, steps, size, 
     _assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["elman_prelu", "lstm", "gru", "gru_reset_before"])
+@pytest.mark.parametrize(("steps", "size"), [(9, 3), (7, 3), (5, 1)])  # even chunks, a leftover step, 1-step
+def test_chunked_backward_matches_reference_float64(name, steps, size, monkeypatch):
+    """The backward loop run as chunks of ``size`` steps (values and grads), forward and reverse, with and
+    without a mask, a random initial carry."""
+    monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x: size)
+    with jax.enable_x64(True):
+        cell = FAST_CELLS[name](5)
+        params, xs, carry = _inputs(cell, steps, 4, 3, jnp.float64, seed=4)
+        mask = _masks(steps, 4)["pattern"]
+        variants = [(reverse, m) for reverse in (False, True) for m in (None, mask)]
+        layers = (reference_layer, fast_layer)
+        want, got = jax.jit(lambda *a: [[_loss(f, cell, m, r)(*a) for r, m in variants] for f in layers])(
+            params, xs, carry
+        )
+    _assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_check_grads_on_the_chunked_backward(monkeypatch):
+    monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x: 2)
+    with jax.enable_x64(True):
+        cell = FAST_CELLS["lstm"](3)
+        params, xs, carry = _inputs(cell, 5, 2, 2, jnp.float64, seed=1)
+
+        def f(params, xs, carry):
+            return fast_layer(cell, params, xs, carry, None, reverse=False)
+
+        check_grads(jax.jit(f), (params, xs, carry), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "buffers"), [("lstm", 9), ("gru", 8)])
+def test_the_chunked_backward_holds_gate_gradients_a_chunk_at_a_time(name, buffers, monkeypatch):
+    """Forward+backward temporaries, in ``(T, B, H)`` buffers, with 8-step chunks of 64 steps: the
+    ``(T, B, G·H)`` gate gradients (4 buffers for the LSTM, 3 for the GRU) are not held whole."""
+    steps, batch, hidden = 64, 8, 32
+    cell = FAST_CELLS[name](hidden)
+    params, xs, carry = _inputs(cell, steps, batch, 16, jnp.float32)
+    monkeypatch.setattr(fast_recurrence, "CHUNK_BYTES", 8 * batch * params["w_x"].shape[-1] * 4)
+    assert fast_recurrence.chunk_steps(xs, params["w_x"]) == 8
+    grad = jax.jit(
+        jax.grad(lambda p, x: jnp.sum(jnp.sin(fast_layer(cell, p, x, carry, None, reverse=False)[0])), (0, 1))
+    )
+    temp = grad.lower(params, xs).compile().memory_analysis().temp_size_in_bytes
+    assert temp <= (buffers + 0.5) * steps * batch * hidden * 4
+
+
 @pytest.mark.parametrize(
     ("gates", "shape", "dtypes", "want"),
     [

@@ -136,38 +136,23 @@ def test_odd_shapes_float32(name, shape):
     _assert_close(got, want, rtol=2e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("name", ["elman_prelu", "lstm", "gru_reset_before"])
+@pytest.mark.parametrize("name", ["elman_prelu", "lstm", "gru", "gru_reset_before"])
 @pytest.mark.parametrize(("steps", "size"), [(9, 3), (7, 3), (5, 1)])  # even chunks, a leftover step, 1-step
-def test_chunked_forward_only_pass_matches_reference_float64(name, steps, size, monkeypatch):
-    """The forward-only pass run as chunks of ``size`` steps, forward and reverse, with and without a mask."""
+def test_chunked_passes_match_reference_float64(name, steps, size, monkeypatch):
+    """The forward-only pass (values) and the backward loop (values and grads) run as chunks of ``size``
+    steps, forward and reverse, with and without a mask, from a random initial carry."""
     monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x: size)
     with jax.enable_x64(True):
         cell = FAST_CELLS[name](5)
         params, xs, carry = _inputs(cell, steps, 4, 3, jnp.float64, seed=3)
         mask = _masks(steps, 4)["pattern"]
         variants = [(reverse, m) for reverse in (False, True) for m in (None, mask)]
-        layers = (reference_layer, fast_layer)
-        want, got = jax.jit(lambda *a: [[f(cell, *a, m, reverse=r) for r, m in variants] for f in layers])(
-            params, xs, carry
-        )
-    _assert_close(got, want, rtol=1e-10, atol=1e-12)
 
+        def both(f, *args):
+            return [(f(cell, *args, m, reverse=r), _loss(f, cell, m, r)(*args)) for r, m in variants]
 
-@pytest.mark.parametrize("name", ["elman_prelu", "lstm", "gru", "gru_reset_before"])
-@pytest.mark.parametrize(("steps", "size"), [(9, 3), (7, 3), (5, 1)])  # even chunks, a leftover step, 1-step
-def test_chunked_backward_matches_reference_float64(name, steps, size, monkeypatch):
-    """The backward loop run as chunks of ``size`` steps (values and grads), forward and reverse, with and
-    without a mask, a random initial carry."""
-    monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x: size)
-    with jax.enable_x64(True):
-        cell = FAST_CELLS[name](5)
-        params, xs, carry = _inputs(cell, steps, 4, 3, jnp.float64, seed=4)
-        mask = _masks(steps, 4)["pattern"]
-        variants = [(reverse, m) for reverse in (False, True) for m in (None, mask)]
         layers = (reference_layer, fast_layer)
-        want, got = jax.jit(lambda *a: [[_loss(f, cell, m, r)(*a) for r, m in variants] for f in layers])(
-            params, xs, carry
-        )
+        want, got = jax.jit(lambda *a: [both(f, *a) for f in layers])(params, xs, carry)
     _assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 

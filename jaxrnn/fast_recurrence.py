@@ -196,7 +196,7 @@ def _gru(cell: Cell) -> _Spec:
         return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), None
 
     def weight_grads(w, h_prev, res, dxp, extra):
-        h_prev, r = res[:2]  # saved by the forward loop: no shifted copy of the outputs
+        h_prev, r = res[:2]  # saved by the forward loop: no slice of the outputs needed
         if reset_after:
             dz = jnp.concatenate([dxp[..., : 2 * H], extra], axis=-1)
             return {"w_h": _rows(h_prev, dz), "b_h": jnp.sum(dz, axis=(0, 1))}
@@ -252,7 +252,8 @@ def chunk_steps(xs: Array, w_x: Array) -> int:
     (``G·H`` wide per step, like the projection): all of them unless the projection is large.
 
     About ``CHUNK_BYTES`` of projection per chunk, rounded down to a divisor of ``T`` when one is at least
-    half that long (no leftover steps to run and concatenate after the chunks).
+    half that long (no leftover steps to run as a shorter chunk). The projection's dtype stands for the
+    gate gradients' too (a wider carry makes the backward's chunks larger by that factor).
     """
     steps, batch, _ = xs.shape
     step_bytes = batch * w_x.shape[-1] * jnp.result_type(xs.dtype, w_x.dtype).itemsize
@@ -329,22 +330,22 @@ def _in_chunks(
     offset = 0 if reverse else left  # where the whole chunks start
     out = new_out(size)
     dp, dx = jax.eval_shape(lambda g, out: run(g, 0, size, out)[1:3], g, out)
-    dp = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), dp)
+    # the sums over chunks in float32 at least: a bfloat16 sum would round at every chunk
+    dp = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, jnp.promote_types(a.dtype, jnp.float32)), dp)
     dp, dxs = varying.align((dp, jnp.zeros((steps, *dx.shape[1:]), dx.dtype)), also=(g, out))
+    add = functools.partial(jax.tree_util.tree_map, lambda total, d: total + d.astype(total.dtype))
 
     def chunk(i, state):
         g, dp, dxs, out = state
         start = offset + (i if reverse else whole - 1 - i) * size
         g, dp_chunk, dx, out = run(g, start, size, out)
-        dp = jax.tree_util.tree_map(jnp.add, dp, dp_chunk)
-        return g, dp, lax.dynamic_update_slice_in_dim(dxs, dx, start, 0), out
+        return g, add(dp, dp_chunk), lax.dynamic_update_slice_in_dim(dxs, dx, start, 0), out
 
     g, dp, dxs, _ = lax.fori_loop(0, whole, chunk, (g, dp, dxs, out))
     if left:
         start = whole * size if reverse else 0
         g, dp_chunk, dx, _ = run(g, start, left, new_out(left))
-        dp = jax.tree_util.tree_map(jnp.add, dp, dp_chunk)
-        dxs = lax.dynamic_update_slice_in_dim(dxs, dx, start, 0)
+        dp, dxs = add(dp, dp_chunk), lax.dynamic_update_slice_in_dim(dxs, dx, start, 0)
     return g, dp, dxs
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,6 +168,29 @@ def test_check_grads_on_the_chunked_backward(monkeypatch):
             return fast_layer(cell, params, xs, carry, None, reverse=False)
 
         check_grads(jax.jit(f), (params, xs, carry), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
+def test_the_chunked_backward_sums_bfloat16_grads_in_float32(monkeypatch):
+    """With bfloat16 params, 256 one-step chunks are as accurate as one pass over all rows (a bfloat16 sum
+    over the chunks made them ~9x worse)."""
+    cell = FAST_CELLS["lstm"](8)
+    params, xs, carry = _inputs(cell, 256, 4, 4, jnp.bfloat16)
+
+    def grads(layer, *args):
+        return jax.grad(
+            lambda *a: jnp.sum(jnp.sin(layer(cell, *a, None, reverse=False)[0].astype(jnp.float32)))
+        )(*args)
+
+    with jax.enable_x64(True):
+        wide = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), (params, xs, carry))
+        truth = {k: np.asarray(v) for k, v in grads(reference_layer, *wide).items()}
+    error = {}
+    for size in (256, 1):
+        monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x, size=size: size)
+        got = jax.jit(functools.partial(grads, fast_layer))(params, xs, carry)
+        error[size] = {k: np.linalg.norm(np.asarray(got[k], np.float64) - truth[k]) for k in truth}
+    for name, whole in error[256].items():
+        assert error[1][name] <= 1.5 * whole, (name, error[1][name], whole)
 
 
 @pytest.mark.parametrize(("name", "buffers"), [("lstm", 9), ("gru", 8)])

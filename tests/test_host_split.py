@@ -53,8 +53,12 @@ SCRIPT = textwrap.dedent(
     host_split.MIN_RECURRENT_MACS = 0  # split the small test shapes
     # then again in chunks: each device has 2 rows of 24 (LSTM) or 18 (GRU) float64 per step, so the LSTM
     # runs 1-step chunks and the GRU two 3-step chunks and a leftover step
+    in_chunks, chunked = fast_recurrence._in_chunks, []
+    fast_recurrence._in_chunks = lambda *a, **k: chunked.append(a[3:5]) or in_chunks(*a, **k)
     for chunk_bytes in (fast_recurrence.CHUNK_BYTES, 1000):
         fast_recurrence.CHUNK_BYTES = chunk_bytes
+        host_split._SHARDED.clear()  # (the cached shard_map wrappers keep their first trace)
+        jax.clear_caches()
         for i, (name, cell) in enumerate(CELLS.items()):
             k1, k2, k3, k4 = jax.random.split(jax.random.fold_in(key, i), 4)
             params = noisy(cell.init(k1, 3, jnp.float64), k2)
@@ -70,7 +74,8 @@ SCRIPT = textwrap.dedent(
                 case = f"{name}/{kw_name}/{chunk_bytes}"
                 out["errors"][case] = [max_err((ys, final), ref), max_err(grads, ref_grads)]
                 out["devices"][case] = len(ys.sharding.device_set)
-    fast_recurrence.CHUNK_BYTES = 4 << 20
+    fast_recurrence.CHUNK_BYTES, fast_recurrence._in_chunks = 4 << 20, in_chunks
+    out["chunked"] = sorted(set(chunked))  # (steps, size) of the chunked backward loops
 
     cell = CELLS["lstm"]
     params = cell.init(key, 3, jnp.float64)
@@ -141,6 +146,7 @@ def test_split_runs_on_two_devices_and_matches_the_reference():
     assert set(out["devices"].values()) == {2}, out["devices"]
     for case, (value_err, grad_err) in out["errors"].items():
         assert value_err < 1e-12 and grad_err < 1e-10, (case, value_err, grad_err)
+    assert out["chunked"] == [[7, 1], [7, 3]]  # the LSTM's and GRUs' backward loops ran in chunks
     assert out["odd_batch"] == 1  # 3 rows do not split over 2 devices
     assert out["batch_1"] == 1
     assert out["eager"] == 2  # outside jit too

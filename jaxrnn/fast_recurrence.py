@@ -397,10 +397,18 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
         # the recurrent matrices transposed once, outside the loop (see the module docstring)
         wt = p | {f"{k}_t": v.T for k, v in p.items() if k.startswith("w_") and k != "w_x"}
         seqs = (dhs, res, hs, mask)
-        # the output entering step t is row t (+1 for reverse) of the outputs with the initial carry added
-        # (unused, so dropped by XLA, for cells that saved it)
-        first = _h(carry0)[None]
-        h_in = jnp.concatenate([hs, first] if reverse else [first, hs])
+
+        def h_prev(start, length):
+            """The outputs entering steps ``[start, start + length)``: those of the steps before them (for
+            ``reverse``, after them), the initial carry's at the sequence's first step. Built a chunk at a
+            time, so no shifted copy of the whole ``hs`` is held (unused by the cells that saved it)."""
+            if not length:
+                return hs[:0]
+            edge = start + length if reverse else start - 1  # the one row that may be the initial carry
+            row = lax.dynamic_index_in_dim(hs, jnp.clip(edge, 0, steps - 1), keepdims=False)
+            edge_row = jnp.where(jnp.logical_and(edge >= 0, edge < steps), row, _h(carry0))
+            body = lax.dynamic_slice_in_dim(hs, start + int(reverse), length - 1)
+            return jnp.concatenate([body, edge_row[None]] if reverse else [edge_row[None], body])
 
         def step(g, reads):
             dh_t, res_t, h_t, mask_t = reads
@@ -435,11 +443,11 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
             if length:  # (the step cannot read empty sequences)
                 g, out = lax.fori_loop(0, length, inner, (g, out), unroll=unroll)
             dxp, extra = out
-            rows = lambda a, at=start: lax.dynamic_slice_in_dim(a, at, length)  # noqa: E731
+            rows = lambda a: lax.dynamic_slice_in_dim(a, start, length)  # noqa: E731
             x2 = rows(xs).reshape(length * batch, xs.shape[-1])
             d2 = dxp.reshape(length * batch, dxp.shape[-1])
             res_rows = tuple(rows(a) for a in res)
-            dp = spec.weight_grads(p, lambda: rows(h_in, start + int(reverse)), res_rows, dxp, extra)
+            dp = spec.weight_grads(p, lambda: h_prev(start, length), res_rows, dxp, extra)
             dp = {**dp, "w_x": lax.dot_general(x2, d2, _ROWS), spec.bias: jnp.sum(d2, axis=0)}
             return g, dp, (d2 @ p["w_x"].T).reshape(length, batch, xs.shape[-1]), out
 

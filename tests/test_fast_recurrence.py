@@ -193,10 +193,11 @@ def test_the_chunked_backward_sums_bfloat16_grads_in_float32(monkeypatch):
         assert error[1][name] <= 1.5 * whole, (name, error[1][name], whole)
 
 
-@pytest.mark.parametrize(("name", "buffers"), [("lstm", 9), ("gru", 8)])
+@pytest.mark.parametrize(("name", "buffers"), [("lstm", 8.5), ("gru", 8.5), ("elman_tanh", 3)])
 def test_the_chunked_backward_holds_gate_gradients_a_chunk_at_a_time(name, buffers, monkeypatch):
     """Forward+backward temporaries, in ``(T, B, H)`` buffers, with 8-step chunks of 64 steps: the
-    ``(T, B, G·H)`` gate gradients (4 buffers for the LSTM, 3 for the GRU) are not held whole."""
+    ``(T, B, G·H)`` gate gradients (4 buffers for the LSTM, 3 for the GRU) are not held whole, nor a
+    shifted copy of the outputs for ``dW_h`` (LSTM and Elman: 8.8 and 3.5 buffers with one)."""
     steps, batch, hidden = 64, 8, 32
     cell = FAST_CELLS[name](hidden)
     params, xs, carry = _inputs(cell, steps, batch, 16, jnp.float32)
@@ -206,7 +207,7 @@ def test_the_chunked_backward_holds_gate_gradients_a_chunk_at_a_time(name, buffe
         jax.grad(lambda p, x: jnp.sum(jnp.sin(fast_layer(cell, p, x, carry, None, reverse=False)[0])), (0, 1))
     )
     temp = grad.lower(params, xs).compile().memory_analysis().temp_size_in_bytes
-    assert temp <= (buffers + 0.5) * steps * batch * hidden * 4
+    assert temp <= buffers * steps * batch * hidden * 4
 
 
 @pytest.mark.parametrize(

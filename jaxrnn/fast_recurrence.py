@@ -8,8 +8,9 @@ dropout or ``remat`` (see :func:`unsupported`). It differs from autodiff of the 
   scanned ``(T, B, G·H)`` array (slicing a scanned input inside the loop body costs XLA CPU about a whole
   step) and the full ``(T, B, G·H)`` product is never stored; the bias is added inside the loop, where it
   fuses into the step's gate arithmetic instead of taking a pass over the whole projection;
-* the forward loop saves what the backward loop needs (the carry entering each step and the activated
-  gates), so nothing is recomputed by a matmul and the backward loop holds no autodiff bookkeeping;
+* the forward loop saves what the backward loop needs (the activated gates and the LSTM's cell state
+  entering each step; the output entering a step is read from the saved outputs), so nothing is recomputed
+  by a matmul and the backward loop holds no autodiff bookkeeping;
 * the backward loop does only the work on the critical path: per step one ``(B, G·H) x (G·H, H)`` matmul
   through ``W_hᵀ`` plus the gate derivatives, with ``W_hᵀ`` materialised once before the loop (a
   transposed operand inside the loop body is re-packed, or for small batches copied, at every step);
@@ -55,13 +56,13 @@ class _Spec(NamedTuple):
 
     ``forward(w, carry, xp_t) -> (new_carry, res_t)`` where ``xp_t`` is a tuple of the step's gate blocks and
     ``res_t`` a tuple of ``(B, H)`` residuals;
-    ``backward(w, g, res_t, h_t) -> (g_prev, dxp_t, extra_t)`` where ``g`` is the cotangent of the carry
-    after the step (output cotangent included), ``h_t`` the output of the step, and ``w`` also holds each
-    recurrent matrix transposed, as ``w["<name>_t"]``;
+    ``backward(w, g, res_t, h_t, h_prev_t) -> (g_prev, dxp_t, extra_t)`` where ``g`` is the cotangent of the
+    carry after the step (output cotangent included), ``h_t`` the output of the step, ``h_prev_t`` the
+    output entering it, and ``w`` also holds each recurrent matrix transposed, as ``w["<name>_t"]``;
     ``weight_grads(w, h_prev, res, dxp, extra) -> dw`` for the recurrent weights, summed over the steps of
-    ``dxp``, ``res`` and ``extra`` (all of them, or a chunk), with ``h_prev()`` the output entering each of
-    those steps (a slice of the outputs, for the cells that did not save it); ``bias`` names the
-    projection's bias param.
+    ``dxp``, ``res`` and ``extra`` (all of them, or a chunk), with ``h_prev()`` the outputs entering those
+    steps; ``bias`` names the projection's bias param. Both read the outputs entering a step from the
+    saved outputs, so no cell saves them again.
 
     ``claims[j]`` is the gate block whose buffer the forward loop overwrites with output ``j`` of
     ``(h_t, *res_t)`` (``None`` or missing: a new buffer; see :func:`_in_place_loop`).
@@ -99,7 +100,7 @@ def _elman(cell: Cell) -> _Spec:
         h = activations.prelu(a, w["alpha"]) if act is None else act.fn(a)
         return h, (() if from_output else (a,))
 
-    def backward(w, g, res, h):
+    def backward(w, g, res, h, h_prev):
         a = res[0] if res else None
         if act is None:
             da = jnp.where(a > 0, g, w["alpha"] * g)
@@ -133,7 +134,7 @@ def _lstm(cell: Cell) -> _Spec:
         c = f * c_prev + i * g
         return (o * jnp.tanh(c), c), (c_prev, i, f, g, o)
 
-    def backward(w, grad, res, h):
+    def backward(w, grad, res, h, h_prev):
         gh, gc = grad
         c_prev, i, f, g, o = res
         tc = jnp.tanh(f * c_prev + i * g)
@@ -172,21 +173,21 @@ def _gru(cell: Cell) -> _Spec:
             hr, hu, hn = jnp.split(h @ w["w_h"] + w["b_h"], 3, axis=-1)
             r, u = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xu + hu)
             n = jnp.tanh(xn + r * hn)
-            res = (h, r, u, n, hn)
+            res = (r, u, n, hn)
         else:
             hr, hu = jnp.split(h @ w["w_rz"] + w["b_rz"], 2, axis=-1)
             r, u = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xu + hu)
             n = jnp.tanh(xn + (r * h) @ w["w_n"] + w["b_n"])
-            res = (h, r, u, n)
+            res = (r, u, n)
         return (1.0 - u) * n + u * h, res
 
-    def backward(w, g, res, h):
-        h_prev, r, u, n = res[:4]
+    def backward(w, g, res, h, h_prev):
+        r, u, n = res[:3]
         da_n = g * (1.0 - u) * (1.0 - n * n)
         da_u = g * (h_prev - n) * u * (1.0 - u)
         if reset_after:
             dhn = da_n * r
-            da_r = da_n * res[4] * r * (1.0 - r)
+            da_r = da_n * res[3] * r * (1.0 - r)
             dz = jnp.concatenate([da_r, da_u, dhn], axis=-1)
             g_prev = g * u + dz @ w["w_h_t"]
             return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), dhn
@@ -196,7 +197,7 @@ def _gru(cell: Cell) -> _Spec:
         return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), None
 
     def weight_grads(w, h_prev, res, dxp, extra):
-        h_prev, r = res[:2]  # saved by the forward loop: no slice of the outputs needed
+        h_prev, r = h_prev(), res[0]
         if reset_after:
             dz = jnp.concatenate([dxp[..., : 2 * H], extra], axis=-1)
             return {"w_h": _rows(h_prev, dz), "b_h": jnp.sum(dz, axis=(0, 1))}
@@ -208,7 +209,7 @@ def _gru(cell: Cell) -> _Spec:
             "b_n": jnp.sum(d_n, axis=(0, 1)),
         }
 
-    return _Spec(3, "b_x", weights, forward, backward, weight_grads, (None, None, 0, 1, 2))  # r, u, n
+    return _Spec(3, "b_x", weights, forward, backward, weight_grads, (None, 0, 1, 2))  # r, u, n
 
 
 _SPECS: dict[str, Callable[[Cell], _Spec]] = {"elman": _elman, "lstm": _lstm, "gru": _gru}
@@ -397,23 +398,28 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
         # the recurrent matrices transposed once, outside the loop (see the module docstring)
         wt = p | {f"{k}_t": v.T for k, v in p.items() if k.startswith("w_") and k != "w_x"}
         seqs = (dhs, res, hs, mask)
+        # the output entering step t is row t + before of the outputs (outside them at the sequence's first
+        # step: the initial carry's)
+        before = 1 if reverse else -1
+
+        def outer_row(i):
+            """Row ``i`` of the outputs, or the initial carry's output where ``i`` is outside them."""
+            row = lax.dynamic_index_in_dim(hs, jnp.clip(i, 0, steps - 1), keepdims=False)
+            return jnp.where(jnp.logical_and(i >= 0, i < steps), row, _h(carry0))
 
         def h_prev(start, length):
-            """The outputs entering steps ``[start, start + length)``: those of the steps before them (for
-            ``reverse``, after them), the initial carry's at the sequence's first step. Built a chunk at a
-            time, so no shifted copy of the whole ``hs`` is held (unused by the cells that saved it)."""
+            """The outputs entering steps ``[start, start + length)``, built a chunk at a time, so that no
+            shifted copy of the whole ``hs`` is held."""
             if not length:
                 return hs[:0]
-            edge = start + length if reverse else start - 1  # the one row that may be the initial carry
-            row = lax.dynamic_index_in_dim(hs, jnp.clip(edge, 0, steps - 1), keepdims=False)
-            edge_row = jnp.where(jnp.logical_and(edge >= 0, edge < steps), row, _h(carry0))
+            edge = outer_row(start + length if reverse else start - 1)[None]
             body = lax.dynamic_slice_in_dim(hs, start + int(reverse), length - 1)
-            return jnp.concatenate([body, edge_row[None]] if reverse else [edge_row[None], body])
+            return jnp.concatenate([body, edge] if reverse else [edge, body])
 
         def step(g, reads):
-            dh_t, res_t, h_t, mask_t = reads
+            dh_t, res_t, h_t, mask_t, h_prev_t = reads
             g = (g[0] + dh_t, *g[1:]) if isinstance(g, tuple) else g + dh_t
-            g_prev, dxp_t, extra_t = spec.backward(wt, g, res_t, h_t)
+            g_prev, dxp_t, extra_t = spec.backward(wt, g, res_t, h_t, h_prev_t)
             if mask_t is not None:
                 g_prev = _hold(mask_t, g_prev, g)
                 dxp_t = jnp.where(mask_t[:, None], dxp_t, 0.0)
@@ -421,7 +427,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
                     extra_t = jnp.where(mask_t[:, None], extra_t, 0.0)
             return g_prev, (dxp_t, extra_t)
 
-        step_avals = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), seqs)
+        step_avals = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), (*seqs, hs))
         out_avals = jax.eval_shape(step, dfinal, step_avals)[1]
 
         def new_out(length):
@@ -436,7 +442,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
                 g, out = state
                 t = k if reverse else length - 1 - k
                 read = lambda a: lax.dynamic_index_in_dim(a, start + t, keepdims=False)  # noqa: E731
-                g, outs = step(g, jax.tree_util.tree_map(read, seqs))
+                g, outs = step(g, (*jax.tree_util.tree_map(read, seqs), outer_row(start + t + before)))
                 store = lambda b, o: lax.dynamic_update_index_in_dim(b, o, t, 0)  # noqa: E731
                 return g, jax.tree_util.tree_map(store, out, outs)
 

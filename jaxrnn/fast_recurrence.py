@@ -8,9 +8,9 @@ dropout or ``remat`` (see :func:`unsupported`). It differs from autodiff of the 
   scanned ``(T, B, G·H)`` array (slicing a scanned input inside the loop body costs XLA CPU about a whole
   step) and the full ``(T, B, G·H)`` product is never stored; the bias is added inside the loop, where it
   fuses into the step's gate arithmetic instead of taking a pass over the whole projection;
-* the forward loop saves what the backward loop needs (the activated gates and the LSTM's cell state
-  entering each step; the output entering a step is read from the saved outputs), so nothing is recomputed
-  by a matmul and the backward loop holds no autodiff bookkeeping;
+* the forward loop saves what the backward loop needs (the activated gates, the pre-activations some
+  cells need, the LSTM's cell state entering each step; the output entering a step is read from the saved
+  outputs), so nothing is recomputed by a matmul and the backward loop holds no autodiff bookkeeping;
 * the backward loop does only the work on the critical path: per step one ``(B, G·H) x (G·H, H)`` matmul
   through ``W_hᵀ`` plus the gate derivatives, with ``W_hᵀ`` materialised once before the loop (a
   transposed operand inside the loop body is re-packed, or for small batches copied, at every step);
@@ -197,14 +197,14 @@ def _gru(cell: Cell) -> _Spec:
         return g_prev, jnp.concatenate([da_r, da_u, da_n], axis=-1), None
 
     def weight_grads(w, h_prev, res, dxp, extra):
-        h_prev, r = h_prev(), res[0]
+        entering, r = h_prev(), res[0]
         if reset_after:
             dz = jnp.concatenate([dxp[..., : 2 * H], extra], axis=-1)
-            return {"w_h": _rows(h_prev, dz), "b_h": jnp.sum(dz, axis=(0, 1))}
+            return {"w_h": _rows(entering, dz), "b_h": jnp.sum(dz, axis=(0, 1))}
         d_rz, d_n = dxp[..., : 2 * H], dxp[..., 2 * H :]
         return {
-            "w_rz": _rows(h_prev, d_rz),
-            "w_n": _rows(r * h_prev, d_n),
+            "w_rz": _rows(entering, d_rz),
+            "w_n": _rows(r * entering, d_n),
             "b_rz": jnp.sum(d_rz, axis=(0, 1)),
             "b_n": jnp.sum(d_n, axis=(0, 1)),
         }
@@ -408,8 +408,8 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
             return jnp.where(jnp.logical_and(i >= 0, i < steps), row, _h(carry0))
 
         def h_prev(start, length):
-            """The outputs entering steps ``[start, start + length)``, built a chunk at a time, so that no
-            shifted copy of the whole ``hs`` is held."""
+            """The outputs entering steps ``[start, start + length)``: a shifted copy of one chunk's rows
+            (of the whole ``hs`` only when the backward runs as one chunk)."""
             if not length:
                 return hs[:0]
             edge = outer_row(start + length if reverse else start - 1)[None]

@@ -49,6 +49,9 @@ _ROWS = (((0,), (0,)), ((), ()))
 #: Projection (or gate gradient) size per chunk of the forward-only pass (or the backward loop); up to twice
 #: this size is not chunked.
 CHUNK_BYTES = 4 << 20
+#: With ``concurrent`` (see :func:`fast_layer`), the hidden size from which the LSTM's forward loops take one
+#: recurrent matmul per gate block (NOTES item 41).
+GATE_DOTS_MIN_HIDDEN = 128
 
 
 class _Spec(NamedTuple):
@@ -65,7 +68,9 @@ class _Spec(NamedTuple):
     saved outputs, so no cell saves them again.
 
     ``claims[j]`` is the gate block whose buffer the forward loop overwrites with output ``j`` of
-    ``(h_t, *res_t)`` (``None`` or missing: a new buffer; see :func:`_in_place_loop`).
+    ``(h_t, *res_t)`` (``None`` or missing: a new buffer; see :func:`_in_place_loop`). ``loop_weights(w)``
+    is the ``w`` that ``forward`` gets, made once before each forward loop (the LSTM's per-gate blocks of
+    ``W_h`` with ``gate_dots``).
     """
 
     gates: int
@@ -75,6 +80,7 @@ class _Spec(NamedTuple):
     backward: Callable
     weight_grads: Callable
     claims: tuple[int | None, ...] = ()
+    loop_weights: Callable[[dict], dict] = lambda w: w
 
 
 def _h(carry: Any) -> Array:
@@ -119,16 +125,25 @@ def _elman(cell: Cell) -> _Spec:
     return _Spec(1, "b", weights, forward, backward, weight_grads)
 
 
-def _lstm(cell: Cell) -> _Spec:
+def _lstm(cell: Cell, gate_dots: bool = False) -> _Spec:
     H = cell.hidden_size
 
     def weights(params):
         return {"w_h": params["w_h"]}
 
+    def loop_weights(w):
+        if not gate_dots:
+            return w
+        return w | {"w_h_gates": tuple(w["w_h"][:, k * H : (k + 1) * H] for k in range(4))}
+
     def forward(w, carry, xp_t):
         h, c_prev = carry
-        hw = h @ w["w_h"]
-        zi, zf, zg, zo = (x + hw[:, k * H : (k + 1) * H] for k, x in enumerate(xp_t))
+        if gate_dots:
+            hw = [h @ block for block in w["w_h_gates"]]
+        else:
+            full = h @ w["w_h"]
+            hw = [full[:, k * H : (k + 1) * H] for k in range(4)]
+        zi, zf, zg, zo = (x + y for x, y in zip(xp_t, hw))
         i, f, o = (0.5 * jnp.tanh(0.5 * z) + 0.5 for z in (zi, zf, zo))  # σ(z) = (1 + tanh(z/2)) / 2
         g = jnp.tanh(zg)
         c = f * c_prev + i * g
@@ -153,7 +168,8 @@ def _lstm(cell: Cell) -> _Spec:
     def weight_grads(w, h_prev, res, dxp, extra):
         return {"w_h": _rows(h_prev(), dxp)}
 
-    return _Spec(4, "b", weights, forward, backward, weight_grads, (None, None, 0, 1, 2, 3))  # i, f, g, o
+    claims = (None, None, 0, 1, 2, 3)  # i, f, g, o over their projection blocks
+    return _Spec(4, "b", weights, forward, backward, weight_grads, claims, loop_weights)
 
 
 def _gru(cell: Cell) -> _Spec:
@@ -373,18 +389,20 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
     @jax.custom_vjp
     def layer(p, xs, carry0, mask):
         """The forward pass alone: no residuals are stored, a large projection is made chunk by chunk."""
-        steps = xs.shape[0]
+        steps, w = xs.shape[0], spec.loop_weights(p)
         size = chunk_steps(xs, p["w_x"])
         if size >= steps:
-            final, hs = project_and_loop(p, carry0, (xs, mask))
+            final, hs = project_and_loop(w, carry0, (xs, mask))
             return hs, final
-        chunk = functools.partial(project_and_loop, p)
+        chunk = functools.partial(project_and_loop, w)
         carry, hs = scan_in_chunks(chunk, carry0, (xs, mask), size, reverse=reverse)
         return hs, carry
 
     def forward(p, xs, carry0, mask):
+        w = spec.loop_weights(p)
+
         def body(carry, reads):
-            new, res = step(p, carry, reads[: spec.gates], reads[-1] if mask is not None else None)
+            new, res = step(w, carry, reads[: spec.gates], reads[-1] if mask is not None else None)
             return new, [_h(new), *res]
 
         bufs = _project(spec, p, xs) + (() if mask is None else (mask,))
@@ -480,11 +498,16 @@ def fast_layer(
     unroll: int | bool = 1,
     remat: bool | int = False,
     h_mask: Array | None = None,
+    concurrent: bool = False,
 ) -> tuple[Array, Any]:
     """The cell's projection and :func:`jaxrnn.recurrence.scan_recurrence` with a hand-written backward pass.
 
     Args:
       xs: ``(T, B, I)``, time-major; ``carry`` leaves ``(B, H)``; ``mask`` ``(T, B)`` bool or ``None``.
+      concurrent: whether other host devices run their share of the batch at the same time
+        (:mod:`jaxrnn.host_split`). The LSTM's forward loops then take one recurrent matmul per gate
+        block from :data:`GATE_DOTS_MIN_HIDDEN` up: XLA threads a ``(B, 4H)``-wide per-step dot over the
+        cores the other devices are using, and one ``(B, H)``-wide dot per gate runs on one core.
 
     Returns:
       ``(hs (T, B, H), final_carry)``, ``hs`` zero where ``mask`` is false.
@@ -495,7 +518,10 @@ def fast_layer(
     reason = unsupported(cell, remat=remat, h_mask=h_mask)
     if reason is not None:
         raise ValueError(f"fast_layer: {reason}")
-    spec = _SPECS[cell.kind](cell)
+    if cell.kind == "lstm":
+        spec = _lstm(cell, gate_dots=concurrent and cell.hidden_size >= GATE_DOTS_MIN_HIDDEN)
+    else:
+        spec = _SPECS[cell.kind](cell)
     p = {k: params[k] for k in ("w_x", spec.bias)} | spec.weights(params)
     hs, carry = _make(spec, reverse, unroll)(p, xs, carry, mask)
     if mask is not None:

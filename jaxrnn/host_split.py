@@ -94,7 +94,8 @@ _SHARDED_SIZE = 32
 
 def split(layer: Callable) -> Callable:
     """``layer`` (the fast path's signature: time-major ``xs (T, B, I)``, ``carry`` leaves ``(B, H)``,
-    ``mask (T, B)`` or ``None``) run with its batch split over the local devices."""
+    ``mask (T, B)`` or ``None``) run with its batch split over the local devices, and told so
+    (``concurrent=True``)."""
 
     def run(cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None):
         static = (reverse, unroll, remat, h_mask is None)
@@ -120,7 +121,16 @@ def _sharded(layer: Callable, cell: Any, static: tuple, carry: Any, mask: Any) -
     def body(params: Any, xs: jax.Array, carry: Any, mask: Any, h_mask: Any) -> tuple[jax.Array, Any]:
         params, xs, carry = varying.align((params, xs, carry), also=(mask,))
         return layer(
-            cell, params, xs, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
+            cell,
+            params,
+            xs,
+            carry,
+            mask,
+            reverse=reverse,
+            unroll=unroll,
+            remat=remat,
+            h_mask=h_mask,
+            concurrent=True,
         )
 
     carry_specs = jax.tree_util.tree_map(lambda _: rows, carry)

@@ -158,6 +158,45 @@ def test_chunked_passes_match_reference_float64(name, steps, size, monkeypatch):
     _assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "size", [None, 2]
+)  # one pass; 2-step chunks (the forward-only pass and the backward)
+def test_concurrent_lstm_with_one_dot_per_gate_matches_reference_float64(size, monkeypatch):
+    """``concurrent=True`` (the host split) from GATE_DOTS_MIN_HIDDEN up: the forward-only pass and the VJP
+    forward take one recurrent dot per gate, with the reference's values and gradients."""
+    monkeypatch.setattr(fast_recurrence, "GATE_DOTS_MIN_HIDDEN", 5)
+    if size is not None:
+        monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x: size)
+    concurrent = functools.partial(fast_layer, concurrent=True)
+    with jax.enable_x64(True):
+        cell = FAST_CELLS["lstm"](5)
+        params, xs, carry = _inputs(cell, 7, 4, 3, jnp.float64, seed=4)
+        mask = _masks(7, 4)["lengths"]
+        variants = [(False, None), (True, mask)]
+
+        def both(f, *args):
+            return [(f(cell, *args, m, reverse=r), _loss(f, cell, m, r)(*args)) for r, m in variants]
+
+        want, got = jax.jit(lambda *a: [both(f, *a) for f in (reference_layer, concurrent)])(
+            params, xs, carry
+        )
+        _assert_close(got, want, rtol=1e-10, atol=1e-12)
+        f = functools.partial(concurrent, cell, mask=mask, reverse=True)
+        check_grads(jax.jit(f), (params, xs, carry), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("hidden", "concurrent", "loop_dots"), [(128, True, 4), (128, False, 1), (64, True, 1)]
+)
+def test_concurrent_lstm_takes_one_dot_per_gate_from_the_threshold(hidden, concurrent, loop_dots):
+    """The forward-only pass's dots: four for the projection (one per gate block), then the loop's."""
+    assert fast_recurrence.GATE_DOTS_MIN_HIDDEN == 128
+    cell = FAST_CELLS["lstm"](hidden)
+    params, xs, carry = _inputs(cell, 3, 2, 4, jnp.float32)
+    run = functools.partial(fast_layer, cell, mask=None, reverse=False, concurrent=concurrent)
+    assert str(jax.make_jaxpr(run)(params, xs, carry)).count("dot_general") == 4 + loop_dots
+
+
 def test_check_grads_on_the_chunked_backward(monkeypatch):
     monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x: 2)
     with jax.enable_x64(True):

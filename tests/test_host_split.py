@@ -51,6 +51,10 @@ SCRIPT = textwrap.dedent(
 
     out = {"errors": {}, "devices": {}}
     host_split.MIN_RECURRENT_MACS = 0  # split the small test shapes
+    # the split LSTM takes one recurrent dot per gate (concurrent=True) at the test's hidden size
+    fast_recurrence.GATE_DOTS_MIN_HIDDEN = 6
+    lstm_spec, gate_flags = fast_recurrence._lstm, []
+    fast_recurrence._lstm = lambda cell, gate_dots: gate_flags.append(gate_dots) or lstm_spec(cell, gate_dots)
     # then again in chunks: each device has 2 rows of 24 (LSTM) or 18 (GRU) float64 per step, so the LSTM
     # runs 1-step chunks and the GRU two 3-step chunks and a leftover step
     in_chunks, chunked = fast_recurrence._in_chunks, []
@@ -76,6 +80,7 @@ SCRIPT = textwrap.dedent(
                 out["devices"][case] = len(ys.sharding.device_set)
     fast_recurrence.CHUNK_BYTES, fast_recurrence._in_chunks = 4 << 20, in_chunks
     out["chunked"] = sorted(set(chunked))  # (steps, size) of the chunked backward loops
+    fast_recurrence._lstm, out["gate_dots"] = lstm_spec, sorted(set(gate_flags))
 
     cell = CELLS["lstm"]
     params = cell.init(key, 3, jnp.float64)
@@ -147,6 +152,7 @@ def test_split_runs_on_two_devices_and_matches_the_reference():
     for case, (value_err, grad_err) in out["errors"].items():
         assert value_err < 1e-12 and grad_err < 1e-10, (case, value_err, grad_err)
     assert out["chunked"] == [[7, 1], [7, 3]]  # the LSTM's and GRUs' backward loops ran in chunks
+    assert out["gate_dots"] == [True]  # every split LSTM trace took one dot per gate
     assert out["odd_batch"] == 1  # 3 rows do not split over 2 devices
     assert out["batch_1"] == 1
     assert out["eager"] == 2  # outside jit too

@@ -51,7 +51,7 @@ _ROWS = (((0,), (0,)), ((), ()))
 CHUNK_BYTES = 4 << 20
 #: With ``concurrent`` (see :func:`fast_layer`), the hidden size from which the LSTM's forward loops take one
 #: recurrent matmul per gate block (NOTES item 41).
-GATE_DOTS_MIN_HIDDEN = 128
+GATE_DOTS_MIN_HIDDEN = 192
 
 
 class _Spec(NamedTuple):

@@ -35,6 +35,10 @@ AXIS = "rows"
 MIN_RECURRENT_MACS = 1 << 27
 #: Split only when ``B·H`` is at most this: above it XLA already threads each step's dot.
 MAX_BATCH_HIDDEN = 8192
+#: Split only when ``H`` is at most this: from ``H = 384`` XLA threads each device's per-step dot (``(H, H)``
+#: per gate and larger) over the cores the other device is using, and the devices take turns: a split
+#: forward was up to 1.2x slower than one device at ``H = 512`` (NOTES item 41).
+MAX_HIDDEN = 256
 
 _disabled: contextvars.ContextVar[bool] = contextvars.ContextVar("host_split_disabled", default=False)
 
@@ -61,7 +65,8 @@ def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> in
     """How many host devices run a recurrence of ``steps`` steps over ``batch`` rows with the recurrent
     weights ``w_h (H, G·H)``: all local devices, or 1 (no split).
 
-    No split for a small or large recurrence (:data:`MIN_RECURRENT_MACS`, :data:`MAX_BATCH_HIDDEN`), one
+    No split for a small or large recurrence (:data:`MIN_RECURRENT_MACS`, :data:`MAX_BATCH_HIDDEN`,
+    :data:`MAX_HIDDEN`), one
     device, several processes, a batch the devices do not divide or a symbolic one, under
     :func:`disabled`, inside ``shard_map``/``pmap`` or a ``jax.set_mesh`` context, or when a concrete
     array among ``arrays`` (a pytree) is committed to other devices (``jax.device_put(x, device)``),
@@ -72,7 +77,9 @@ def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> in
     hidden, width = w_h.shape
     if not all(isinstance(n, int) for n in (steps, batch, hidden, width)):
         return 1
-    if batch * hidden > MAX_BATCH_HIDDEN or steps * batch * hidden * width < MIN_RECURRENT_MACS:
+    if hidden > MAX_HIDDEN or batch * hidden > MAX_BATCH_HIDDEN:
+        return 1
+    if steps * batch * hidden * width < MIN_RECURRENT_MACS:
         return 1
     devices = jax.local_devices()
     if len(devices) < 2 or batch % len(devices) or jax.process_count() > 1 or _disabled.get():

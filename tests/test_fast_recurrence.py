@@ -186,11 +186,11 @@ def test_concurrent_lstm_with_one_dot_per_gate_matches_reference_float64(size, m
 
 
 @pytest.mark.parametrize(
-    ("hidden", "concurrent", "loop_dots"), [(128, True, 4), (128, False, 1), (64, True, 1)]
+    ("hidden", "concurrent", "loop_dots"), [(192, True, 4), (192, False, 1), (128, True, 1)]
 )
 def test_concurrent_lstm_takes_one_dot_per_gate_from_the_threshold(hidden, concurrent, loop_dots):
     """The forward-only pass's dots: four for the projection (one per gate block), then the loop's."""
-    assert fast_recurrence.GATE_DOTS_MIN_HIDDEN == 128
+    assert fast_recurrence.GATE_DOTS_MIN_HIDDEN == 192
     cell = FAST_CELLS["lstm"](hidden)
     params, xs, carry = _inputs(cell, 3, 2, 4, jnp.float32)
     run = functools.partial(fast_layer, cell, mask=None, reverse=False, concurrent=concurrent)

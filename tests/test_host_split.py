@@ -129,6 +129,9 @@ SCRIPT = textwrap.dedent(
     host_split.MAX_BATCH_HIDDEN = 4 * 6 - 1
     out["wide"] = devices(4)
     host_split.MAX_BATCH_HIDDEN = 8192
+    host_split.MAX_HIDDEN = 5
+    out["hidden"] = devices(4)
+    host_split.MAX_HIDDEN = 256
     host_split.MIN_RECURRENT_MACS = 4 * 5 * 6 * 24 + 1
     out["small"] = devices(4)
     print(json.dumps(out))
@@ -165,6 +168,7 @@ def test_split_runs_on_two_devices_and_matches_the_reference():
     assert out["fit_one_device_splits"] == 0 and out["fit_all_devices_splits"] > 0
     assert out["vmap"] == [2, out["vmap"][1]] and out["vmap"][1] < 1e-12  # split under vmap too
     assert out["wide"] == 1  # B·H above MAX_BATCH_HIDDEN
+    assert out["hidden"] == 1  # H above MAX_HIDDEN
     assert out["small"] == 1  # recurrent work below MIN_RECURRENT_MACS
 
 

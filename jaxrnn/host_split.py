@@ -66,13 +66,12 @@ def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> in
     weights ``w_h (H, G·H)``: all local devices, or 1 (no split).
 
     No split for a small or large recurrence (:data:`MIN_RECURRENT_MACS`, :data:`MAX_BATCH_HIDDEN`,
-    :data:`MAX_HIDDEN`), one
-    device, several processes, a batch the devices do not divide or a symbolic one, under
-    :func:`disabled`, inside ``shard_map``/``pmap`` or a ``jax.set_mesh`` context, or when a concrete
-    array among ``arrays`` (a pytree) is committed to other devices (``jax.device_put(x, device)``),
-    which could not be combined with the split. Under ``jit`` or an eager transformation (``grad``,
-    ``vmap``) the inputs are tracers and cannot be checked: committed single-device arguments then raise
-    JAX's "incompatible devices" error.
+    :data:`MAX_HIDDEN`), one device, several processes, a batch the devices do not divide or a symbolic
+    one, under :func:`disabled`, inside ``shard_map``/``pmap`` or a ``jax.set_mesh`` context, or when a
+    concrete array among ``arrays`` (a pytree) is committed to other devices (``jax.device_put(x,
+    device)``), which could not be combined with the split. Under ``jit`` or an eager transformation
+    (``grad``, ``vmap``) the inputs are tracers and cannot be checked: committed single-device arguments
+    then raise JAX's "incompatible devices" error.
     """
     hidden, width = w_h.shape
     if not all(isinstance(n, int) for n in (steps, batch, hidden, width)):
@@ -127,18 +126,8 @@ def _sharded(layer: Callable, cell: Any, static: tuple, carry: Any, mask: Any) -
 
     def body(params: Any, xs: jax.Array, carry: Any, mask: Any, h_mask: Any) -> tuple[jax.Array, Any]:
         params, xs, carry = varying.align((params, xs, carry), also=(mask,))
-        return layer(
-            cell,
-            params,
-            xs,
-            carry,
-            mask,
-            reverse=reverse,
-            unroll=unroll,
-            remat=remat,
-            h_mask=h_mask,
-            concurrent=True,
-        )
+        options = {"reverse": reverse, "unroll": unroll, "remat": remat, "h_mask": h_mask}
+        return layer(cell, params, xs, carry, mask, concurrent=True, **options)
 
     carry_specs = jax.tree_util.tree_map(lambda _: rows, carry)
     mask_spec = None if mask is None else steps_rows

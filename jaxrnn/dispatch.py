@@ -23,6 +23,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import jax.numpy as jnp
+
 from jaxrnn import fast_recurrence as fast
 from jaxrnn import host_split, kernels
 from jaxrnn.cells import Cell, runs_split
@@ -83,31 +85,24 @@ def reference_layer(
     unroll: int | bool = 1,
     remat: bool | int = False,
     h_mask: Any = None,
+    batch_major: bool = False,
 ) -> tuple[Any, Any]:
     """The plain layer: the cell's projection (if it has one) of the time-major ``xs (T, B, I)``, then
-    :func:`jaxrnn.recurrence.scan_recurrence`; returns ``(hs (T, B, H), final_carry)``. With ``remat`` the
-    projection runs inside each checkpointed chunk."""
+    :func:`jaxrnn.recurrence.scan_recurrence`; returns ``(hs (T, B, H), final_carry)`` (``hs (B, T, H)``
+    with ``batch_major``). With ``remat`` the projection runs inside each checkpointed chunk."""
     split = runs_split(cell) and cell.project is not None
     project = functools.partial(cell.project, params) if split else None
-    return scan_recurrence(
-        cell,
-        params,
-        xs,
-        carry,
-        mask,
-        reverse=reverse,
-        unroll=unroll,
-        remat=remat,
-        h_mask=h_mask,
-        project=project,
-    )
+    options = {"reverse": reverse, "unroll": unroll, "remat": remat, "h_mask": h_mask}
+    hs, carry = scan_recurrence(cell, params, xs, carry, mask, project=project, **options)
+    return (jnp.swapaxes(hs, 0, 1) if batch_major else hs), carry
 
 
 def choose(cell: Cell, backend: str) -> Callable:
     """Returns the layer function for ``backend`` (already validated against :data:`BACKENDS`).
 
-    The function has :func:`reference_layer`'s signature (time-major inputs, projection included); for
-    "auto" and "pallas" it picks with :func:`select` when called, once params and options are known.
+    The function has :func:`reference_layer`'s signature (time-major inputs, projection included, outputs
+    time-major or ``batch_major``); for "auto" and "pallas" it picks with :func:`select` when called, once
+    params and options are known.
 
     Raises:
       ValueError: for ``backend="pallas"`` and a cell with no fused kernel.
@@ -120,7 +115,9 @@ def choose(cell: Cell, backend: str) -> Callable:
     if backend == "auto" and reason is not None:
         return reference_layer
 
-    def layer(cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None):
+    def layer(
+        cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None, batch_major=False
+    ):
         platform = layout.default_platform()
         chosen, _ = select(cell, params, backend=backend, remat=remat, platform=platform, h_mask=h_mask)
         if chosen in ("xla", "fast"):
@@ -128,14 +125,14 @@ def choose(cell: Cell, backend: str) -> Callable:
             arrays = (params, xs, carry, mask)
             if chosen == "fast" and host_split.device_count(*xs.shape[:2], params["w_h"], arrays) > 1:
                 run = host_split.split(run)
-            return run(
-                cell, params, xs, carry, mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
-            )
+            options = {"reverse": reverse, "unroll": unroll, "remat": remat, "h_mask": h_mask}
+            return run(cell, params, xs, carry, mask, batch_major=batch_major, **options)
         if platform == "cpu":
             _warn_interpret()
         xp = cell.project(params, xs)
-        return kernels.recurrence(
+        hs, carry = kernels.recurrence(
             cell, params, xp, carry, mask, reverse=reverse, unroll=unroll, h_mask=h_mask, platform=platform
         )
+        return (jnp.swapaxes(hs, 0, 1) if batch_major else hs), carry
 
     return layer

@@ -366,7 +366,7 @@ def _in_chunks(
     return g, dp, dxs
 
 
-def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
+def _make(spec: _Spec, reverse: bool, unroll: int | bool, batch_major: bool) -> Callable:
     def step(w, carry, xp_t, mask_t):
         # the bias added here fuses into the step (NOTES item 27); its blocks are sliced here too: sliced once
         # before the loop they become four more loop operands (tiny LSTM forward 1.6x slower)
@@ -386,16 +386,22 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
 
         return lax.scan(body, carry, (_project(spec, p, xs), mask), reverse=reverse, unroll=unroll)
 
+    def layout(hs):
+        """``(T, B, H)`` outputs in the layout asked for."""
+        return jnp.swapaxes(hs, 0, 1) if batch_major else hs
+
     @jax.custom_vjp
     def layer(p, xs, carry0, mask):
-        """The forward pass alone: no residuals are stored, a large projection is made chunk by chunk."""
+        """The forward pass alone: no residuals are stored, a large projection is made chunk by chunk (whose
+        outputs are written batch-major chunk by chunk when asked: a whole transpose afterwards costs a
+        forward at (128,128,128,512) 4-20%, NOTES item 43)."""
         steps, w = xs.shape[0], spec.loop_weights(p)
         size = chunk_steps(xs, p["w_x"])
         if size >= steps:
             final, hs = project_and_loop(w, carry0, (xs, mask))
-            return hs, final
+            return layout(hs), final
         chunk = functools.partial(project_and_loop, w)
-        carry, hs = scan_in_chunks(chunk, carry0, (xs, mask), size, reverse=reverse)
+        carry, hs = scan_in_chunks(chunk, carry0, (xs, mask), size, reverse=reverse, batch_major=batch_major)
         return hs, carry
 
     def forward(p, xs, carry0, mask):
@@ -407,11 +413,12 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool) -> Callable:
 
         bufs = _project(spec, p, xs) + (() if mask is None else (mask,))
         final, (hs, *res) = _in_place_loop(body, carry0, bufs, spec.claims, reverse=reverse, unroll=unroll)
-        return (hs, final), (p, xs, carry0, mask, hs, tuple(res))
+        return (layout(hs), final), (p, xs, carry0, mask, hs, tuple(res))
 
     def backward(saved, cotangents):
         p, xs, carry0, mask, hs, res = saved
         dhs, dfinal = cotangents
+        dhs = layout(dhs)  # (its own inverse)
         steps, batch, _ = xs.shape
         # the recurrent matrices transposed once, outside the loop (see the module docstring)
         wt = p | {f"{k}_t": v.T for k, v in p.items() if k.startswith("w_") and k != "w_x"}
@@ -499,6 +506,7 @@ def fast_layer(
     remat: bool | int = False,
     h_mask: Array | None = None,
     concurrent: bool = False,
+    batch_major: bool = False,
 ) -> tuple[Array, Any]:
     """The cell's projection and :func:`jaxrnn.recurrence.scan_recurrence` with a hand-written backward pass.
 
@@ -508,9 +516,11 @@ def fast_layer(
         (:mod:`jaxrnn.host_split`). The LSTM's forward loops then take one recurrent matmul per gate
         block from :data:`GATE_DOTS_MIN_HIDDEN` up: XLA threads a ``(B, 4H)``-wide per-step dot over the
         cores the other devices are using, and one ``(B, H)``-wide dot per gate runs on one core.
+      batch_major: return ``hs`` as ``(B, T, H)``.
 
     Returns:
-      ``(hs (T, B, H), final_carry)``, ``hs`` zero where ``mask`` is false.
+      ``(hs (T, B, H), final_carry)`` (``hs (B, T, H)`` with ``batch_major``), ``hs`` zero where ``mask``
+      is false.
 
     Raises:
       ValueError: for a layer :func:`unsupported` names.
@@ -523,7 +533,7 @@ def fast_layer(
     else:
         spec = _SPECS[cell.kind](cell)
     p = {k: params[k] for k in ("w_x", spec.bias)} | spec.weights(params)
-    hs, carry = _make(spec, reverse, unroll)(p, xs, carry, mask)
+    hs, carry = _make(spec, reverse, unroll, batch_major)(p, xs, carry, mask)
     if mask is not None:
-        hs = jnp.where(mask[..., None], hs, 0.0)
+        hs = jnp.where((mask.T if batch_major else mask)[..., None], hs, 0.0)
     return hs, carry

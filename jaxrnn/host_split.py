@@ -103,8 +103,8 @@ def split(layer: Callable) -> Callable:
     ``mask (T, B)`` or ``None``) run with its batch split over the local devices, and told so
     (``concurrent=True``)."""
 
-    def run(cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None):
-        static = (reverse, unroll, remat, h_mask is None)
+    def run(cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None, batch_major=False):
+        static = (reverse, unroll, remat, h_mask is None, batch_major)
         structure = jax.tree_util.tree_structure((params, carry, mask))
         key = (layer, id(cell), static, structure, tuple(jax.local_devices()))
         hit = _SHARDED.get(key)
@@ -120,14 +120,14 @@ def split(layer: Callable) -> Callable:
 
 
 def _sharded(layer: Callable, cell: Any, static: tuple, carry: Any, mask: Any) -> Callable:
-    reverse, unroll, remat, no_h_mask = static
+    reverse, unroll, remat, no_h_mask, batch_major = static
     mesh = Mesh(np.array(jax.local_devices()), (AXIS,))
     rows, steps_rows = P(AXIS), P(None, AXIS)
 
     def body(params: Any, xs: jax.Array, carry: Any, mask: Any, h_mask: Any) -> tuple[jax.Array, Any]:
         params, xs, carry = varying.align((params, xs, carry), also=(mask,))
         options = {"reverse": reverse, "unroll": unroll, "remat": remat, "h_mask": h_mask}
-        return layer(cell, params, xs, carry, mask, concurrent=True, **options)
+        return layer(cell, params, xs, carry, mask, concurrent=True, batch_major=batch_major, **options)
 
     carry_specs = jax.tree_util.tree_map(lambda _: rows, carry)
     mask_spec = None if mask is None else steps_rows
@@ -135,6 +135,6 @@ def _sharded(layer: Callable, cell: Any, static: tuple, carry: Any, mask: Any) -
         body,
         mesh=mesh,
         in_specs=(P(), steps_rows, carry_specs, mask_spec, None if no_h_mask else rows),
-        out_specs=(steps_rows, carry_specs),
+        out_specs=(rows if batch_major else steps_rows, carry_specs),
     )
     return jax.jit(sharded)

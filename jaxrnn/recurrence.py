@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxrnn import varying
 from jaxrnn.cells import Cell, runs_split
 
 Array = jax.Array
@@ -56,16 +57,26 @@ def chunk_size(steps: int, remat: bool | int) -> int:
 
 
 def scan_in_chunks(
-    chunk: Callable[[Any, Any], tuple[Any, Array]], carry: Any, inputs: Any, size: int, *, reverse: bool
+    chunk: Callable[[Any, Any], tuple[Any, Array]],
+    carry: Any,
+    inputs: Any,
+    size: int,
+    *,
+    reverse: bool,
+    batch_major: bool = False,
 ) -> tuple[Any, Array]:
     """Runs ``chunk(carry, inputs_c) -> (carry, hs_c)`` over consecutive chunks of ``size`` steps.
 
     ``inputs`` is a pytree of ``(T, ...)`` arrays (``None`` leaves allowed); the whole chunks go through an
     outer ``lax.scan`` and the steps left over, fewer than ``size``, form one shorter chunk, last in time
-    (so nothing is padded). Returns ``(carry, hs (T, ...))`` with the chunks' ``hs_c`` joined.
+    (so nothing is padded). Returns ``(carry, hs (T, ...))`` with the chunks' ``hs_c`` joined, or with
+    ``batch_major`` ``hs (B, T, ...)`` from ``(size, B, ...)`` chunks: each chunk is transposed while it is
+    small and written into the whole (no transpose of a whole ``(T, B, ...)`` copy afterwards).
     """
     steps = jax.tree_util.tree_leaves(inputs)[0].shape[0]
     whole = steps // size * size
+    if batch_major:
+        return _chunks_batch_major(chunk, carry, inputs, size, whole, reverse=reverse)
     if whole == 0:  # fewer steps than one chunk, T = 0 included
         return chunk(carry, inputs)
     chunks = jax.tree_util.tree_map(lambda a: a[:whole].reshape(whole // size, size, *a.shape[1:]), inputs)
@@ -80,6 +91,40 @@ def scan_in_chunks(
         carry, hs_rest = chunk(carry, rest)
         parts.append(hs_rest)
     return carry, parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
+def _chunks_batch_major(
+    chunk: Callable, carry: Any, inputs: Any, size: int, whole: int, *, reverse: bool
+) -> tuple[Any, Array]:
+    """:func:`scan_in_chunks` with ``batch_major``: a ``fori_loop`` over the whole chunks that writes each
+    one's outputs, transposed, into steps ``[t, t + size)`` of one ``(B, T, ...)`` buffer."""
+    steps = jax.tree_util.tree_leaves(inputs)[0].shape[0]
+    rows = lambda a, start, length: lax.dynamic_slice_in_dim(a, start, length)  # noqa: E731
+    store = lambda out, hs, start: lax.dynamic_update_slice_in_dim(out, jnp.swapaxes(hs, 0, 1), start, 1)  # noqa: E731
+    if whole == 0:
+        carry, hs = chunk(carry, inputs)
+        return carry, jnp.swapaxes(hs, 0, 1)
+    first = jax.tree_util.tree_map(lambda a: a[:size], inputs)
+    aval = jax.eval_shape(chunk, carry, first)[1]
+    out = jnp.zeros((aval.shape[1], steps, *aval.shape[2:]), aval.dtype)
+    # inside shard_map the buffer varies over the axes of what is written into it
+    (out,) = varying.align((out,), also=(inputs, carry))
+    rest = jax.tree_util.tree_map(lambda a: a[whole:], inputs)
+    if reverse and whole < steps:
+        carry, hs = chunk(carry, rest)
+        out = store(out, hs, whole)
+
+    def body(i, state):
+        carry, out = state
+        start = ((whole // size - 1 - i) if reverse else i) * size
+        carry, hs = chunk(carry, jax.tree_util.tree_map(lambda a: rows(a, start, size), inputs))
+        return carry, store(out, hs, start)
+
+    carry, out = lax.fori_loop(0, whole // size, body, (carry, out))
+    if not reverse and whole < steps:
+        carry, hs = chunk(carry, rest)
+        out = store(out, hs, whole)
+    return carry, out
 
 
 def scan_recurrence(

@@ -144,15 +144,14 @@ def run(
     params, xs, carry, h_mask = varying.align((params, xs, carry, h_mask), also=(step_mask,))
 
     # 3.-4. project and recur: the backend chosen above (dispatch) does both
-    hs, carry = layer(
-        cell, params, xs, carry, step_mask, reverse=reverse, unroll=unroll, remat=remat, h_mask=h_mask
-    )
+    options = {"reverse": reverse, "unroll": unroll, "remat": remat, "h_mask": h_mask}
+    hs, carry = layer(cell, params, xs, carry, step_mask, batch_major=not time_major, **options)
 
-    # 5. finish: restore the layout
+    # 5. finish: restore the layout (the layer returned the outputs in the caller's)
     carry = jax.tree_util.tree_map(lambda c: c.reshape(*batch_shape, *c.shape[1:]), carry)
     if time_major:
         return hs.reshape(steps, *batch_shape, hs.shape[-1]), carry
-    return jnp.swapaxes(hs, 0, 1).reshape(*batch_shape, steps, hs.shape[-1]), carry
+    return hs.reshape(*batch_shape, steps, hs.shape[-1]), carry
 
 
 def _step_mask(lengths, mask, batch: int, steps: int, time_major: bool) -> Array | None:

@@ -197,6 +197,32 @@ def test_concurrent_lstm_takes_one_dot_per_gate_from_the_threshold(hidden, concu
     assert str(jax.make_jaxpr(run)(params, xs, carry)).count("dot_general") == 4 + loop_dots
 
 
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru"])
+@pytest.mark.parametrize("size", [None, 3])  # one pass; 3-step chunks of 7 steps (a leftover step)
+def test_batch_major_outputs_match_reference_float64(name, size, monkeypatch):
+    """``batch_major=True``: ``(B, T, H)`` outputs (the chunked forward-only pass writes each chunk
+    transposed), the reference's values and gradients, forward and reverse, with and without a mask."""
+    if size is not None:
+        monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x: size)
+
+    def time_major(*args, **kwargs):  # the batch-major outputs, read back as (T, B, H)
+        hs, final = fast_layer(*args, batch_major=True, **kwargs)
+        return jnp.swapaxes(hs, 0, 1), final
+
+    with jax.enable_x64(True):
+        cell = FAST_CELLS[name](5)
+        params, xs, carry = _inputs(cell, 7, 4, 3, jnp.float64, seed=6)
+        mask = _masks(7, 4)["pattern"]
+        variants = [(reverse, m) for reverse in (False, True) for m in (None, mask)]
+
+        def both(f, *args):
+            return [(f(cell, *args, m, reverse=r), _loss(f, cell, m, r)(*args)) for r, m in variants]
+
+        layers = (reference_layer, time_major)
+        want, got = jax.jit(lambda *a: [both(f, *a) for f in layers])(params, xs, carry)
+    _assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 def test_check_grads_on_the_chunked_backward(monkeypatch):
     monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x: 2)
     with jax.enable_x64(True):

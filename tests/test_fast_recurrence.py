@@ -38,6 +38,16 @@ def _loss(layer, cell, mask, reverse):
     return jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
 
 
+def _reference_and(layer, cell, variants):
+    """A jitted ``(params, xs, carry) -> [want, got]``: outputs, then loss value and grads (``_loss``), of
+    the reference layer and ``layer`` for each ``(reverse, mask)`` in ``variants``."""
+
+    def both(f, *args):
+        return [(f(cell, *args, m, reverse=r), _loss(f, cell, m, r)(*args)) for r, m in variants]
+
+    return jax.jit(lambda *args: [both(f, *args) for f in (reference_layer, layer)])
+
+
 def _assert_close(a, b, rtol, atol):
     flat_a, tree_a = jax.tree_util.tree_flatten(a)
     flat_b, tree_b = jax.tree_util.tree_flatten(b)
@@ -149,12 +159,7 @@ def test_chunked_passes_match_reference_float64(name, steps, size, monkeypatch):
         params, xs, carry = _inputs(cell, steps, 4, 3, jnp.float64, seed=3)
         mask = _masks(steps, 4)["pattern"]
         variants = [(reverse, m) for reverse in (False, True) for m in (None, mask)]
-
-        def both(f, *args):
-            return [(f(cell, *args, m, reverse=r), _loss(f, cell, m, r)(*args)) for r, m in variants]
-
-        layers = (reference_layer, fast_layer)
-        want, got = jax.jit(lambda *a: [both(f, *a) for f in layers])(params, xs, carry)
+        want, got = _reference_and(fast_layer, cell, variants)(params, xs, carry)
     _assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
@@ -172,14 +177,7 @@ def test_concurrent_lstm_with_one_dot_per_gate_matches_reference_float64(size, m
         cell = FAST_CELLS["lstm"](5)
         params, xs, carry = _inputs(cell, 7, 4, 3, jnp.float64, seed=4)
         mask = _masks(7, 4)["lengths"]
-        variants = [(False, None), (True, mask)]
-
-        def both(f, *args):
-            return [(f(cell, *args, m, reverse=r), _loss(f, cell, m, r)(*args)) for r, m in variants]
-
-        want, got = jax.jit(lambda *a: [both(f, *a) for f in (reference_layer, concurrent)])(
-            params, xs, carry
-        )
+        want, got = _reference_and(concurrent, cell, [(False, None), (True, mask)])(params, xs, carry)
         _assert_close(got, want, rtol=1e-10, atol=1e-12)
         f = functools.partial(concurrent, cell, mask=mask, reverse=True)
         check_grads(jax.jit(f), (params, xs, carry), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
@@ -214,12 +212,7 @@ def test_batch_major_outputs_match_reference_float64(name, size, monkeypatch):
         params, xs, carry = _inputs(cell, 7, 4, 3, jnp.float64, seed=6)
         mask = _masks(7, 4)["pattern"]
         variants = [(reverse, m) for reverse in (False, True) for m in (None, mask)]
-
-        def both(f, *args):
-            return [(f(cell, *args, m, reverse=r), _loss(f, cell, m, r)(*args)) for r, m in variants]
-
-        layers = (reference_layer, time_major)
-        want, got = jax.jit(lambda *a: [both(f, *a) for f in layers])(params, xs, carry)
+        want, got = _reference_and(time_major, cell, variants)(params, xs, carry)
     _assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 

@@ -13,6 +13,7 @@ transpose (plus, for Elman and LSTM, summing ``bias_ih + bias_hh`` into ``b``).
 
 from __future__ import annotations
 
+import numbers
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -55,10 +56,29 @@ class Cell(NamedTuple):
     hidden_size: int | None = None
     options: Mapping[str, Any] | None = None
 
+    def __hash__(self) -> int:
+        """Hashable (``options`` by its items), so a cell can be a static argument of ``jax.jit``; cells are
+        equal when their functions are the same objects and their other fields are equal."""
+        options = None if self.options is None else tuple(sorted(self.options.items()))
+        return hash((*self[:-1], options))
+
 
 def _check_hidden_size(hidden_size: int) -> None:
     if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
         raise ValueError(f"hidden_size: got {hidden_size!r}, expected a positive int")
+
+
+def _checked_init(init: Callable[..., Params]) -> Callable[..., Params]:
+    """``init`` that first checks ``input_size`` (a positive int) and ``dtype`` (a floating dtype)."""
+
+    def checked(key: Array, input_size: int, dtype=jnp.float32) -> Params:
+        if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral) or input_size < 1:
+            raise ValueError(f"input_size: got {input_size!r}, expected a positive int")
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"dtype: got {jnp.dtype(dtype)}, expected a floating dtype")
+        return init(key, input_size, dtype)
+
+    return checked
 
 
 def _matmul(a: Array, w: Array, compute_dtype: Any) -> Array:
@@ -71,7 +91,7 @@ def _matmul(a: Array, w: Array, compute_dtype: Any) -> Array:
 
 def _zeros_carry(hidden_size: int, count: int) -> Callable[..., Carry]:
     def initial_carry(batch_shape: int | tuple[int, ...] = (), dtype=jnp.float32) -> Carry:
-        shape = (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
+        shape = (batch_shape,) if isinstance(batch_shape, numbers.Integral) else tuple(batch_shape)
         zeros = jnp.zeros((*shape, hidden_size), dtype)
         return zeros if count == 1 else tuple(zeros for _ in range(count))
 
@@ -121,7 +141,7 @@ def _built_cell(
 
     _FACTORY_STEPS[step] = (project, recur_step)
     return Cell(
-        init=init,
+        init=_checked_init(init),
         initial_carry=_zeros_carry(hidden_size, carry_count),
         step=step,
         project=project,

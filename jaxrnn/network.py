@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -52,16 +52,11 @@ class Network(NamedTuple):
 
 def _layer_cells(cells: Cell | Sequence[Cell], num_layers: int) -> tuple[Cell, ...]:
     validate.positive_int(num_layers, "num_layers")
-    if isinstance(cells, Cell):
-        return (cells,) * num_layers
-    cells = tuple(cells)
+    cells = (cells,) * num_layers if isinstance(cells, Cell) else tuple(cells)
     if not cells or not all(isinstance(c, Cell) for c in cells):
         raise TypeError("cells: expected a jaxrnn.Cell or a non-empty list of them")
     if num_layers not in (1, len(cells)):
         raise ValueError(f"num_layers: got {num_layers}, expected {len(cells)} (the number of cells given)")
-    for cell in cells:
-        if cell.hidden_size is None:
-            raise ValueError(f"cells: a {cell.kind} cell without hidden_size cannot be stacked")
     return cells
 
 
@@ -111,8 +106,15 @@ def rnn(
     validate.choice(merge, MERGES, "merge")
     validate.probability(dropout, "dropout")
     validate.probability(recurrent_dropout, "recurrent_dropout")
-    if not isinstance(bidirectional, bool):
-        raise TypeError(f"bidirectional: got {bidirectional!r}, expected True or False")
+    validate.boolean(bidirectional, "bidirectional")
+    validate.boolean(time_major, "time_major")
+    if len(layer_cells) > 1 or bidirectional:
+        for cell in layer_cells:
+            if cell.hidden_size is None:
+                raise ValueError(
+                    f"cells: a {cell.kind} cell without hidden_size cannot be stacked or run bidirectionally "
+                    "(the next layer's input size and the merged width are its hidden size)"
+                )
     directions = ("forward", "backward") if bidirectional else ("forward",)
 
     def width(cell: Cell) -> int:
@@ -257,7 +259,15 @@ def dense(
         return {"w": kernel_init(kw, (input_size, out_size), dtype), "b": bias_init(kb, (out_size,), dtype)}
 
     def apply(params: dict[str, Array], h: Array) -> Array:
+        if not isinstance(params, Mapping) or set(params) != {"w", "b"}:
+            got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise ValueError(f"params: got {got}, expected a dict with keys ['b', 'w']")
         w_shape = jnp.shape(params["w"])
+        if len(w_shape) != 2 or w_shape[1] != out_size or jnp.shape(params["b"]) != (out_size,):
+            raise ValueError(
+                f"params: got w {w_shape} and b {jnp.shape(params['b'])}, "
+                f"expected w (input_size, {out_size}) and b ({out_size},)"
+            )
         if jnp.shape(h)[-1:] != w_shape[:1]:
             raise ValueError(
                 f"h: got shape {jnp.shape(h)}, expected (..., {w_shape[0]}) to match params['w']"

@@ -103,8 +103,10 @@ def run(
     # 1. validate
     if not isinstance(cell, Cell):
         raise TypeError(f"cell: got {type(cell).__name__}, expected a jaxrnn.Cell")
+    validate.boolean(time_major, "time_major")
     input_size = validate.params(cell, params)
     batch_shape, steps = validate.sequence(xs, input_size, time_major)
+    validate.boolean(reverse, "reverse")
     validate.choice(backend, dispatch.BACKENDS, "backend")
     validate.positive_int(unroll, "unroll", allow_bool=True)
     validate.positive_int(remat, "remat", allow_bool=True)

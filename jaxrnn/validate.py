@@ -6,6 +6,7 @@ what it got and what it expected.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,6 +80,7 @@ def sequence(
     xs: Any, input_size: int | None, time_major: bool, argument: str = "xs"
 ) -> tuple[tuple[int, ...], int]:
     """Checks a sequence batch; returns ``(batch_shape, T)``."""
+    array(xs, argument)
     shape = _shape(xs)
     layout = "(T, *batch, features)" if time_major else "(*batch, T, features)"
     if len(shape) < 2:
@@ -96,6 +98,7 @@ def sequence(
 
 def lengths(lengths: Any, batch_shape: tuple[int, ...], steps: int) -> None:
     """``lengths`` must be integers of shape ``batch_shape`` in ``[0, T]`` (values checked when concrete)."""
+    array(lengths, "lengths")
     shape = _shape(lengths)
     if shape != batch_shape:
         raise ValueError(f"lengths: got shape {shape}, expected the batch shape {batch_shape}")
@@ -114,6 +117,7 @@ def lengths(lengths: Any, batch_shape: tuple[int, ...], steps: int) -> None:
 
 def mask(mask: Any, expected_shape: tuple[int, ...], layout: str) -> None:
     """``mask`` must be boolean with the sequence's shape less the feature axis."""
+    array(mask, "mask")
     shape = _shape(mask)
     if shape != expected_shape:
         raise ValueError(f"mask: got shape {shape}, expected {expected_shape} {layout}")
@@ -147,12 +151,25 @@ def carry(carry: Any, expected: Any, argument: str = "carry", *, promotes: bool 
         )
 
 
+def boolean(value: Any, argument: str) -> None:
+    """``value`` must be ``True`` or ``False`` (a string such as ``"False"`` would read as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument}: got {value!r}, expected True or False")
+
+
+def array(value: Any, argument: str) -> None:
+    """``value`` must be an array (JAX or NumPy), not a list or a Python scalar."""
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        got = type(value).__name__
+        raise TypeError(f"{argument}: got a {got}, expected an array (jax.Array or numpy.ndarray)")
+
+
 def positive_int(value: Any, argument: str, *, allow_bool: bool = False) -> None:
-    """``value`` must be a positive int (or, with ``allow_bool``, a bool)."""
-    if isinstance(value, bool):
+    """``value`` must be a positive int (a Python or NumPy integer; or, with ``allow_bool``, a bool)."""
+    if isinstance(value, (bool, np.bool_)):
         if allow_bool:
             return
-    elif isinstance(value, int) and value >= 1:
+    elif isinstance(value, numbers.Integral) and value >= 1:
         return
     expected = "True, False or a positive int" if allow_bool else "a positive int"
     raise ValueError(f"{argument}: got {value!r}, expected {expected}")

@@ -167,3 +167,19 @@ def test_bfloat16_compute_stays_close_to_float32(name):
     assert not np.array_equal(ys_half, ys_full)
     grads = jax.grad(lambda p: jnp.sum(jaxrnn.scan(half, p, xs)[0]))(params)
     assert all(g.dtype == jnp.float32 for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_cells_and_networks_are_hashable_static_arguments():
+    """A cell (options included) and a network can be static arguments of ``jax.jit``; equal cells hash
+    equal, and a cell with other options is another cell."""
+    cell = jaxrnn.elman(3, "relu")
+    params = cell.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (2, 4, 2))
+    ys = jax.jit(jaxrnn.scan, static_argnums=0)(cell, params, xs)[0]
+    np.testing.assert_allclose(ys, jaxrnn.scan(cell, params, xs)[0], rtol=1e-6)
+    assert hash(cell) == hash(cell._replace()) and cell == cell._replace()
+    assert cell != cell._replace(options={**cell.options, "activation": "tanh"})
+    net = jaxrnn.rnn(cell, num_layers=2, bidirectional=True)
+    net_params = net.init(jax.random.key(2), 2)
+    out = jax.jit(lambda net, p, x: net.apply(p, x)[0], static_argnums=0)(net, net_params, xs)
+    assert out.shape == (2, 4, 6)

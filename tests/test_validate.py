@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxrnn
@@ -203,3 +204,87 @@ def test_errors_raise_while_tracing_under_jit():
         jax.jit(lambda xs: jaxrnn.scan(CELL, PARAMS, xs)).trace(jnp.ones((3, 6, 7)))
     with pytest.raises(TypeError, match="mask: got dtype int32"):
         jax.jit(lambda m: jaxrnn.scan(CELL, PARAMS, XS, mask=m)).trace(jnp.ones((3, 6), jnp.int32))
+
+
+@pytest.mark.parametrize("argument", ["reverse", "time_major"])
+def test_flag_given_as_a_string(argument):
+    """A string such as "False" is truthy: it must not silently reverse or re-read the layout."""
+    with pytest.raises(TypeError, match=f"{argument}: got 'False', expected True or False"):
+        jaxrnn.scan(CELL, PARAMS, XS, **{argument: "False"})
+
+
+def test_reverse_traced_under_jit():
+    with pytest.raises(TypeError, match=r"reverse: got .*Tracer.*, expected True or False"):
+        jax.jit(lambda r: jaxrnn.scan(CELL, PARAMS, XS, reverse=r)).trace(True)
+
+
+def test_network_time_major_given_as_a_string():
+    with pytest.raises(TypeError, match="time_major: got 'no', expected True or False"):
+        jaxrnn.rnn(CELL, time_major="no")
+
+
+def test_xs_given_as_a_list():
+    with pytest.raises(TypeError, match=r"xs: got a list, expected an array \(jax.Array or numpy.ndarray\)"):
+        jaxrnn.scan(CELL, PARAMS, [[[1.0] * 4] * 6] * 3)
+
+
+def test_lengths_given_as_a_list():
+    with pytest.raises(TypeError, match="lengths: got a list, expected an array"):
+        jaxrnn.scan(CELL, PARAMS, XS, lengths=[6, 2, 3])
+
+
+def test_mask_given_as_a_list():
+    with pytest.raises(TypeError, match="mask: got a list, expected an array"):
+        jaxrnn.scan(CELL, PARAMS, XS, mask=[[True] * 6] * 3)
+
+
+def test_numpy_integers_count_as_ints():
+    ys, _ = jaxrnn.scan(CELL, PARAMS, XS, unroll=np.int64(2))
+    carry = CELL.initial_carry(np.int64(3))
+    assert ys.shape == (3, 6, 5) and carry[0].shape == (3, 5)
+    assert CELL.init(jax.random.key(0), np.int64(4))["w_x"].shape == (4, 20)
+
+
+@pytest.mark.parametrize("input_size", [0, 2.0, True])
+def test_cell_init_with_a_bad_input_size(input_size):
+    with pytest.raises(ValueError, match=f"input_size: got {input_size!r}, expected a positive int"):
+        CELL.init(jax.random.key(0), input_size)
+
+
+def test_cell_init_with_an_integer_dtype():
+    with pytest.raises(TypeError, match="dtype: got int32, expected a floating dtype"):
+        CELL.init(jax.random.key(0), 4, jnp.int32)
+
+
+def _custom_cell_without_hidden_size():
+    return jaxrnn.Cell(init=CELL.init, initial_carry=CELL.initial_carry, step=CELL.step)
+
+
+@pytest.mark.parametrize(
+    "options", [{"bidirectional": True}, {"num_layers": 2}], ids=["bidirectional", "stacked"]
+)
+def test_a_single_custom_cell_without_hidden_size_stacked(options):
+    """One cell repeated for every layer is checked as a list of cells is (before, ``2 * None``)."""
+    with pytest.raises(ValueError, match="cells: a custom cell without hidden_size cannot be stacked"):
+        jaxrnn.rnn(_custom_cell_without_hidden_size(), **options)
+
+
+def test_a_single_custom_layer_needs_no_hidden_size():
+    net = jaxrnn.rnn(_custom_cell_without_hidden_size())
+    ys, _ = net.apply(net.init(jax.random.key(0), 4), XS)
+    assert ys.shape == (3, 6, 5)
+
+
+def test_dense_params_missing_a_key():
+    head = jaxrnn.dense(2)
+    with pytest.raises(ValueError, match=r"params: got \['b'\], expected a dict with keys \['b', 'w'\]"):
+        head.apply({"b": jnp.zeros(2)}, jnp.ones((3, 5)))
+
+
+def test_dense_bias_of_wrong_shape():
+    head = jaxrnn.dense(2)
+    params = dict(head.init(jax.random.key(0), 5), b=jnp.zeros(3))
+    with pytest.raises(
+        ValueError, match=r"params: got w \(5, 2\) and b \(3,\), expected w \(input_size, 2\)"
+    ):
+        head.apply(params, jnp.ones((3, 5)))

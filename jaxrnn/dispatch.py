@@ -120,6 +120,8 @@ def choose(cell: Cell, backend: str) -> Callable:
     ):
         platform = layout.default_platform()
         chosen, _ = select(cell, params, backend=backend, remat=remat, platform=platform, h_mask=h_mask)
+        if chosen == "pallas" and 0 in xs.shape[:2]:
+            chosen = "xla"  # no steps or no rows: nothing for the kernel to run (its grid would be empty)
         if chosen in ("xla", "fast"):
             run = reference_layer if chosen == "xla" else fast.fast_layer
             arrays = (params, xs, carry, mask)

@@ -10,7 +10,11 @@ is ignored. Not supported, so routed to the XLA path by ``backend="auto"``:
 * ``remat``: the kernel saves its own residuals, and checkpointing a chunk of them needs the XLA scan;
 * other dtypes, and float64 on GPU/TPU;
 * recurrent weights larger than the platform's on-chip budget (:data:`kernels.layout.WEIGHT_BUDGET_BYTES`):
-  the kernel holds the whole ``W_h`` on chip and has no blocked-``W_h`` variant.
+  the kernel holds the whole ``W_h`` on chip and has no blocked-``W_h`` variant;
+* tracing inside ``jax.shard_map`` or ``pmap``: there ``pallas_call`` needs each output's manual-axis type,
+  which the kernels do not set (and Pallas' interpret mode does not type-check under ``shard_map``).
+
+An empty recurrence (no steps or no rows) has nothing to run and goes to the XLA path whatever the backend.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxrnn import varying
 from jaxrnn.cells import Cell, is_built_in
 
 from . import elman, gru, layout, lstm
@@ -58,6 +63,8 @@ def unsupported(cell: Cell, params: Any, *, remat: bool | int, platform: str) ->
         return reason
     if remat:
         return f"remat={remat!r} needs the XLA scan (the kernel saves its own residuals)"
+    if varying.in_manual_axes():
+        return "the kernel does not run inside jax.shard_map or pmap (its outputs carry no manual-axis types)"
     dtypes = {jnp.dtype(params["w_h"].dtype), _matmul_dtype(cell, params)}
     if not dtypes <= set(_DTYPES):
         return f"dtype {sorted(map(str, dtypes))} is not supported (supported: float32, bfloat16, float64)"

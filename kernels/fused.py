@@ -144,6 +144,23 @@ def _specs(cfg: Config, *, backward: bool):
 
 
 def _call(cfg: Config, kernel, out_shape, in_specs, out_specs, name: str):
+    """The ``pallas_call`` of ``kernel``, which refuses forward-mode differentiation with a clear error: the
+    kernels have hand-written first derivatives (:func:`fused`'s VJP) and no derivative of their own, so a
+    second derivative (``grad`` of ``grad``, ``hessian``) of ``backend="pallas"`` would differentiate the
+    ``pallas_call`` itself."""
+    call = jax.custom_jvp(_pallas_call(cfg, kernel, out_shape, in_specs, out_specs, name))
+
+    @call.defjvp
+    def _refuse(primals, tangents):
+        raise ValueError(
+            f"backend='pallas': the fused kernel ({name}) has a first derivative only; for second "
+            "derivatives (grad of grad, hessian) use backend='auto' or 'xla'"
+        )
+
+    return call
+
+
+def _pallas_call(cfg: Config, kernel, out_shape, in_specs, out_specs, name: str):
     layout = cfg.layout
     return pl.pallas_call(
         kernel,

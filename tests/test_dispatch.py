@@ -7,8 +7,11 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from cellcases import assert_trees_close, loop_scan
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 import jaxrnn
 from jaxrnn import dispatch
@@ -89,6 +92,43 @@ def test_pallas_rejects_weights_too_large_for_the_chip():
         ValueError, match="backend='pallas': W_h of hidden size 256 takes 1048576 bytes on gpu"
     ):
         dispatch.select(cell, params, backend="pallas", remat=False, platform="gpu")
+
+
+def _in_shard_map(fn):
+    mesh = Mesh(np.array(jax.devices()[:1]), ("batch",))
+    return jax.shard_map(fn, mesh=mesh, in_specs=(P(), P("batch")), out_specs=P("batch"))
+
+
+def test_pallas_rejects_shard_map():
+    cell, params = _lstm(4)
+    xs = jnp.ones((2, 5, 3))
+    with pytest.raises(ValueError, match="backend='pallas': the kernel does not run inside jax.shard_map"):
+        _in_shard_map(lambda p, x: jaxrnn.scan(cell, p, x, backend="pallas")[0])(params, xs)
+
+
+@pytest.mark.parametrize("platform", ["gpu", "tpu"])
+def test_auto_takes_the_xla_path_inside_shard_map_on_accelerators(platform):
+    cell, params = _lstm(4)
+    chosen = []
+
+    def probe(p, x):
+        chosen.append(dispatch.select(cell, p, backend="auto", remat=False, platform=platform))
+        return x
+
+    _in_shard_map(probe)(params, jnp.ones((2, 5, 3)))
+    assert chosen[0][0] == "xla" and "shard_map" in chosen[0][1]
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 3), (0, 5, 3)], ids=["no_steps", "no_rows"])
+def test_pallas_with_nothing_to_run_returns_empty_outputs(shape):
+    """An empty grid has no kernel to launch: the XLA path returns the (empty) outputs and the initial
+    carry, as for the other backends."""
+    cell, params = _lstm(4)
+    xs = jax.random.normal(jax.random.key(1), shape)
+    ys, final = jaxrnn.scan(cell, params, xs, backend="pallas")
+    ref_ys, ref_final = jaxrnn.scan(cell, params, xs, backend="xla")
+    assert ys.shape == ref_ys.shape == (*shape[:2], 4)
+    assert_trees_close(final, ref_final)
 
 
 def test_pallas_on_cpu_warns_once_that_interpret_mode_is_slow(monkeypatch):

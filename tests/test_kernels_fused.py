@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from jaxrnn.kernels import elman, fused, gru, layout, lstm
 
+import jaxrnn
+
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
@@ -128,3 +130,17 @@ def _check_lowering(name, platform, lowering_platform, dtype):
     lowered = grad.trace(xp, h0, w_h, extra, h_mask).lower(lowering_platforms=(lowering_platform,))
     text = lowered.as_text()
     assert text.count("jaxrnn_forward") >= 1 and text.count("jaxrnn_backward") >= 1
+
+
+def test_second_derivatives_are_refused_with_a_clear_error():
+    """The kernels have a hand-written first derivative only: grad of grad names the way out instead of
+    failing inside Pallas' JVP rule."""
+    cell = jaxrnn.lstm(3)
+    params = cell.init(jax.random.key(0), 2)
+
+    def grad_norm(xs):
+        grad = jax.grad(lambda x: jnp.sum(jaxrnn.scan(cell, params, x, backend="pallas")[0] ** 2))(xs)
+        return jnp.sum(grad**2)
+
+    with pytest.raises(ValueError, match="backend='pallas': the fused kernel .* has a first derivative only"):
+        jax.jit(jax.grad(grad_norm)).trace(jnp.ones((2, 4, 2)))

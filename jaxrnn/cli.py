@@ -268,11 +268,12 @@ def resolve_config(args: argparse.Namespace, task: Task, parser: argparse.Argume
             )
     settings = {name: getattr(args, name) for name in (*TRAINING_DEFAULTS, *task.options)}
     settings = {name: task.defaults[name] if value is None else value for name, value in settings.items()}
-    if settings.get("length", task.min_length) < task.min_length:
-        parser.error(
-            f"argument --length: got {settings['length']}, expected at least {task.min_length} for "
-            f"{task.name}"
-        )
+    bounds = {"length": (task.min_length, task.max_length), "horizon": (1, task.max_horizon)}
+    for option, (low, high) in bounds.items():
+        value = settings.get(option)
+        if value is not None and (value < low or (high is not None and value > high)):
+            expected = f"at least {low}" if high is None else f"{low} to {high}"
+            parser.error(f"argument --{option}: got {value}, expected {expected} for {task.name}")
     if args.activation is not None and settings["cell"] != "elman":
         parser.error(f"argument --activation: applies only to --cell elman, not {settings['cell']}")
     if args.bidirectional and task.causal:

@@ -119,6 +119,8 @@ def test_per_task_defaults_are_spelled_out(capsys):
         (["train", "--cell", "lstm", "--activation", "relu"], "--activation"),
         (["train", "--task", "charlm", "--bidirectional"], "--bidirectional"),
         (["train", "--task", "adding", "--length", "1"], "--length"),
+        (["train", "--task", "sunspots", "--length", "250"], "--length"),
+        (["train", "--task", "sunspots", "--horizon", "60"], "--horizon"),
         (["train", "--batch-size", "5000"], "--batch-size"),
         (["train", "--no-such-option"], "--no-such-option"),
         (["generate", "--temperature", "0"], "--temperature"),

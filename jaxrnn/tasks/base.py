@@ -92,6 +92,8 @@ class Task:
       report: ``report(metrics, config) -> str``, the one-line summary of the test metrics.
       notes: optionally ``notes(model, params, data, config) -> list[str]``, extra report lines.
       min_length: the smallest ``length`` the task accepts.
+      max_length: the largest ``length`` the task accepts, or ``None`` for no bound.
+      max_horizon: the largest ``horizon`` the task accepts, or ``None`` for no bound.
     """
 
     name: str
@@ -111,6 +113,8 @@ class Task:
     report: Callable[[Mapping[str, float], RunConfig], str]
     notes: Callable[[Model, Any, TaskData, RunConfig], list[str]] | None = None
     min_length: int = 1
+    max_length: int | None = None
+    max_horizon: int | None = None
 
 
 def require(task: Task) -> None:

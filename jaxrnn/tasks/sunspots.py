@@ -20,7 +20,7 @@ from jaxrnn.tasks import plots
 from jaxrnn.tasks.base import RunConfig, Task, TaskData
 from jaxrnn.train.models import Model
 
-FIRST_TEST_YEAR = 1950
+FIRST_YEAR, FIRST_TEST_YEAR, LAST_YEAR = 1700, 1950, 2008
 
 
 def series() -> tuple[np.ndarray, np.ndarray]:
@@ -158,5 +158,7 @@ TASK = Task(
     evaluate=evaluate,
     plot=plot,
     plot_name="forecast.png",
+    max_length=FIRST_TEST_YEAR - FIRST_YEAR - 1,  # at least one training window
+    max_horizon=LAST_YEAR - FIRST_TEST_YEAR + 1,  # at least one forecast inside the test years
     report=report,
 )

@@ -385,6 +385,37 @@ def test_auto_routes_to_the_fast_path_on_cpu_and_keeps_fallbacks():
     assert dispatch.choose(jaxrnn.elman(4, jax.nn.softplus), "auto") is reference_layer
 
 
+@pytest.mark.parametrize("name", ["elman_prelu", "lstm", "gru", "gru_reset_before"])
+def test_second_derivatives_match_the_reference_float64(name):
+    """grad of grad and ``jax.hessian`` (forward mode over the hand-written backward) of the default backend,
+    under ``jit``, against the reference's; lengths included."""
+    cell = FAST_CELLS[name](3)
+    with jax.enable_x64(True):
+        key = jax.random.key(11)
+        params = random_params(cell, key, 2, jnp.float64)
+        xs = jax.random.normal(jax.random.fold_in(key, 1), (2, 4, 2), jnp.float64)
+        lengths = jnp.array([4, 2])
+
+        def loss(backend):
+            def value(params, xs):
+                ys, final = jaxrnn.scan(cell, params, xs, lengths=lengths, backend=backend)
+                return jnp.sum(jnp.sin(ys)) + sum(
+                    jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(final)
+                )
+
+            return value
+
+        def second(backend):
+            def grad_norm(p, x):
+                return sum(jnp.sum(g**2) for g in jax.tree_util.tree_leaves(jax.grad(loss(backend))(p, x)))
+
+            hessian = jax.hessian(loss(backend), argnums=1)(params, xs)
+            return jax.grad(grad_norm, argnums=(0, 1))(params, xs), hessian
+
+        want, got = jax.jit(lambda: [second(backend) for backend in ("xla", "auto")])()
+        _assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru"])
 def test_bfloat16_inputs_with_float32_params(name):
     """Gradients come back in each primal's dtype and match the reference."""

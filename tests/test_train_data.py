@@ -56,3 +56,9 @@ def test_lengths_out_of_range_are_rejected():
 def test_integer_inputs_are_rejected():
     with pytest.raises(TypeError, match=r"data\['x'\]: got dtype int64, expected a floating dtype"):
         dataset((np.zeros((2, 3, 2), np.int64), np.zeros(2)))
+
+
+def test_mixed_integer_and_float_targets_are_promoted_not_truncated():
+    data = dataset(([np.ones((3, 1)), np.ones((2, 1))], [np.array([1, 2, 3]), np.array([0.5, 1.5])]))
+    np.testing.assert_array_equal(data["y"], [[1.0, 2.0, 3.0], [0.5, 1.5, 0.0]])
+    assert pad_sequences([np.array([1]), np.array([0.5])])[0].dtype == np.float64

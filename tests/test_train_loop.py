@@ -175,3 +175,25 @@ def test_nonpositive_epochs_are_rejected():
             batch_size=4,
             key=jax.random.key(0),
         )
+
+
+def test_resuming_an_early_stopped_run_trains_no_further(tmp_path):
+    """The checkpoint of a run that early stopping ended holds ``wait >= patience``: fit on it again returns
+    the stopped run (before, it trained one more epoch)."""
+    m, params = classifier()
+    kwargs = dict(
+        loss="cross_entropy",
+        optimizer=optimizer(0.1, schedule=lambda step: 0.0),  # nothing improves after the first epoch
+        epochs=20,
+        batch_size=24,
+        key=jax.random.key(2),
+        validation=sign_task(8),
+        patience=2,
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
+    train = sign_task()
+    first = fit(m, params, train, **kwargs)
+    again = fit(m, params, train, **kwargs)
+    assert first.stopped_early and again.stopped_early and again.step == first.step
+    assert len(again.history["val_loss"]) == len(first.history["val_loss"]) == 3

@@ -1,5 +1,6 @@
 """Losses and metrics: values against NumPy references, masking, and shape errors."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -127,3 +128,34 @@ def test_unknown_loss_name_is_rejected():
 def test_unknown_metric_name_is_rejected():
     with pytest.raises(ValueError, match=r"metrics: got unknown names \['f1'\]"):
         losses.get_metrics(["accuracy", "f1"])
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "binary_cross_entropy"])
+def test_a_nan_in_a_padded_element_reaches_neither_loss_nor_gradient(name):
+    fn = getattr(losses, name)
+    outputs = jnp.array([[0.3, -0.7, 1.2]])
+    targets = jnp.array([[0.0, 1.0, jnp.nan]])  # the padded step's target is NaN
+    lengths = jnp.array([2])
+    value, grad = jax.value_and_grad(lambda o: fn(o, targets, lengths=lengths))(outputs)
+    want_value, want_grad = jax.value_and_grad(lambda o: fn(o, targets[:, :2]))(outputs[:, :2])
+    np.testing.assert_allclose(value, want_value, rtol=1e-6)
+    np.testing.assert_allclose(grad, jnp.concatenate([want_grad, jnp.zeros((1, 1))], axis=1), rtol=1e-6)
+
+
+def test_a_nan_logit_in_a_padded_step_leaves_the_cross_entropy_gradient_finite():
+    logits = jnp.array([[[2.0, 0.0, -1.0], [jnp.nan, 1.0, 0.0]]])
+    labels = jnp.array([[0, -1]])  # a padding label outside the classes is fine where it is masked
+    grad = jax.grad(lambda z: losses.softmax_cross_entropy(z, labels, lengths=jnp.array([1])))(logits)
+    assert np.all(np.isfinite(grad)) and np.all(grad[0, 1] == 0)
+
+
+@pytest.mark.parametrize(
+    "fn", [losses.softmax_cross_entropy, losses.accuracy], ids=["cross_entropy", "accuracy"]
+)
+@pytest.mark.parametrize("labels", [[0, 3], [0, -1]], ids=["too_large", "negative"])
+def test_concrete_integer_labels_outside_the_classes(fn, labels):
+    logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    with pytest.raises(
+        ValueError, match=r"labels: got values in \[-?\d, \d\], expected class indices in \[0, 3\)"
+    ):
+        fn(logits, jnp.array(labels))

@@ -144,3 +144,21 @@ def test_evaluate_and_predict_trace_once_per_model(clf):
     other = counted._replace(output="mean")  # another model object: its own compile
     evaluate(other, params, data, loss="cross_entropy", batch_size=4)
     assert len(traces) == 3
+
+
+@pytest.mark.parametrize(
+    ("lengths", "message"),
+    [
+        (
+            np.array([4, 2, 1, 3, 3]),
+            r"lengths: got int\d+ of shape \(5,\), expected integers of shape \(3,\)",
+        ),
+        (np.array([9, 2, 1]), r"lengths: got values in \[1, 9\], expected \[0, 4\]"),
+    ],
+    ids=["wrong_shape", "out_of_range"],
+)
+def test_predict_checks_lengths(clf, lengths, message):
+    m, params = clf
+    xs = rng.normal(size=(3, 4, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match=message):
+        predict(m, params, xs, lengths=lengths)

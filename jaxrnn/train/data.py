@@ -26,7 +26,8 @@ def pad_sequences(
       seqs: arrays whose shapes agree after the first (time) axis.
       length: ``T``; default ``max T_i``. Must be at least every ``T_i``.
       value: the padding value.
-      dtype: of the result; default that of the first sequence.
+      dtype: of the result; default the sequences' dtypes promoted together (integer and float targets
+        give floats, nothing is truncated).
     """
     arrays = [np.asarray(s) for s in seqs]
     if not arrays:
@@ -40,7 +41,7 @@ def pad_sequences(
     steps = int(lengths.max()) if length is None else length
     if steps < lengths.max():
         raise ValueError(f"length: got {length}, expected at least the longest sequence ({lengths.max()})")
-    out = np.full((len(arrays), steps, *arrays[0].shape[1:]), value, dtype or arrays[0].dtype)
+    out = np.full((len(arrays), steps, *arrays[0].shape[1:]), value, dtype or np.result_type(*arrays))
     for i, a in enumerate(arrays):
         out[i, : a.shape[0]] = a
     return out, lengths
@@ -93,20 +94,25 @@ def dataset(data: Mapping[str, Any] | Sequence[Any], argument: str = "data") -> 
         raise ValueError(
             f"{argument}['y']: got shape {y.shape}, expected {x.shape[0]} targets (one per sequence)"
         )
+    return {"x": x, "y": y, "lengths": checked_lengths(lengths, x.shape, f"{argument}['lengths']")}
+
+
+def checked_lengths(lengths: Any, x_shape: tuple[int, ...], argument: str = "lengths") -> np.ndarray:
+    """``lengths (N,)`` int32 for inputs ``x (N, T, I)`` (all ``T`` when ``None``); raises ``ValueError`` for
+    another shape, a non-integer dtype or values outside ``[0, T]``."""
     if lengths is None:
-        lengths = np.full(x.shape[0], x.shape[1], np.int32)
+        return np.full(x_shape[0], x_shape[1], np.int32)
     lengths = np.asarray(lengths)
-    if lengths.shape != x.shape[:1] or not np.issubdtype(lengths.dtype, np.integer):
+    if lengths.shape != x_shape[:1] or not np.issubdtype(lengths.dtype, np.integer):
         raise ValueError(
-            f"{argument}['lengths']: got {lengths.dtype} of shape {lengths.shape}, expected "
-            f"integers of shape {x.shape[:1]}"
+            f"{argument}: got {lengths.dtype} of shape {lengths.shape}, "
+            f"expected integers of shape {x_shape[:1]}"
         )
-    if lengths.min() < 0 or lengths.max() > x.shape[1]:
+    if lengths.min() < 0 or lengths.max() > x_shape[1]:
         raise ValueError(
-            f"{argument}['lengths']: got values in [{lengths.min()}, {lengths.max()}], "
-            f"expected [0, {x.shape[1]}]"
+            f"{argument}: got values in [{lengths.min()}, {lengths.max()}], expected [0, {x_shape[1]}]"
         )
-    return {"x": x, "y": y, "lengths": lengths.astype(np.int32)}
+    return lengths.astype(np.int32)
 
 
 def num_batches(size: int, batch_size: int) -> int:

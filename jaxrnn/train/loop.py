@@ -180,8 +180,9 @@ def fit(
                 best = math.inf
 
         n_batches = data_lib.num_batches(size, batch_size)
-        stopped = False
-        for epoch in range(first_epoch, epochs):
+        # a run that early stopping had ended stays ended when it is resumed (as the uninterrupted run did)
+        stopped = patience is not None and wait >= patience
+        for epoch in range(first_epoch, epochs if not stopped else first_epoch):
             perm_key, dropout_key = jax.random.split(jax.random.fold_in(key, epoch))
             bar = _progress(n_batches, f"epoch {epoch + 1}/{epochs}", progress)
             per_batch, start = [], time.perf_counter()

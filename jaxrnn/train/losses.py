@@ -79,6 +79,31 @@ def _expand(w: Array, rank: int) -> Array:
     return w.reshape(w.shape + (1,) * (rank - w.ndim))
 
 
+def _zero_padded(elem_shape: tuple[int, ...], mask: Any, lengths: Any, *arrays: Any) -> tuple[Array, ...]:
+    """``arrays`` (``elem_shape``, possibly with trailing axes) with every padded element set to 0 before any
+    element loss sees it, so that a NaN or an infinity there reaches neither the loss nor its gradient
+    (masking only the element loss leaves ``0 * NaN`` in the gradient)."""
+    weights = _weights(elem_shape, mask, lengths)
+    if weights is None:
+        return tuple(jnp.asarray(a) for a in arrays)
+    valid = _expand(weights, len(elem_shape)) > 0
+    return tuple(jnp.where(_expand(valid, jnp.ndim(a)), a, jnp.zeros((), jnp.result_type(a))) for a in arrays)
+
+
+def _check_label_range(labels: Array, num_classes: int) -> None:
+    """Concrete integer labels (valid elements; padded ones are 0 by now) must lie in ``[0, C)``; traced
+    under ``jit`` they cannot be checked."""
+    try:
+        values = np.asarray(labels)
+    except jax.errors.TracerArrayConversionError:
+        return
+    if values.size and (values.min() < 0 or values.max() >= num_classes):
+        raise ValueError(
+            f"labels: got values in [{values.min()}, {values.max()}], expected class indices in "
+            f"[0, {num_classes}) (the last axis of logits)"
+        )
+
+
 def masked_mean(values: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """``Σ w ⊙ values / Σ w`` over all elements, with ``mask``/``lengths`` as in the module docstring; a
     masked-out value never contributes (not even a NaN); 0 when nothing is valid."""
@@ -95,6 +120,7 @@ def mse(outputs: Array, targets: Array, mask: Any = None, *, lengths: Any = None
     """Mean squared error ``mean (y - ŷ)²``; ``outputs`` and ``targets`` of the same shape."""
     _check_floating(outputs, "outputs")
     _check_same_shape(outputs, targets, "outputs", "targets")
+    outputs, targets = _zero_padded(_shape(outputs), mask, lengths, outputs, targets)
     return masked_mean(optax.squared_error(outputs, targets), mask, lengths=lengths)
 
 
@@ -102,6 +128,7 @@ def mae(outputs: Array, targets: Array, mask: Any = None, *, lengths: Any = None
     """Mean absolute error ``mean |y - ŷ|``; ``outputs`` and ``targets`` of the same shape."""
     _check_floating(outputs, "outputs")
     _check_same_shape(outputs, targets, "outputs", "targets")
+    outputs, targets = _zero_padded(_shape(outputs), mask, lengths, outputs, targets)
     return masked_mean(jnp.abs(outputs - targets), mask, lengths=lengths)
 
 
@@ -134,7 +161,10 @@ def softmax_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, len
       labels: integer class indices ``(...)`` or one-hot / probability rows ``(..., C)``.
       mask, lengths: over the leading axes, e.g. ``(B,)`` per sequence or ``(B, T)`` per step.
     """
-    if _check_labels(logits, labels):
+    integer = _check_labels(logits, labels)
+    logits, labels = _zero_padded(_shape(logits)[:-1], mask, lengths, logits, labels)
+    if integer:
+        _check_label_range(labels, _shape(logits)[-1])
         elements = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     else:
         elements = optax.softmax_cross_entropy(logits, labels)
@@ -146,13 +176,17 @@ def binary_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, leng
     shape (a head without activation; numerically stable)."""
     _check_floating(logits, "logits")
     _check_same_shape(logits, labels, "logits", "labels")
+    logits, labels = _zero_padded(_shape(logits), mask, lengths, logits, labels)
     return masked_mean(optax.sigmoid_binary_cross_entropy(logits, labels), mask, lengths=lengths)
 
 
 def accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """The fraction of valid elements whose ``argmax`` over the last axis equals the label (integer or
     one-hot, as for :func:`softmax_cross_entropy`)."""
-    if not _check_labels(logits, labels):
+    if _check_labels(logits, labels):
+        logits, labels = _zero_padded(_shape(logits)[:-1], mask, lengths, logits, labels)
+        _check_label_range(labels, _shape(logits)[-1])
+    else:
         labels = jnp.argmax(labels, axis=-1)
     hits = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     return masked_mean(hits, mask, lengths=lengths)

@@ -199,7 +199,7 @@ def predict(model: Model, params: Any, xs: Any, *, lengths: Any = None, batch_si
     xs = np.asarray(xs)
     if xs.ndim != 3 or xs.shape[0] == 0:
         raise ValueError(f"xs: got shape {xs.shape}, expected (N, T, features) with N >= 1")
-    lengths = np.full(xs.shape[0], xs.shape[1], np.int32) if lengths is None else np.asarray(lengths)
+    lengths = data_lib.checked_lengths(lengths, xs.shape)
     batch_size = min(batch_size, xs.shape[0])
     batches = data_lib.batches({"x": xs, "lengths": lengths}, batch_size)
     outs = [np.asarray(_predict_batch(Static(model), params, b)) for b in batches]

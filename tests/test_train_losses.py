@@ -159,3 +159,7 @@ def test_concrete_integer_labels_outside_the_classes(fn, labels):
         ValueError, match=r"labels: got values in \[-?\d, \d\], expected class indices in \[0, 3\)"
     ):
         fn(logits, jnp.array(labels))
+
+
+def test_no_metrics_given_as_none():
+    assert losses.get_metrics(None) == {}

@@ -136,3 +136,18 @@ def test_momentum_with_adam_is_rejected():
 def test_schedule_with_a_schedule_learning_rate_is_rejected():
     with pytest.raises(ValueError, match="schedule: got a schedule, expected None"):
         optimizer(optax.constant_schedule(1e-3), schedule=optax.constant_schedule(1.0))
+
+
+def test_numpy_scalars_are_numbers():
+    """A learning rate read from a numpy array is a positive number, not a bad value."""
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.full(3, 10.0)}
+    ours = optimizer(np.float32(0.1), name="sgd", clip_norm=np.float64(1.0))
+    want = optimizer(0.1, name="sgd", clip_norm=1.0)
+    got_updates, _ = ours.update(grads, ours.init(params), params)
+    want_updates, _ = want.update(grads, want.init(params), params)
+    chex.assert_trees_all_close(got_updates, want_updates)
+    with pytest.raises(
+        ValueError, match=r"learning_rate: got np.float32\(-1.0\), expected a positive number"
+    ):
+        optimizer(np.float32(-1.0))

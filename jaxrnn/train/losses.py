@@ -219,12 +219,14 @@ def get_loss(loss: str | LossFn) -> LossFn:
 
 
 def get_metrics(metrics: Any) -> dict[str, LossFn]:
-    """Metrics given as names (from :data:`METRICS`) or as a ``{name: fn}`` mapping."""
+    """Metrics given as names (from :data:`METRICS`) or as a ``{name: fn}`` mapping; ``None``: none."""
     if isinstance(metrics, Mapping):
         for name, fn in metrics.items():
             if not isinstance(name, str) or not callable(fn):
                 raise TypeError(f"metrics: got entry {name!r}: {fn!r}, expected str -> callable")
         return dict(metrics)
+    if metrics is None:
+        return {}
     if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
         raise TypeError(f"metrics: got {metrics!r}, expected a list of names or a dict of callables")
     unknown = [m for m in metrics if m not in METRICS]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import jax
@@ -19,7 +20,7 @@ def _nonnegative(value: object, argument: str) -> float:
 
 
 def _positive_or_none(value: object, argument: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0):
         raise ValueError(f"{argument}: got {value!r}, expected a positive number or None")
 
 

@@ -55,13 +55,10 @@ def test_fit_learns_reports_history_and_shows_progress(capsys):
     assert "epoch 8/8" in err and "loss=" in err and "grad_norm=" in err and "seq_s=" in err
 
 
-def test_early_stopping_stops_after_patience_epochs_without_improvement():
-    m, params = classifier()
+def _stalled(**kwargs):
+    """fit's settings for a run that early stopping ends after 3 epochs (patience 2)."""
     frozen = optimizer(0.1, schedule=lambda step: 0.0)  # nothing changes, so nothing improves
-    result = fit(
-        m,
-        params,
-        sign_task(),
+    settings = dict(
         loss="cross_entropy",
         optimizer=frozen,
         epochs=20,
@@ -71,6 +68,12 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
         patience=2,
         progress=False,
     )
+    return settings | kwargs
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement():
+    m, params = classifier()
+    result = fit(m, params, sign_task(), **_stalled())
     assert result.stopped_early and len(result.history["val_loss"]) == 3 and result.best_epoch == 0
 
 
@@ -181,17 +184,7 @@ def test_resuming_an_early_stopped_run_trains_no_further(tmp_path):
     """The checkpoint of a run that early stopping ended holds ``wait >= patience``: fit on it again returns
     the stopped run (before, it trained one more epoch)."""
     m, params = classifier()
-    kwargs = dict(
-        loss="cross_entropy",
-        optimizer=optimizer(0.1, schedule=lambda step: 0.0),  # nothing improves after the first epoch
-        epochs=20,
-        batch_size=24,
-        key=jax.random.key(2),
-        validation=sign_task(8),
-        patience=2,
-        progress=False,
-        checkpoint_dir=tmp_path,
-    )
+    kwargs = _stalled(checkpoint_dir=tmp_path)
     train = sign_task()
     first = fit(m, params, train, **kwargs)
     again = fit(m, params, train, **kwargs)

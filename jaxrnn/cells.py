@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrnn import activations, initializers
 
@@ -63,17 +64,18 @@ class Cell(NamedTuple):
         return hash((*self[:-1], options))
 
 
-def _check_hidden_size(hidden_size: int) -> None:
-    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
-        raise ValueError(f"hidden_size: got {hidden_size!r}, expected a positive int")
+def _positive_int(value: Any, argument: str) -> int:
+    """``value`` (a Python or NumPy integer >= 1) as an int; ``ValueError`` naming ``argument`` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{argument}: got {value!r}, expected a positive int")
+    return int(value)
 
 
 def _checked_init(init: Callable[..., Params]) -> Callable[..., Params]:
     """``init`` that first checks ``input_size`` (a positive int) and ``dtype`` (a floating dtype)."""
 
     def checked(key: Array, input_size: int, dtype=jnp.float32) -> Params:
-        if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral) or input_size < 1:
-            raise ValueError(f"input_size: got {input_size!r}, expected a positive int")
+        input_size = _positive_int(input_size, "input_size")
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"dtype: got {jnp.dtype(dtype)}, expected a floating dtype")
         return init(key, input_size, dtype)
@@ -91,7 +93,13 @@ def _matmul(a: Array, w: Array, compute_dtype: Any) -> Array:
 
 def _zeros_carry(hidden_size: int, count: int) -> Callable[..., Carry]:
     def initial_carry(batch_shape: int | tuple[int, ...] = (), dtype=jnp.float32) -> Carry:
-        shape = (batch_shape,) if isinstance(batch_shape, numbers.Integral) else tuple(batch_shape)
+        shape = (batch_shape,) if isinstance(batch_shape, numbers.Integral) else batch_shape
+        if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, (bool, np.bool_)) and d >= 0 for d in shape
+        ):
+            raise ValueError(
+                f"batch_shape: got {batch_shape!r}, expected an int or a tuple of non-negative ints"
+            )
         zeros = jnp.zeros((*shape, hidden_size), dtype)
         return zeros if count == 1 else tuple(zeros for _ in range(count))
 
@@ -209,7 +217,7 @@ def elman(
       params = cell.init(jax.random.key(0), input_size=8)
       carry, h = cell.step(params, cell.initial_carry(32), x)       # x: (32, 8)
     """
-    _check_hidden_size(hidden_size)
+    hidden_size = _positive_int(hidden_size, "hidden_size")
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
     bias_init = initializers.get(bias_init, "bias_init")
@@ -279,7 +287,7 @@ def lstm(
       params = cell.init(jax.random.key(0), input_size=16)
       ys, (h, c) = jaxrnn.scan(cell, params, xs)                    # xs: (batch, T, 16)
     """
-    _check_hidden_size(hidden_size)
+    hidden_size = _positive_int(hidden_size, "hidden_size")
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
     bias_init = initializers.get(bias_init, "bias_init")
@@ -348,7 +356,7 @@ def gru(
       params = cell.init(jax.random.key(0), input_size=8)
       ys, h = jaxrnn.scan(cell, params, xs, lengths=lengths)
     """
-    _check_hidden_size(hidden_size)
+    hidden_size = _positive_int(hidden_size, "hidden_size")
     if not isinstance(reset_after, bool):
         raise TypeError(f"reset_after: got {reset_after!r}, expected True or False")
     kernel_init = initializers.get(kernel_init, "kernel_init")

@@ -162,6 +162,8 @@ def rnn(
         regularized = train and (dropout > 0 or recurrent_dropout > 0)
         if regularized and key is None:
             raise ValueError("key: got None, expected a PRNG key (dropout is on and train=True)")
+        if regularized:
+            validate.prng_key(key, "key")
         # keys[i, j]: layer i's recurrent-dropout key for direction j; keys[i, 2]: its output dropout key.
         keys = jax.random.split(key, (len(layer_cells), 3)) if regularized else None
         final_carries = []

@@ -164,6 +164,21 @@ def array(value: Any, argument: str) -> None:
         raise TypeError(f"{argument}: got a {got}, expected an array (jax.Array or numpy.ndarray)")
 
 
+def prng_key(value: Any, argument: str) -> None:
+    """``value`` must be a PRNG key: a typed scalar key (``jax.random.key``) or a raw ``uint32`` key
+    (``jax.random.PRNGKey``)."""
+    dtype = getattr(value, "dtype", None)
+    shape = getattr(value, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
+        return
+    if dtype == np.uint32 and shape is not None and len(shape) == 1:
+        return
+    got = f"{dtype} of shape {shape}" if dtype is not None else repr(value)
+    raise TypeError(
+        f"{argument}: got {got}, expected a PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed))"
+    )
+
+
 def positive_int(value: Any, argument: str, *, allow_bool: bool = False) -> None:
     """``value`` must be a positive int (a Python or NumPy integer; or, with ``allow_bool``, a bool)."""
     if isinstance(value, (bool, np.bool_)):
@@ -173,6 +188,13 @@ def positive_int(value: Any, argument: str, *, allow_bool: bool = False) -> None
         return
     expected = "True, False or a positive int" if allow_bool else "a positive int"
     raise ValueError(f"{argument}: got {value!r}, expected {expected}")
+
+
+def non_negative(value: Any, argument: str) -> float:
+    """``value`` must be a finite real number ``>= 0`` (a Python or NumPy scalar); returns it as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0 <= value < np.inf:
+        raise ValueError(f"{argument}: got {value!r}, expected a non-negative number")
+    return float(value)
 
 
 def probability(value: Any, argument: str) -> None:

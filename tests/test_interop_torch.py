@@ -288,6 +288,17 @@ def test_to_torch_mixed_layers_raise():
         to_torch(net, _random_params(net, 3))
 
 
+def test_to_torch_bidirectional_directions_with_different_input_sizes_raise():
+    net = jaxrnn.rnn(jaxrnn.gru(4), bidirectional=True)
+    params = _random_params(net, 3)
+    params[0]["backward"] = net.cells[0].init(jax.random.key(1), 5)
+    with pytest.raises(
+        ValueError,
+        match=r"params\[0\]\['backward'\]\['w_x'\]: got input size 5, expected 3 \(as layer 0's forward\)",
+    ):
+        to_torch(net, params)
+
+
 def test_to_torch_bias_false_with_nonzero_bias_raises():
     cell = jaxrnn.lstm(4)
     with pytest.raises(ValueError, match=r"params\['b'\]: has nonzero entries"):

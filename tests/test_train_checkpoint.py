@@ -119,3 +119,18 @@ def test_writer_killed_mid_save_leaves_the_previous_checkpoint_intact(tmp_path):
         )
         ckpt.save(TrainState(want_params, want_opt, latest + 1, jax.random.key(0)))  # writing goes on
         assert ckpt.latest_step() == latest + 1
+
+
+def test_saving_a_step_twice_is_rejected(tmp_path):
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(state(step=3))
+        with pytest.raises(ValueError, match="state.step: got 3, expected a step not yet saved in"):
+            ckpt.save(state(step=3))
+        assert ckpt.all_steps() == [3]
+
+
+def test_a_config_json_cannot_hold_is_rejected(tmp_path):
+    with Checkpointer(tmp_path) as ckpt:
+        with pytest.raises(TypeError, match="config: got a value JSON cannot hold"):
+            ckpt.save(state(step=1), {"dtype": np.float32})
+        assert ckpt.all_steps() == []

@@ -62,3 +62,20 @@ def test_mixed_integer_and_float_targets_are_promoted_not_truncated():
     data = dataset(([np.ones((3, 1)), np.ones((2, 1))], [np.array([1, 2, 3]), np.array([0.5, 1.5])]))
     np.testing.assert_array_equal(data["y"], [[1.0, 2.0, 3.0], [0.5, 1.5, 0.0]])
     assert pad_sequences([np.array([1]), np.array([0.5])])[0].dtype == np.float64
+
+
+def test_a_list_of_float64_sequences_keeps_float64():
+    data = dataset(([rng.normal(size=(3, 2)), rng.normal(size=(1, 2))], np.zeros(2)))
+    assert data["x"].dtype == np.float64 and data["lengths"].tolist() == [3, 1]
+
+
+def test_a_list_of_integer_sequences_is_rejected_like_an_integer_array():
+    with pytest.raises(TypeError, match=r"data\['x'\]: got dtype int64, expected a floating dtype"):
+        dataset(([np.ones((3, 2), np.int64), np.ones((1, 2), np.int64)], np.zeros(2)))
+
+
+def test_batches_with_different_leading_axes_are_rejected():
+    with pytest.raises(
+        ValueError, match=r"data: got leading axes \{'x': 5, 'y': 4\}, expected one common size"
+    ):
+        next(batches({"x": np.zeros((5, 3, 2)), "y": np.zeros(4)}, 2))

@@ -135,49 +135,53 @@ def test_fit_with_tbptt_trains_a_per_step_model():
     assert result.history["loss"][-1] < result.history["loss"][0]
 
 
-def test_empty_dataset_is_rejected():
+def _fit_bad(**overrides):
+    """fit on the sign task with one setting replaced by ``overrides``."""
     m, params = classifier()
-    with pytest.raises(ValueError, match=r"train: got an empty dataset \(0 sequences\)"):
-        fit(
-            m,
-            params,
-            (np.zeros((0, T, 1), np.float32), np.zeros(0, int)),
-            loss="cross_entropy",
-            optimizer=optimizer(0.1),
-            epochs=1,
-            batch_size=4,
-            key=jax.random.key(0),
-        )
+    settings = dict(
+        train=sign_task(),
+        loss="cross_entropy",
+        optimizer=optimizer(0.1),
+        epochs=1,
+        batch_size=4,
+        key=jax.random.key(0),
+        progress=False,
+    )
+    settings.update(overrides)
+    return fit(m, params, settings.pop("train"), **settings)
 
 
-def test_batch_size_larger_than_the_data_is_rejected():
-    m, params = classifier()
-    with pytest.raises(ValueError, match="batch_size: got 64, expected at most the 48 training sequences"):
-        fit(
-            m,
-            params,
-            sign_task(),
-            loss="cross_entropy",
-            optimizer=optimizer(0.1),
-            epochs=1,
-            batch_size=64,
-            key=jax.random.key(0),
-        )
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        (
+            {"train": (np.zeros((0, T, 1), np.float32), np.zeros(0, int))},
+            ValueError,
+            r"train: got an empty dataset \(0 sequences\)",
+        ),
+        ({"batch_size": 64}, ValueError, "batch_size: got 64, expected at most the 48 training sequences"),
+        ({"epochs": 0}, ValueError, "epochs: got 0, expected a positive int"),
+        ({"key": 0}, TypeError, r"key: got 0, expected a PRNG key \(jax.random.key\(seed\)"),
+        ({"key": np.zeros(2, np.int32)}, TypeError, "key: got int32 of shape \\(2,\\), expected a PRNG key"),
+        ({"min_delta": -0.1}, ValueError, "min_delta: got -0.1, expected a non-negative number"),
+        ({"max_to_keep": 0}, ValueError, "max_to_keep: got 0, expected a positive int"),
+    ],
+    ids=["empty", "batch_size", "epochs", "int_key", "int32_key", "min_delta", "max_to_keep"],
+)
+def test_bad_settings_are_rejected(overrides, error, message):
+    with pytest.raises(error, match=message):
+        _fit_bad(**overrides)
 
 
-def test_nonpositive_epochs_are_rejected():
-    m, params = classifier()
-    with pytest.raises(ValueError, match="epochs: got 0, expected a positive int"):
-        fit(
-            m,
-            params,
-            sign_task(),
-            loss="cross_entropy",
-            optimizer=optimizer(0.1),
-            epochs=0,
-            batch_size=4,
-            key=jax.random.key(0),
-        )
+def test_numpy_integer_settings_are_accepted():
+    result = _fit_bad(epochs=np.int64(1), batch_size=np.int32(16), patience=np.int64(2))
+    assert result.step == 3
+
+
+def test_a_config_json_cannot_hold_is_rejected_before_training(tmp_path):
+    with pytest.raises(TypeError, match="config: got a value JSON cannot hold"):
+        _fit_bad(checkpoint_dir=tmp_path, config={"activation": np.tanh})
+    assert not any(tmp_path.iterdir())
 
 
 def test_resuming_an_early_stopped_run_trains_no_further(tmp_path):

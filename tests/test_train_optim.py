@@ -142,8 +142,8 @@ def test_numpy_scalars_are_numbers():
     """A learning rate read from a numpy array is a positive number, not a bad value."""
     params = {"w": jnp.ones(3)}
     grads = {"w": jnp.full(3, 10.0)}
-    ours = optimizer(np.float32(0.1), name="sgd", clip_norm=np.float64(1.0))
-    want = optimizer(0.1, name="sgd", clip_norm=1.0)
+    ours = optimizer(np.float32(0.1), name="sgd", clip_norm=np.float64(1.0), l2=np.float32(0.5))
+    want = optimizer(0.1, name="sgd", clip_norm=1.0, l2=0.5)
     got_updates, _ = ours.update(grads, ours.init(params), params)
     want_updates, _ = want.update(grads, want.init(params), params)
     chex.assert_trees_all_close(got_updates, want_updates)

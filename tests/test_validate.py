@@ -1,5 +1,7 @@
 """Bad input: each case raises at trace time with the argument, what it got and what it expected."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -243,6 +245,23 @@ def test_numpy_integers_count_as_ints():
     carry = CELL.initial_carry(np.int64(3))
     assert ys.shape == (3, 6, 5) and carry[0].shape == (3, 5)
     assert CELL.init(jax.random.key(0), np.int64(4))["w_x"].shape == (4, 20)
+    cell = jaxrnn.gru(np.int64(6))
+    assert cell.hidden_size == 6 and type(cell.hidden_size) is int
+
+
+@pytest.mark.parametrize("batch_shape", [2.0, (3, -1), (True,), "3"])
+def test_initial_carry_with_a_bad_batch_shape(batch_shape):
+    with pytest.raises(
+        ValueError, match=f"batch_shape: got {re.escape(repr(batch_shape))}, expected an int or a tuple"
+    ):
+        CELL.initial_carry(batch_shape)
+
+
+def test_dropout_key_that_is_not_a_prng_key():
+    net = jaxrnn.rnn(CELL, recurrent_dropout=0.1)
+    params = net.init(jax.random.key(0), 4)
+    with pytest.raises(TypeError, match="key: got 0, expected a PRNG key"):
+        net.apply(params, XS, key=0, train=True)
 
 
 @pytest.mark.parametrize("input_size", [0, 2.0, True])

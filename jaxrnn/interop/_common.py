@@ -51,12 +51,15 @@ def check_network(net: Any, params: Any, target: str) -> tuple[Cell, int]:
         for direction in directions:
             argument = f"params[{i}][{direction!r}]"
             size = validate.params(cell, layer[direction], argument)
-            if i == 0:
+            if i == 0 and input_size is None:
                 input_size = size
-            elif size != net.output_size:
+                continue
+            expected, source = (
+                (input_size, "layer 0's forward") if i == 0 else (net.output_size, f"layer {i - 1}'s output")
+            )
+            if size != expected:
                 raise ValueError(
-                    f"{argument}['w_x']: got input size {size}, expected {net.output_size} "
-                    f"(layer {i - 1}'s output)"
+                    f"{argument}['w_x']: got input size {size}, expected {expected} (as {source})"
                 )
     return cell, input_size
 

@@ -8,6 +8,7 @@ killed mid-save leaves the earlier steps intact and the half-written one is neve
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -42,6 +43,18 @@ class TrainState(NamedTuple):
     step: int
     key: jax.Array
     best_params: Any = None
+
+
+def checkpoint_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``config`` as the dict a checkpoint stores; raises ``TypeError`` when it is not JSON-serialisable."""
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"config: got {type(config).__name__}, expected a dict or None")
+    config = dict(config or {})
+    try:
+        json.dumps(config, allow_nan=True)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"config: got a value JSON cannot hold ({err}), expected JSON values") from err
+    return config
 
 
 def _to_arrays(state: TrainState) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -86,12 +99,16 @@ class Checkpointer:
     def save(self, state: TrainState, config: Mapping[str, Any] | None = None) -> None:
         """Writes ``state`` and the JSON-serialisable ``config`` as checkpoint ``state.step`` (atomically)."""
         ocp = _ocp()
+        config = checkpoint_config(config)
+        step = int(state.step)
+        if step in self.all_steps():
+            raise ValueError(f"state.step: got {step}, expected a step not yet saved in {self.directory}")
         tree, info = _to_arrays(state)
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(tree),
-            config=ocp.args.JsonSave({"config": dict(config or {}), **info}),
+            config=ocp.args.JsonSave({"config": config, **info}),
         )
-        self._manager.save(int(state.step), args=args, force=True)
+        self._manager.save(step, args=args, force=True)
         self._manager.wait_until_finished()
 
     def latest_step(self) -> int | None:

@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxrnn import validate
+
 Dataset = dict[str, np.ndarray]
 
 
@@ -60,8 +62,9 @@ def dataset(data: Mapping[str, Any] | Sequence[Any], argument: str = "data") -> 
     """Normalises ``data`` into a :data:`Dataset` dict.
 
     ``data`` is a dict with "x", "y" and optional "lengths", or a tuple ``(x, y)`` or ``(x, y, lengths)``.
-    ``x`` is ``(N, T, I)`` or a list of ``(T_i, I)`` arrays (then padded, and ``lengths`` come from the
-    ``T_i``); per-step targets given as a list of ``(T_i, ...)`` arrays are padded alike.
+    ``x`` is ``(N, T, I)`` floats or a list of ``(T_i, I)`` float arrays (then padded, keeping their promoted
+    dtype, and ``lengths`` come from the ``T_i``); per-step targets given as a list of ``(T_i, ...)`` arrays
+    are padded alike.
     """
     if isinstance(data, Mapping):
         unknown = sorted(set(data) - {"x", "y", "lengths"})
@@ -83,7 +86,7 @@ def dataset(data: Mapping[str, Any] | Sequence[Any], argument: str = "data") -> 
             raise ValueError(f"{argument}: got lengths with a list of sequences, expected one or the other")
         if _per_step(x, y):
             y, _ = pad_sequences(y)
-        x, lengths = pad_sequences(x, dtype=np.float32)
+        x, lengths = pad_sequences(x)
     x = np.asarray(x)
     if x.ndim != 3:
         raise ValueError(f"{argument}['x']: got shape {x.shape}, expected (N, T, features)")
@@ -126,9 +129,11 @@ def batches(
     """Yields fixed-size batches of ``data`` (a dict of arrays with a common leading axis), shuffled by a
     permutation drawn from ``key`` (in order when None), each with ``"weights" (batch_size,)`` float32: 1 for
     a real example, 0 for the padding that completes the last batch."""
-    size = len(next(iter(data.values())))
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: got {batch_size!r}, expected a positive int")
+    sizes = {name: len(value) for name, value in data.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"data: got leading axes {sizes}, expected one common size")
+    size = next(iter(sizes.values()))
+    validate.positive_int(batch_size, "batch_size")
     order = np.arange(size) if key is None else np.asarray(jax.random.permutation(key, size))
     for start in range(0, size, batch_size):
         index = order[start : start + batch_size]

@@ -13,10 +13,10 @@ import jax
 import numpy as np
 import optax
 
-from jaxrnn import host_split
+from jaxrnn import host_split, validate
 from jaxrnn.train import data as data_lib
 from jaxrnn.train import losses, parallel
-from jaxrnn.train.checkpoint import Checkpointer, TrainState
+from jaxrnn.train.checkpoint import Checkpointer, TrainState, checkpoint_config
 from jaxrnn.train.models import Model
 from jaxrnn.train.steps import combine_metrics, make_eval_step, make_train_step
 from jaxrnn.train.tbptt import make_tbptt_train_step
@@ -41,11 +41,6 @@ class FitResult(NamedTuple):
     step: int
     best_epoch: int
     stopped_early: bool
-
-
-def _positive_int(value: Any, argument: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{argument}: got {value!r}, expected a positive int")
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -78,7 +73,7 @@ def fit(
     shuffle: bool = True,
     tbptt: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
-    max_to_keep: int = 3,
+    max_to_keep: int | None = 3,
     config: Mapping[str, Any] | None = None,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = True,
@@ -128,10 +123,16 @@ def fit(
     Returns:
       A :class:`FitResult`.
     """
-    _positive_int(epochs, "epochs")
-    _positive_int(batch_size, "batch_size")
+    validate.positive_int(epochs, "epochs")
+    validate.positive_int(batch_size, "batch_size")
+    validate.prng_key(key, "key")
     if patience is not None:
-        _positive_int(patience, "patience")
+        validate.positive_int(patience, "patience")
+    min_delta = validate.non_negative(min_delta, "min_delta")
+    if max_to_keep is not None:
+        validate.positive_int(max_to_keep, "max_to_keep")
+    if checkpoint_dir is not None:
+        checkpoint_config(config)
     train = data_lib.dataset(train, "train")
     size = len(train["x"])
     if batch_size > size:
@@ -243,7 +244,7 @@ def fit(
             stopped = patience is not None and wait >= patience
             if ckpt is not None:
                 saved = {
-                    "config": dict(config or {}),
+                    "config": checkpoint_config(config),
                     "fit": fit_config,
                     "epoch": epoch + 1,
                     "history": history,

@@ -153,6 +153,15 @@ def _check_labels(logits: Any, labels: Any) -> bool:
     return False
 
 
+def _class_inputs(logits: Array, labels: Array, mask: Any, lengths: Any) -> tuple[Array, Array, bool]:
+    """Checked ``(logits, labels)`` with padded elements zeroed, and whether the labels are class indices."""
+    integer = _check_labels(logits, labels)
+    logits, labels = _zero_padded(_shape(logits)[:-1], mask, lengths, logits, labels)
+    if integer:
+        _check_label_range(labels, _shape(logits)[-1])
+    return logits, labels, integer
+
+
 def softmax_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """``mean -log softmax(logits)[label]`` over valid elements.
 
@@ -161,10 +170,8 @@ def softmax_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, len
       labels: integer class indices ``(...)`` or one-hot / probability rows ``(..., C)``.
       mask, lengths: over the leading axes, e.g. ``(B,)`` per sequence or ``(B, T)`` per step.
     """
-    integer = _check_labels(logits, labels)
-    logits, labels = _zero_padded(_shape(logits)[:-1], mask, lengths, logits, labels)
+    logits, labels, integer = _class_inputs(logits, labels, mask, lengths)
     if integer:
-        _check_label_range(labels, _shape(logits)[-1])
         elements = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     else:
         elements = optax.softmax_cross_entropy(logits, labels)
@@ -183,10 +190,8 @@ def binary_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, leng
 def accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """The fraction of valid elements whose ``argmax`` over the last axis equals the label (integer or
     one-hot, as for :func:`softmax_cross_entropy`)."""
-    if _check_labels(logits, labels):
-        logits, labels = _zero_padded(_shape(logits)[:-1], mask, lengths, logits, labels)
-        _check_label_range(labels, _shape(logits)[-1])
-    else:
+    logits, labels, integer = _class_inputs(logits, labels, mask, lengths)
+    if not integer:
         labels = jnp.argmax(labels, axis=-1)
     hits = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     return masked_mean(hits, mask, lengths=lengths)

@@ -9,14 +9,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxrnn import validate
+
 #: Names accepted for ``optimizer(name=...)``.
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
-
-
-def _nonnegative(value: object, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{argument}: got {value!r}, expected a non-negative number")
-    return float(value)
 
 
 def _positive_or_none(value: object, argument: str) -> None:
@@ -91,9 +87,9 @@ def optimizer(
         raise ValueError(f"name: got {name!r}, expected one of {list(OPTIMIZERS)}")
     _positive_or_none(clip_norm, "clip_norm")
     _positive_or_none(clip_value, "clip_value")
-    weight_decay = _nonnegative(weight_decay, "weight_decay")
-    l1, l2 = _nonnegative(l1, "l1"), _nonnegative(l2, "l2")
-    momentum = _nonnegative(momentum, "momentum")
+    weight_decay = validate.non_negative(weight_decay, "weight_decay")
+    l1, l2 = validate.non_negative(l1, "l1"), validate.non_negative(l2, "l2")
+    momentum = validate.non_negative(momentum, "momentum")
     if momentum and name != "sgd":
         raise ValueError(f"momentum: got {momentum}, expected 0 for name={name!r} (momentum is sgd's)")
     if name == "adamw" and weight_decay == 0:

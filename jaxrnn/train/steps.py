@@ -195,7 +195,7 @@ def predict(model: Model, params: Any, xs: Any, *, lengths: Any = None, batch_si
     if isinstance(xs, (list, tuple)):
         if lengths is not None:
             raise ValueError("lengths: got lengths with a list of sequences, expected one or the other")
-        xs, lengths = data_lib.pad_sequences(xs, dtype=np.float32)
+        xs, lengths = data_lib.pad_sequences(xs)
     xs = np.asarray(xs)
     if xs.ndim != 3 or xs.shape[0] == 0:
         raise ValueError(f"xs: got shape {xs.shape}, expected (N, T, features) with N >= 1")

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from jaxrnn import validate
 from jaxrnn.train import losses
 from jaxrnn.train.models import Model
 from jaxrnn.train.steps import Batch, TrainStep, objective
@@ -106,9 +107,12 @@ def make_tbptt_train_step(
     Metrics: ``"loss"`` and named metrics are averaged over chunks weighted by their valid steps (exactly the
     mean over all valid steps for mse/mae/cross-entropy/accuracy); ``"grad_norm"``/``"update_norm"`` are the
     largest over chunks; ``"count"`` is the total.
+
+    Dropout: each chunk draws its own masks from its own key (as a stateful Keras layer does per batch), so
+    a sequence's recurrent-dropout mask changes at chunk boundaries rather than staying fixed for its
+    whole length.
     """
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk: got {chunk!r}, expected a positive int")
+    validate.positive_int(chunk, "chunk")
     step = make_tbptt_step(model, loss, optimizer, metrics=metrics, jit=False)
     perplexity_names = {n for n, f in losses.get_metrics(metrics).items() if f is losses.perplexity}
 

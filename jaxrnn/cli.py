@@ -42,6 +42,7 @@ from jaxrnn.tasks.base import (
     Task,
     TaskData,
     build_model,
+    check_options,
     require,
     subset,
 )
@@ -53,6 +54,8 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoint"
 LEARNING_CURVES_FILE = "learning_curves.png"
 GRADIENT_FLOW_FILE = "gradient_flow.png"
+#: Every file ``train`` may write into ``--out`` besides the checkpoint.
+RUN_FILES = (METRICS_FILE, LEARNING_CURVES_FILE, GRADIENT_FLOW_FILE, *(t.plot_name for t in TASKS.values()))
 #: How many test sequences the gradient-flow profile averages over.
 PROBE_SIZE = 32
 
@@ -64,16 +67,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _number(parse: Callable[[str], float], minimum: float, inclusive: bool, expected: str) -> Callable:
-    """An argparse ``type``: ``parse(text)``, finite and above ``minimum`` (or equal to it when
-    ``inclusive``), else an error naming what was expected."""
+def _number(
+    parse: Callable[[str], float], minimum: float, inclusive: bool, expected: str, below: float = math.inf
+) -> Callable:
+    """An argparse ``type``: ``parse(text)``, finite, above ``minimum`` (or equal to it when ``inclusive``)
+    and below ``below``, else an error naming what was expected."""
 
     def convert(text: str):
         try:
             value = parse(text)
         except ValueError:
             value = math.nan
-        if not (math.isfinite(value) and (value >= minimum if inclusive else value > minimum)):
+        if not (
+            math.isfinite(value) and (value >= minimum if inclusive else value > minimum) and value < below
+        ):
             raise argparse.ArgumentTypeError(f"got {text!r}, expected {expected}")
         return value
 
@@ -81,7 +88,7 @@ def _number(parse: Callable[[str], float], minimum: float, inclusive: bool, expe
 
 
 positive_int = _number(int, 0, False, "a positive integer")
-nonnegative_int = _number(int, 0, True, "a non-negative integer")
+seed_int = _number(int, 0, True, "an integer from 0 to 2**63 - 1", below=2**63)  # what jax.random.key takes
 positive_float = _number(float, 0.0, False, "a positive number")
 nonnegative_float = _number(float, 0.0, True, "a non-negative number")
 
@@ -172,7 +179,7 @@ def build_parser() -> Parser:
     )
     trainer.add_argument(
         "--seed",
-        type=nonnegative_int,
+        type=seed_int,
         default=0,
         metavar="N",
         help="seeds the initialisation and the shuffling; the data and its split are fixed "
@@ -246,7 +253,7 @@ def build_parser() -> Parser:
     )
     generator.add_argument(
         "--seed",
-        type=nonnegative_int,
+        type=seed_int,
         default=0,
         metavar="N",
         help="the sampling seed (default: %(default)s)",
@@ -268,12 +275,10 @@ def resolve_config(args: argparse.Namespace, task: Task, parser: argparse.Argume
             )
     settings = {name: getattr(args, name) for name in (*TRAINING_DEFAULTS, *task.options)}
     settings = {name: task.defaults[name] if value is None else value for name, value in settings.items()}
-    bounds = {"length": (task.min_length, task.max_length), "horizon": (1, task.max_horizon)}
-    for option, (low, high) in bounds.items():
-        value = settings.get(option)
-        if value is not None and (value < low or (high is not None and value > high)):
-            expected = f"at least {low}" if high is None else f"{low} to {high}"
-            parser.error(f"argument --{option}: got {value}, expected {expected} for {task.name}")
+    try:
+        check_options(task, settings)
+    except ValueError as err:
+        parser.error(f"argument --{err}")
     if args.activation is not None and settings["cell"] != "elman":
         parser.error(f"argument --activation: applies only to --cell elman, not {settings['cell']}")
     if args.bidirectional and task.causal:
@@ -367,8 +372,13 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         )
     model = build_model(task, config, data)
     out = args.out if args.out is not None else Path("runs") / task.name
+    if out.exists() and not out.is_dir():
+        parser.error(f"argument --out: {out} is a file, expected a directory (new or a run to overwrite)")
     out.mkdir(parents=True, exist_ok=True)
+    # the previous run there goes entirely, so no file of it outlives a new run that writes no such file
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
     init_key, fit_key = jax.random.split(jax.random.key(config.seed))
     params = model.init(init_key, data.input_size)
     print(describe(task, config, count_params(params)), flush=True)
@@ -445,6 +455,8 @@ def load_run(
     template = model.init(jax.random.key(0), sizes.input_size)
     state = train.TrainState(template, make_optimizer(config).init(template), 0, jax.random.key(0), template)
     with train.Checkpointer(out / CHECKPOINT_DIR) as checkpointer:
+        if checkpointer.latest_step() is None:
+            parser.error(f"argument --out: {out} has {METRICS_FILE} but no checkpoint; train the run again")
         state, _ = checkpointer.restore(state)
     return task, config, record, model, state.params
 

@@ -121,6 +121,9 @@ def test_per_task_defaults_are_spelled_out(capsys):
         (["train", "--task", "adding", "--length", "1"], "--length"),
         (["train", "--task", "sunspots", "--length", "250"], "--length"),
         (["train", "--task", "sunspots", "--horizon", "60"], "--horizon"),
+        (["train", "--task", "charlm", "--length", "33334"], "--length"),
+        (["train", "--seed", str(2**63)], "--seed"),
+        (["generate", "--seed", str(2**63)], "--seed"),
         (["train", "--batch-size", "5000"], "--batch-size"),
         (["train", "--no-such-option"], "--no-such-option"),
         (["generate", "--temperature", "0"], "--temperature"),
@@ -136,6 +139,16 @@ def test_bad_options_exit_2_with_one_line_naming_the_option(capsys, tmp_path, ar
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and captured.err.startswith("jaxrnn"), captured.err
     assert option in captured.err and "error" in captured.err
+
+
+def test_an_out_that_is_a_file_exits_2(capsys, tmp_path):
+    path = tmp_path / "run"
+    path.write_text("not a run")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--out", str(path)])
+    assert exit_info.value.code == 2
+    assert f"argument --out: {path} is a file, expected a directory" in capsys.readouterr().err
+    assert path.read_text() == "not a run"
 
 
 def test_generate_rejects_a_run_of_another_task(capsys, tmp_path):

@@ -36,6 +36,7 @@ def test_bidirectional_elman_run_writes_its_files_without_a_gradient_flow(tmp_pa
         "--layers",
         2,
     ]
+    (tmp_path / "gradient_flow.png").write_bytes(b"a previous run's plot")  # overwritten runs leave none
     stdout = run_cli([*argv, "--bidirectional", "--hidden", 4, "--steps", 2, "--out", tmp_path])
     record = assert_run_files(tmp_path, "predictions.png", gradient_flow=False)
     assert "gradient flow: not plotted" in stdout

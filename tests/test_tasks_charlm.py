@@ -2,11 +2,14 @@
 
 import math
 
+import jax
 import numpy as np
 import pytest
 from test_cli import assert_run_files, run_cli
 
-from jaxrnn.tasks import charlm
+from jaxrnn.tasks import RunConfig, TaskData, build_model, charlm
+
+CONFIG = RunConfig("charlm", "lstm", None, 16, 1, False, 1, None, 8, 1e-3, 1.0, "auto", 0, length=16)
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +58,12 @@ def test_generate_continues_the_prompt_reproducibly(run):
     assert set(text[:-1]) <= set(charlm.VOCABULARY)
     assert run_cli(argv) == text
     assert run_cli([*argv[:-1], 8]) != text
+
+
+def test_a_tiny_temperature_samples_the_most_likely_character():
+    """``logits / 1e-40`` overflows float32; sampling must still pick the largest logit (greedy decoding)."""
+    m = build_model(charlm.TASK, CONFIG, TaskData({}, {}, 96, 96))
+    params = m.init(jax.random.key(int(np.random.default_rng().integers(1 << 30))), 96)
+    greedy = charlm.generate(m, params, "def ", 12, 1e-30, jax.random.key(0))
+    for temperature in (1e-39, 1e-45):
+        assert charlm.generate(m, params, "def ", 12, temperature, jax.random.key(1)) == greedy

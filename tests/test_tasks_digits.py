@@ -57,6 +57,21 @@ def test_evaluate_notices_changed_metrics(run):
         path.write_text(saved)
 
 
+def test_evaluate_without_a_checkpoint_exits_2(capsys, run, tmp_path):
+    out, _ = run
+    (tmp_path / "metrics.json").write_text((out / "metrics.json").read_text())
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["evaluate", "--out", tmp_path])
+    assert exit_info.value.code == 2
+    assert "has metrics.json but no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", [None, "row"])
+def test_load_rejects_an_unknown_variant(variant):
+    with pytest.raises(ValueError, match=f"variant: got {variant!r}, expected one of \\['rows', 'pixel'\\]"):
+        digits.load(config(variant))
+
+
 def test_rows_and_pixels_are_the_same_images_and_the_split_is_fixed():
     rows, pixels = digits.load(config("rows")), digits.load(config("pixel"))
     assert rows.train["x"].shape == (1438, 8, 8) and pixels.train["x"].shape == (1438, 64, 1)

@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxrnn import train
 from jaxrnn.tasks import plots
-from jaxrnn.tasks.base import RunConfig, Task, TaskData
+from jaxrnn.tasks.base import RunConfig, Task, TaskData, check_options
 from jaxrnn.train.models import Model
 
 TRAIN_SIZE = 10_000
@@ -41,6 +41,7 @@ def generate(count: int, length: int, rng: np.random.Generator) -> dict[str, np.
 
 
 def load(config: RunConfig) -> TaskData:
+    check_options(TASK, vars(config))
     train_set = generate(TRAIN_SIZE, config.length, np.random.default_rng(TRAIN_SEED))
     test_set = generate(TEST_SIZE, config.length, np.random.default_rng(TEST_SEED))
     return TaskData(train_set, test_set, 2, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,7 @@ class Task:
       min_length: the smallest ``length`` the task accepts.
       max_length: the largest ``length`` the task accepts, or ``None`` for no bound.
       max_horizon: the largest ``horizon`` the task accepts, or ``None`` for no bound.
+      variants: the ``variant`` values the task accepts (for a task with that option).
     """
 
     name: str
@@ -115,6 +117,27 @@ class Task:
     min_length: int = 1
     max_length: int | None = None
     max_horizon: int | None = None
+    variants: tuple[str, ...] = ()
+
+
+def check_options(task: Task, values: Mapping[str, Any]) -> None:
+    """Raises ``ValueError`` (e.g. "length: got 300, expected 1 to 249 for sunspots") unless each of the
+    task's own options in ``values`` is within the task's bounds (``length``, ``horizon``: ints) or among
+    its ``variants``."""
+    bounds = {"length": (task.min_length, task.max_length), "horizon": (1, task.max_horizon)}
+    for option in task.options:
+        value = values.get(option)
+        if option == "variant":
+            if value not in task.variants:
+                raise ValueError(
+                    f"variant: got {value!r}, expected one of {list(task.variants)} for {task.name}"
+                )
+            continue
+        low, high = bounds[option]
+        integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not integer or value < low or (high is not None and value > high):
+            expected = f"at least {low}" if high is None else f"{low} to {high}"
+            raise ValueError(f"{option}: got {value!r}, expected {expected} for {task.name}")
 
 
 def require(task: Task) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxrnn import train
 from jaxrnn.tasks import plots
-from jaxrnn.tasks.base import RunConfig, Task, TaskData, subset
+from jaxrnn.tasks.base import RunConfig, Task, TaskData, check_options, subset
 from jaxrnn.train.models import Model
 
 #: Standard-library modules whose source is the corpus, in this order.
@@ -67,6 +67,7 @@ def windows(ids: np.ndarray, onehot: np.ndarray, length: int) -> dict[str, np.nd
 
 
 def load(config: RunConfig) -> TaskData:
+    check_options(TASK, vars(config))
     ids = encode(corpus())
     data = windows(ids, np.eye(len(VOCABULARY), dtype=np.float32)[ids], config.length)
     order = np.random.default_rng(SPLIT_SEED).permutation(len(data["x"]))
@@ -93,7 +94,8 @@ def generate(model: Model, params: Any, prompt: str, length: int, temperature: f
         logits, carries = step(params, onehot[None, None, char], carries)
     chars = []
     for k in jax.random.split(key, length):
-        char = jax.random.categorical(k, logits[0, -1] / temperature)
+        scores = logits[0, -1] - jnp.max(logits[0, -1])  # <= 0, so a tiny temperature cannot overflow
+        char = jax.random.categorical(k, scores / temperature)
         chars.append(int(char))
         logits, carries = step(params, onehot[None, None, char], carries)
     return decode(chars)
@@ -153,4 +155,6 @@ TASK = Task(
     report=report,
     notes=notes,
     min_length=2,
+    # at least 6 windows: then 10% of them, rounded, is at least one test window, and the rest train
+    max_length=(CORPUS_CHARS - 1) // 6,
 )

@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxrnn import train
 from jaxrnn.tasks import plots
-from jaxrnn.tasks.base import RunConfig, Task, TaskData
+from jaxrnn.tasks.base import RunConfig, Task, TaskData, check_options
 from jaxrnn.train.models import Model
 
 SYMBOLS = 8
@@ -51,6 +51,7 @@ def generate(count: int, delay: int, rng: np.random.Generator) -> dict[str, np.n
 
 
 def load(config: RunConfig) -> TaskData:
+    check_options(TASK, vars(config))
     train_set = generate(TRAIN_SIZE, config.length, np.random.default_rng(TRAIN_SEED))
     test_set = generate(TEST_SIZE, config.length, np.random.default_rng(TEST_SEED))
     return TaskData(train_set, test_set, SYMBOLS + 2, SYMBOLS + 1)

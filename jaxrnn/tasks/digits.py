@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxrnn import train
 from jaxrnn.tasks import plots
-from jaxrnn.tasks.base import RunConfig, Task, TaskData, subset
+from jaxrnn.tasks.base import RunConfig, Task, TaskData, check_options, subset
 from jaxrnn.train.models import Model
 
 VARIANTS: tuple[str, ...] = ("rows", "pixel")
@@ -25,10 +25,11 @@ SPLIT_SEED = 0
 
 def load(config: RunConfig) -> TaskData:
     """The digits scaled to [0, 1], as ``(N, 8, 8)`` rows or ``(N, 64, 1)`` pixels, split train/test."""
+    check_options(TASK, vars(config))
     from sklearn.datasets import load_digits
 
     images, labels = load_digits(return_X_y=True)
-    steps, features = (8, 8) if config.variant == "rows" else (64, 1)
+    steps, features = {"rows": (8, 8), "pixel": (64, 1)}[config.variant]
     data = {
         "x": (images / 16.0).astype(np.float32).reshape(-1, steps, features),
         "y": labels.astype(np.int32),
@@ -86,4 +87,5 @@ TASK = Task(
     plot=plot,
     plot_name="confusion.png",
     report=report,
+    variants=VARIANTS,
 )

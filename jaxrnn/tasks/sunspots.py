@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxrnn import train
 from jaxrnn.tasks import plots
-from jaxrnn.tasks.base import RunConfig, Task, TaskData
+from jaxrnn.tasks.base import RunConfig, Task, TaskData, check_options
 from jaxrnn.train.models import Model
 
 FIRST_YEAR, FIRST_TEST_YEAR, LAST_YEAR = 1700, 1950, 2008
@@ -39,6 +39,7 @@ def windows(values: np.ndarray, targets: np.ndarray, length: int) -> dict[str, n
 
 
 def load(config: RunConfig) -> TaskData:
+    check_options(TASK, vars(config))
     years, numbers = series()
     first_test = int(np.searchsorted(years, FIRST_TEST_YEAR))
     mean, scale = numbers[:first_test].mean(), numbers[:first_test].std()

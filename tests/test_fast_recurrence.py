@@ -148,8 +148,16 @@ def test_odd_shapes_float32(name, shape):
     _assert_close(got, want, rtol=2e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("name", ["elman_prelu", "lstm", "gru", "gru_reset_before"])
-@pytest.mark.parametrize(("steps", "size"), [(9, 3), (7, 3), (5, 1)])  # even chunks, a leftover step, 1-step
+CHUNKED_CELLS = ("elman_prelu", "lstm", "gru", "gru_reset_before")
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "size"),
+    [
+        *((name, steps, size) for name in CHUNKED_CELLS for steps, size in ((7, 3), (5, 1))),
+        ("lstm", 9, 3),
+    ],
+)  # a leftover step and 1-step chunks for every cell; even chunks once
 def test_chunked_passes_match_reference_float64(name, steps, size, monkeypatch):
     """The forward-only pass (values) and the backward loop (values and grads) run as chunks of ``size``
     steps, forward and reverse, with and without a mask, from a random initial carry."""

@@ -6,13 +6,15 @@ One command, one process, the same weights and inputs for every implementation::
     python benchmarks/run.py --quick    # one small config: checks that everything runs and writes its files
     python benchmarks/run.py --host-devices 2   # two CPU devices: auto splits small recurrences across them
 
-Every implementation must agree with jaxrnn's reference on the outputs, the loss and the input gradient
-before it is timed. Forward and forward+backward (the gradient of ``0.5 * sum(ys**2)`` w.r.t. all params
-and the inputs) are compiled and warmed up, then timed in rounds: each round times every implementation's
-forward, then every forward+backward, in an order shuffled per round (seeded). The same rounds time each
-workload's matmuls alone (``floor_impl``), the least an XLA program with jaxrnn's matmul shapes can cost. A
-peer whose library is missing is skipped with a note. Results: a table on stdout and ``bench.json``,
-``bench.md`` and ``bench.png`` under ``--out`` (default ``benchmarks/results``).
+Every implementation must agree with jaxrnn on the outputs, the loss, the input gradient and the weight
+gradients before it is timed (the weight gradients in each library's own layout, through their inner
+products with two directions mapped into that layout). Forward and forward+backward (the gradient of
+``0.5 * sum(ys**2)`` w.r.t. all params and the inputs) are compiled and warmed up, then timed in rounds:
+each round times every implementation's forward, then every forward+backward, in an order shuffled per
+round (seeded). The same rounds time each workload's matmuls alone (``floor_impl``), the least an XLA
+program with jaxrnn's matmul shapes can cost. A peer whose library is missing is skipped with a note.
+Results: a table on stdout and ``bench.json``, ``bench.md`` and ``bench.png`` under ``--out`` (default
+``benchmarks/results``).
 """
 
 from __future__ import annotations
@@ -90,11 +92,14 @@ class Workload:
 
 @dataclass
 class Impl:
-    """An implementation ready to time: ``forward() -> ys (B, T, H')``, ``backward() -> (loss, dxs)``."""
+    """An implementation ready to time: ``forward() -> ys (B, T, H')``, ``backward() -> (loss, dxs,
+    dparams)`` with the weight gradients in the implementation's own layout, and ``layout(net_params)``:
+    the linear map from jaxrnn network params to that layout (its weights are ``layout`` of jaxrnn's)."""
 
     name: str
     forward: Callable[[], Any]
     backward: Callable[[], Any]
+    layout: Callable[[Any], Any] = lambda params: params
 
 
 @dataclass
@@ -173,8 +178,12 @@ def _loss(ys: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(ys**2)
 
 
-def _jax_impl(name: str, apply: Callable, variables: Any, xs: jax.Array) -> Impl:
-    """An Impl from ``apply(variables, xs) -> ys`` (batch-major), jitted."""
+def _jax_impl(
+    name: str, apply: Callable, layout: Callable[[Any], Any], net_params: list, xs: jax.Array
+) -> Impl:
+    """An Impl from ``apply(variables, xs) -> ys`` (batch-major), jitted, with ``variables =
+    layout(net_params)``."""
+    variables = layout(net_params)
     fwd = jax.jit(apply)
 
     def loss(variables, xs):
@@ -183,10 +192,10 @@ def _jax_impl(name: str, apply: Callable, variables: Any, xs: jax.Array) -> Impl
     bwd = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
     def backward():
-        value, (_, dxs) = jax.block_until_ready(bwd(variables, xs))
-        return value, dxs
+        value, (dvariables, dxs) = jax.block_until_ready(bwd(variables, xs))
+        return value, dxs, dvariables
 
-    return Impl(name, lambda: jax.block_until_ready(fwd(variables, xs)), backward)
+    return Impl(name, lambda: jax.block_until_ready(fwd(variables, xs)), backward, layout)
 
 
 def jaxrnn_impls(wl: Workload, net_params: list, xs: jax.Array) -> tuple[list[Impl], list[str]]:
@@ -202,15 +211,26 @@ def jaxrnn_impls(wl: Workload, net_params: list, xs: jax.Array) -> tuple[list[Im
         net = jaxrnn.rnn(
             _cell(wl.kind, H), num_layers=wl.layers, bidirectional=wl.bidirectional, backend=backend
         )
-        impls.append(_jax_impl(f"jaxrnn {backend}", lambda p, x, net=net: net.apply(p, x)[0], net_params, xs))
+        apply = functools.partial(_apply, net)
+        impls.append(_jax_impl(f"jaxrnn {backend}", apply, _same, net_params, xs))
         if backend == "auto" and jax.default_backend() == "cpu" and jax.local_device_count() > 1:
-            impls.append(_jax_impl(AUTO_ONE_DEVICE, functools.partial(_one_device, net), net_params, xs))
+            impls.append(
+                _jax_impl(AUTO_ONE_DEVICE, functools.partial(_one_device, net), _same, net_params, xs)
+            )
     return impls, notes
+
+
+def _same(params: Any) -> Any:
+    return params
+
+
+def _apply(net: jaxrnn.Network, params: Any, xs: jax.Array) -> jax.Array:
+    return net.apply(params, xs)[0]
 
 
 def _one_device(net: jaxrnn.Network, params: Any, xs: jax.Array) -> jax.Array:
     with jaxrnn.host_split.disabled():
-        return net.apply(params, xs)[0]
+        return _apply(net, params, xs)
 
 
 def _cell(kind: str, H: int) -> jaxrnn.Cell:
@@ -219,7 +239,7 @@ def _cell(kind: str, H: int) -> jaxrnn.Cell:
     ]()
 
 
-def lax_scan_impl(wl: Workload, params: dict, xs: jax.Array) -> Impl:
+def lax_scan_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
     """A hand-written, unhoisted ``lax.scan`` (``x_t W_x`` inside the loop), differentiated by autodiff."""
     kind = wl.kind
 
@@ -247,7 +267,7 @@ def lax_scan_impl(wl: Workload, params: dict, xs: jax.Array) -> Impl:
         _, hs = jax.lax.scan(lambda c, x: step(p, c, x), carry, jnp.swapaxes(xs, 0, 1))
         return jnp.swapaxes(hs, 0, 1)
 
-    return _jax_impl("lax.scan", apply, params, xs)
+    return _jax_impl("lax.scan", apply, lambda p: p[0]["forward"], net_params, xs)
 
 
 def flax_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
@@ -263,7 +283,10 @@ def flax_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
 
     if not wl.bidirectional:
         model = nn.RNN(make(H))
-        variables = {"params": {"cell": flax_params(net_params[0]["forward"])}}
+
+        def layout(p):
+            return {"params": {"cell": flax_params(p[0]["forward"])}}
+
     else:
 
         class Stack(nn.Module):
@@ -276,11 +299,15 @@ def flax_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
         model = Stack()
         # cells made inside a compact module are named after it: <Cell>_0 (layer 0 forward), <Cell>_1, ...
         name = make.__name__
-        variables = {"params": {}}
-        for i, layer in enumerate(net_params):
-            variables["params"][f"{name}_{2 * i}"] = flax_params(layer["forward"])
-            variables["params"][f"{name}_{2 * i + 1}"] = flax_params(layer["backward"])
-    return _jax_impl("flax", model.apply, variables, xs)
+
+        def layout(p):
+            variables = {"params": {}}
+            for i, layer in enumerate(p):
+                variables["params"][f"{name}_{2 * i}"] = flax_params(layer["forward"])
+                variables["params"][f"{name}_{2 * i + 1}"] = flax_params(layer["backward"])
+            return variables
+
+    return _jax_impl("flax", model.apply, layout, net_params, xs)
 
 
 def keras_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
@@ -291,23 +318,27 @@ def keras_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
         raise ImportError(f"Keras runs on {keras.backend.backend()!r}, not JAX (set KERAS_BACKEND=jax)")
     T, B, n_in, H = wl.shape
     layer_cls = {"elman": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[wl.kind]
-    cell = _cell(wl.kind, H)
+    one = jaxrnn.rnn(_cell(wl.kind, H), bidirectional=wl.bidirectional)
     layers = []
-    for i, layer_params in enumerate(net_params):
+    for i in range(wl.layers):
         layer = layer_cls(H, return_sequences=True)
         if wl.bidirectional:
             layer = keras.layers.Bidirectional(layer)
         layer.build((B, T, n_in if i == 0 else 2 * H))
-        one = jaxrnn.rnn(cell, bidirectional=wl.bidirectional)
-        layers.append(to_keras(one, [layer_params], layer))
+        layers.append(layer)
     model = keras.Sequential([keras.Input((T, n_in)), *layers])
-    trainable = [v.value for v in model.trainable_variables]
     fixed = [v.value for v in model.non_trainable_variables]
+
+    def layout(p):
+        """The model's trainable values for jaxrnn params ``p`` (written into the layers, then read back)."""
+        for layer, layer_params in zip(layers, p):
+            to_keras(one, [layer_params], layer)
+        return [v.value for v in model.trainable_variables]
 
     def apply(variables, xs):
         return model.stateless_call(variables, fixed, xs)[0]
 
-    return _jax_impl("keras", apply, trainable, xs)
+    return _jax_impl("keras", apply, layout, net_params, xs)
 
 
 def torch_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
@@ -319,6 +350,10 @@ def torch_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
     module_cls = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[wl.kind]
     module = module_cls(n_in, H, num_layers=wl.layers, bidirectional=wl.bidirectional, batch_first=True)
     net = jaxrnn.rnn(_cell(wl.kind, H), num_layers=wl.layers, bidirectional=wl.bidirectional)
+
+    def layout(p):
+        return {name: tensor.numpy() for name, tensor in to_torch(net, p).items()}
+
     module.load_state_dict(to_torch(net, net_params))
     module.to(device)
     x = torch.tensor(np.asarray(xs), device=device)
@@ -336,9 +371,10 @@ def torch_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
         loss = 0.5 * (module(xg)[0] ** 2).sum()
         loss.backward()
         sync()
-        return loss.item(), xg.grad.cpu().numpy()
+        dparams = {name: p.grad.cpu().numpy() for name, p in module.named_parameters()}
+        return loss.item(), xg.grad.cpu().numpy(), dparams
 
-    return Impl(f"torch ({device})", forward, backward)
+    return Impl(f"torch ({device})", forward, backward, layout)
 
 
 def floor_impl(wl: Workload) -> Impl:
@@ -439,7 +475,7 @@ def build(wl: Workload) -> tuple[list[Impl], list[str]]:
     xs = jax.random.normal(jax.random.key(1), (B, T, n_in))
     impls, notes = jaxrnn_impls(wl, net_params, xs)
     if wl.layers == 1 and not wl.bidirectional:
-        impls.append(lax_scan_impl(wl, net_params[0]["forward"], xs))
+        impls.append(lax_scan_impl(wl, net_params, xs))
     for lib, make in PEERS:
         try:
             impls.append(make(wl, net_params, xs))
@@ -453,6 +489,30 @@ def build(wl: Workload) -> tuple[list[Impl], list[str]]:
 def _rel_err(a: Any, b: Any) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def _dot(a: Any, b: Any) -> float:
+    """The inner product of two pytrees of the same structure, in float64."""
+    pairs = zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    return sum(float(np.vdot(np.asarray(u, np.float64), np.asarray(v, np.float64))) for u, v in pairs)
+
+
+def _weight_grad_err(impl: Impl, dparams: Any, reference: Any, direction: Any) -> float:
+    """How far ``impl``'s weight gradients are from jaxrnn's ``reference`` (both pytrees; ``impl``'s in its
+    own layout), without converting gradients between layouts.
+
+    ``layout`` is linear and the implementations compute the same function of jaxrnn's params, so
+    ``<dparams, layout(v)> = <reference, v>`` for every ``v`` when the gradients agree. Two directions are
+    checked: the reference itself (the error relative to ``|g|^2``: a zero, scaled or sign-flipped gradient)
+    and a random ``v`` (scaled by ``sqrt(n) / (|g| |v|)``, about ``|error| / |g|`` for a random direction:
+    an error orthogonal to ``g``).
+    """
+    square = _dot(reference, reference)
+    along = abs(_dot(dparams, impl.layout(reference)) - square) / max(square, 1e-30)
+    size = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(reference))
+    scale = math.sqrt(size / max(square * _dot(direction, direction), 1e-30))
+    across = abs(_dot(dparams, impl.layout(direction)) - _dot(reference, direction)) * scale
+    return max(along, across)
 
 
 def run_workload(
@@ -473,16 +533,24 @@ def run_workload(
             ys = np.asarray(impl.forward())
             result.compile_s["fwd"] = time.perf_counter() - start
             start = time.perf_counter()
-            loss, dxs = impl.backward()
+            loss, dxs, dparams = impl.backward()
             result.compile_s["fwd+bwd"] = time.perf_counter() - start
+            if reference is None:
+                if impl.name not in OURS:
+                    raise RuntimeError("no jaxrnn implementation ran to check it against")
+                leaves, treedef = jax.tree_util.tree_flatten(dparams)
+                rng = np.random.default_rng(0)
+                direction = treedef.unflatten([rng.standard_normal(np.shape(leaf)) for leaf in leaves])
+                reference = (ys, float(loss), np.asarray(dxs), dparams, direction)
+            result.max_rel_err = max(
+                _rel_err(ys, reference[0]),
+                _rel_err(float(loss), reference[1]),
+                _rel_err(dxs, reference[2]),
+                _weight_grad_err(impl, dparams, *reference[3:]),
+            )
         except Exception as error:  # as above: note it and go on
             notes.append(f"{impl.name}: failed ({type(error).__name__}: {error})")
             continue
-        if reference is None:
-            reference = (ys, float(loss), np.asarray(dxs))
-        result.max_rel_err = max(
-            _rel_err(ys, reference[0]), _rel_err(float(loss), reference[1]), _rel_err(dxs, reference[2])
-        )
         if result.max_rel_err > tol:
             notes.append(
                 f"{impl.name}: DISAGREES with {impls[0].name} (error {result.max_rel_err:.1e}), not timed"
@@ -523,7 +591,7 @@ def summarize(run: dict[str, Any], peak_gflops: float) -> tuple[list[dict[str, A
     wl = run["workload"]
     rows = []
     ranked = [r for r in run["results"] if r.name != FLOOR]
-    best = {w: min(statistics.median(r.times[w]) for r in ranked) for w in ("fwd", "fwd+bwd")}
+    best = {w: min((statistics.median(r.times[w]) for r in ranked), default=None) for w in ("fwd", "fwd+bwd")}
     peers = [r for r in ranked if r.name not in OURS]
     best_peer = {w: min((statistics.median(r.times[w]) for r in peers), default=None) for w in best}
     for r in ranked:
@@ -690,8 +758,9 @@ def memory_table(steps: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Bar chart of the ratio to the best implementation, per workload, forward and forward+backward."""
+def plot(rows: list[dict[str, Any]], info: dict[str, Any], path: Path) -> None:
+    """Bar chart of the ratio to the best implementation, per workload, forward and forward+backward, titled
+    with the machine and the library versions."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -713,6 +782,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         [i + 0.4 - width / 2 for i in range(len(workloads))], workloads, rotation=45, ha="right"
     )
     axes[0].legend(ncol=3, fontsize="small")
+    box = info["machine"]
+    versions = ", ".join(f"{lib} {version}" for lib, version in box["versions"].items())
+    fig.suptitle(f"{box['cpu']}, {box['cores']} cores, {len(box['jax_devices'])} JAX device(s)\n{versions}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -758,19 +830,42 @@ def _shape(text: str) -> tuple[int, int, int, int]:
     return shape
 
 
+def _positive(parse: Callable[[str], Any], zero_allowed: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type``: ``parse(text)``, finite and above 0 (or equal to 0 with ``zero_allowed``)."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value >= 0 if zero_allowed else value > 0)):
+            expected = "a non-negative number" if zero_allowed else f"a positive {parse.__name__}"
+            raise argparse.ArgumentTypeError(f"got {text!r}, expected {expected}")
+        return value
+
+    return convert
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the benchmarks, prints the table and writes the result files; returns the JSON document."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one small config, few repeats (a smoke test)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per workload (default 10)")
+    parser.add_argument(
+        "--repeats",
+        type=_positive(int),
+        default=None,
+        help="timed rounds per workload (default 10; --quick 3)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="result folder")
     parser.add_argument(
         "--budget",
-        type=float,
+        type=_positive(float),
         default=None,
         help="stop a workload's rounds after this many seconds (at least 3 rounds; default: no limit)",
     )
-    parser.add_argument("--tol", type=float, default=2e-4, help="max relative error vs jaxrnn to be timed")
+    parser.add_argument(
+        "--tol", type=_positive(float, True), default=2e-4, help="max relative error vs jaxrnn to be timed"
+    )
     parser.add_argument(
         "--cells", type=_cell_list, default=None, help=f"comma-separated subset of {','.join(CELL_NAMES)}"
     )
@@ -784,20 +879,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     parser.add_argument(
         "--host-devices",
-        type=int,
+        type=_positive(int),
         default=1,
         help="CPU devices of this process (jax_num_cpu_devices; default 1): with more, jaxrnn auto splits "
         "small recurrences across them and 'jaxrnn auto (1 device)' is timed beside it",
     )
     args = parser.parse_args(argv)
-    if args.host_devices < 1:
-        parser.error(f"--host-devices: got {args.host_devices}, expected a positive int")
+    if args.quick and (args.cells or args.shapes):
+        parser.error("--quick runs its one small config: leave out --cells and --shape")
     if args.host_devices > 1:
         try:
             jax.config.update("jax_num_cpu_devices", args.host_devices)
         except RuntimeError:
             parser.error("--host-devices: JAX's CPU backend was initialised before it could apply")
-    repeats = args.repeats or (3 if args.quick else 10)
+    repeats = args.repeats if args.repeats is not None else 3 if args.quick else 10
     cases = workloads(args.quick, args.cells, args.shapes)
     if not cases:
         parser.error("--cells and --shape select no workload")
@@ -825,7 +920,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = markdown(rows, floors, info, list(dict.fromkeys(notes)), memory)
     (args.out / "bench.md").write_text(text)
     try:
-        plot(rows, args.out / "bench.png")
+        plot(rows, info, args.out / "bench.png")
     except ImportError:
         print("matplotlib not installed: no bench.png", file=sys.stderr)
     print(text)

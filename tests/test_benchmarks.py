@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import jax
 import numpy as np
 import pytest
+
+import jaxrnn
 
 _RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
@@ -77,17 +80,53 @@ def test_a_missing_peer_is_skipped_with_a_note(tmp_path, monkeypatch):
     assert "torch: skipped" in (tmp_path / "bench.md").read_text()
 
 
+def test_an_implementation_with_wrong_weight_gradients_is_not_timed(tmp_path, monkeypatch):
+    """A peer whose outputs, loss and input gradient are right but whose weight gradients are not (here
+    zero, or those of the gates in the wrong order) disagrees and is left out."""
+    harness = _harness()
+
+    def frozen(wl, net_params, xs):
+        net = jaxrnn.rnn(harness._cell(wl.kind, wl.shape[3]))
+
+        def apply(variables, x):
+            return harness._apply(net, jax.lax.stop_gradient(variables), x)
+
+        return harness._jax_impl("frozen", apply, harness._same, net_params, xs)
+
+    def swapped(wl, net_params, xs):
+        impl = harness.torch_impl(wl, net_params, xs)
+        backward = impl.backward
+
+        def swapped_backward():
+            loss, dxs, dparams = backward()
+            dparams["weight_hh_l0"] = np.roll(dparams["weight_hh_l0"], wl.shape[3], axis=0)  # i <-> f, ...
+            return loss, dxs, dparams
+
+        return harness.Impl("swapped", impl.forward, swapped_backward, impl.layout)
+
+    monkeypatch.setattr(
+        harness, "PEERS", [("frozen", frozen), ("swapped", swapped), ("torch", harness.torch_impl)]
+    )
+    monkeypatch.setattr(harness, "memory_table", lambda steps: [])
+    harness.main(["--quick", "--repeats", "1", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    timed = {row["impl"] for row in saved["rows"]}
+    assert "torch (cpu)" in timed and not {"frozen", "swapped"} & timed
+    for name in ("frozen", "swapped"):
+        assert any(f"{name}: DISAGREES with jaxrnn auto" in note for note in saved["notes"]), name
+
+
 def test_rounds_time_all_forwards_first_in_an_order_that_varies(monkeypatch):
     harness = _harness()
     log = []
 
     def impl(name):
-        ys, dxs = np.ones((1, 2, 3)), np.ones((1, 2, 4))
+        ys, dxs, dparams = np.ones((1, 2, 3)), np.ones((1, 2, 4)), [np.ones(5)]
         forward = lambda: log.append((name, "fwd")) or ys  # noqa: E731
-        backward = lambda: log.append((name, "fwd+bwd")) or (1.0, dxs)  # noqa: E731
+        backward = lambda: log.append((name, "fwd+bwd")) or (1.0, dxs, dparams)  # noqa: E731
         return harness.Impl(name, forward, backward)
 
-    impls, repeats = ["a", "b", "c", "d"], 6
+    impls, repeats = ["jaxrnn auto", "b", "c", "d"], 6
     names = sorted([*impls, harness.FLOOR])  # the matmul floor is timed in the same rounds
     monkeypatch.setattr(harness, "build", lambda wl: ([impl(n) for n in impls], []))
     monkeypatch.setattr(harness, "floor_impl", lambda wl: impl(harness.FLOOR))
@@ -176,10 +215,23 @@ def test_cells_and_shapes_select_the_workloads():
     [
         (["--shape", "128,32,64"], "expected T,B,I,H (four positive ints), got '128,32,64'"),
         (["--cells", "lstm,rnn"], "unknown cells ['rnn']"),
-        (["--host-devices", "0"], "--host-devices: got 0, expected a positive int"),
+        (["--host-devices", "0"], "--host-devices: got '0', expected a positive int"),
+        (["--repeats", "0"], "--repeats: got '0', expected a positive int"),
+        (["--tol", "-1"], "--tol: got '-1', expected a non-negative number"),
+        (["--budget", "nan"], "--budget: got 'nan', expected a positive float"),
+        (["--quick", "--cells", "gru"], "--quick runs its one small config: leave out --cells and --shape"),
         (["--host-devices", "2"], "--host-devices: JAX's CPU backend was initialised before it could apply"),
     ],
-    ids=["shape", "cells", "host_devices_zero", "host_devices_after_init"],
+    ids=[
+        "shape",
+        "cells",
+        "host_devices_zero",
+        "repeats",
+        "tol",
+        "budget",
+        "quick_cells",
+        "host_devices_after_init",
+    ],
 )
 def test_a_malformed_shape_or_cell_is_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as exit:

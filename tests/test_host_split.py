@@ -59,27 +59,33 @@ SCRIPT = textwrap.dedent(
     # runs 1-step chunks and the GRU two 3-step chunks and a leftover step
     in_chunks, chunked = fast_recurrence._in_chunks, []
     fast_recurrence._in_chunks = lambda *a, **k: chunked.append(a[3:5]) or in_chunks(*a, **k)
-    for chunk_bytes in (fast_recurrence.CHUNK_BYTES, 1000):
+    KWARGS = {"plain": {}, "lengths_reverse": {"lengths": jnp.array([7, 1, 4, 0]), "reverse": True}}
+    # (cell, kwargs) pairs per pass: both kwargs for the LSTM and the GRU in one pass, each other cell once;
+    # the chunked pass leaves out the Elman cells (2 rows of 6 float64 per step fit 1000 bytes 10 steps at a
+    # time: not chunked)
+    PASSES = {
+        fast_recurrence.CHUNK_BYTES: [("lstm", "plain"), ("lstm", "lengths_reverse"), ("gru", "plain"),
+                                      ("gru", "lengths_reverse"), ("gru_reset_before", "lengths_reverse"),
+                                      ("elman_tanh", "plain"), ("elman_prelu", "lengths_reverse")],
+        1000: [("lstm", "lengths_reverse"), ("gru", "lengths_reverse"), ("gru_reset_before", "plain")],
+    }
+    for chunk_bytes, cases in PASSES.items():
         fast_recurrence.CHUNK_BYTES = chunk_bytes
         host_split._SHARDED.clear()  # (the cached shard_map wrappers keep their first trace)
         jax.clear_caches()
-        for i, (name, cell) in enumerate(CELLS.items()):
-            if chunk_bytes == 1000 and name.startswith("elman"):
-                continue  # 2 rows of 6 float64 per step fit 1000 bytes 10 steps at a time: not chunked
-            k1, k2, k3, k4 = jax.random.split(jax.random.fold_in(key, i), 4)
+        for name, kw_name in cases:
+            cell, kw = CELLS[name], KWARGS[kw_name]
+            k1, k2, k3, k4 = jax.random.split(jax.random.fold_in(key, list(CELLS).index(name)), 4)
             params = noisy(cell.init(k1, 3, jnp.float64), k2)
             xs = jax.random.normal(k3, (4, 7, 3), jnp.float64)
             carry = noisy(cell.initial_carry((4,), jnp.float64), k4)
-            lengths = jnp.array([7, 1, 4, 0])
-            for kw_name, kw in (("plain", {}), ("lengths_reverse", {"lengths": lengths, "reverse": True})):
-                fast = jax.jit(lambda p, x, c: run(cell, p, x, c, "auto", **kw))
-                ys, final = fast(params, xs, carry)
-                ref = run(cell, params, xs, carry, "xla", **kw)
-                grads = jax.jit(jax.grad(loss(cell, "auto", kw), argnums=(0, 1, 2)))(params, xs, carry)
-                ref_grads = jax.grad(loss(cell, "xla", kw), argnums=(0, 1, 2))(params, xs, carry)
-                case = f"{name}/{kw_name}/{chunk_bytes}"
-                out["errors"][case] = [max_err((ys, final), ref), max_err(grads, ref_grads)]
-                out["devices"][case] = len(ys.sharding.device_set)
+            ys, final = jax.jit(lambda p, x, c: run(cell, p, x, c, "auto", **kw))(params, xs, carry)
+            ref = jax.jit(lambda p, x, c: run(cell, p, x, c, "xla", **kw))(params, xs, carry)
+            grads = jax.jit(jax.grad(loss(cell, "auto", kw), argnums=(0, 1, 2)))(params, xs, carry)
+            ref_grads = jax.jit(jax.grad(loss(cell, "xla", kw), argnums=(0, 1, 2)))(params, xs, carry)
+            case = f"{name}/{kw_name}/{chunk_bytes}"
+            out["errors"][case] = [max_err((ys, final), ref), max_err(grads, ref_grads)]
+            out["devices"][case] = len(ys.sharding.device_set)
     fast_recurrence.CHUNK_BYTES, fast_recurrence._in_chunks = 4 << 20, in_chunks
     out["chunked"] = sorted(set(chunked))  # (steps, size) of the chunked backward loops
     fast_recurrence._lstm, out["gate_dots"] = lstm_spec, sorted(set(gate_flags))

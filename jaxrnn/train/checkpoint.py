@@ -84,8 +84,8 @@ class Checkpointer:
     Example::
 
       with jaxrnn.train.Checkpointer("/tmp/run") as ckpt:
-          ckpt.save(TrainState(params, opt_state, step, key), {"lr": 1e-3})
-          state, config = ckpt.restore(TrainState(params, opt_state, 0, key))
+          ckpt.save(jaxrnn.train.TrainState(params, opt_state, step, key), {"lr": 1e-3})
+          state, config = ckpt.restore(jaxrnn.train.TrainState(params, opt_state, 0, key))
     """
 
     def __init__(self, directory: str | os.PathLike, *, max_to_keep: int | None = 3) -> None:

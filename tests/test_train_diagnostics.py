@@ -59,8 +59,13 @@ def profiles():
     out = {}
     for label, (activation, init) in setups.items():
         m = elman_model(activation, init)
-        params = m.init(jax.random.key(int(rng.integers(1 << 30))), 4)
-        out[label] = (m, params, gradient_flow(m, params, batch, loss="mse"))
+        # a typical draw: of 5 random inits, the one whose profile has the median ratio (one relu, orthogonal
+        # x2 init in a hundred grows its gradient only 30-100x over T steps; the median of 5 is past 1e3)
+        draws = []
+        for _ in range(5):
+            params = m.init(jax.random.key(int(rng.integers(1 << 30))), 4)
+            draws.append((m, params, gradient_flow(m, params, batch, loss="mse")))
+        out[label] = sorted(draws, key=lambda draw: ratio(draw[2]))[2]
     return batch, out
 
 

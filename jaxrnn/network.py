@@ -158,6 +158,7 @@ def rnn(
         check_layers(params, "params")
         if carries is not None:
             check_layers(carries, "carries")
+        validate.boolean(train, "train")
         batch_shape, _ = validate.sequence(xs, None, time_major)
         regularized = train and (dropout > 0 or recurrent_dropout > 0)
         if regularized and key is None:
@@ -170,6 +171,13 @@ def rnn(
         for i, cell in enumerate(layer_cells):
             outputs, layer_carries = [], {}
             for j, direction in enumerate(directions):
+                argument = f"params[{i}][{direction!r}]"
+                input_size = validate.params(cell, params[i][direction], argument)
+                if i > 0 and input_size is not None and input_size != xs.shape[-1]:
+                    raise ValueError(
+                        f"{argument}['w_x']: got input size {input_size}, expected {xs.shape[-1]} "
+                        f"(the output size of layer {i - 1})"
+                    )
                 h_mask = None
                 if train and recurrent_dropout > 0:
                     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params[i][direction]))
@@ -286,6 +294,7 @@ def last_output(ys: Array, lengths: Array | None = None, *, time_major: bool = F
 
     For a backward direction the last step consumed is position 0: use ``ys[..., 0, :]`` there.
     """
+    validate.boolean(time_major, "time_major")
     if time_major:
         ys = jnp.moveaxis(ys, 0, -2)
     batch_shape, steps = validate.sequence(ys, None, False, "ys")

@@ -153,6 +153,8 @@ def carry(carry: Any, expected: Any, argument: str = "carry", *, promotes: bool 
 
 def boolean(value: Any, argument: str) -> None:
     """``value`` must be ``True`` or ``False`` (a string such as ``"False"`` would read as true)."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{argument}: got a traced value, expected True or False (static under jax.jit)")
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{argument}: got {value!r}, expected True or False")
 

@@ -98,6 +98,40 @@ def test_evaluate_and_predict_cover_the_whole_dataset(clf):
     np.testing.assert_allclose(result["accuracy"], np.mean(np.argmax(direct, -1) == data["y"]), rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "error", "message"),
+    [
+        (
+            "weights",
+            np.ones((2, 1), np.float32),
+            ValueError,
+            r"batch\['weights'\]: got shape \(2, 1\), expected \(2,\)",
+        ),
+        (
+            "lengths",
+            np.array([3.0, 2.5], np.float32),
+            TypeError,
+            "lengths: got dtype float32, expected an integer",
+        ),
+        (
+            "lengths",
+            np.array([[3], [2]]),
+            ValueError,
+            r"lengths: got shape \(2, 1\), expected the batch shape \(2,\)",
+        ),
+        ("lengths", [3, 2], TypeError, r"batch\['lengths'\]: got a list, expected an array"),
+    ],
+    ids=["weights_2d", "lengths_float", "lengths_2d", "lengths_list"],
+)
+def test_bad_optional_batch_entries_are_named(clf, key, value, error, message):
+    """Checked at trace time under jit (a list would otherwise become a list of tracers)."""
+    m, params = clf
+    opt = optax.sgd(0.1)
+    batch = {"x": np.zeros((2, 3, 2), np.float32), "y": np.zeros(2, int), key: value}
+    with pytest.raises(error, match=message):
+        make_train_step(m, "cross_entropy", opt)(params, opt.init(params), batch, KEY)
+
+
 def test_batch_without_targets_is_rejected(clf):
     m, params = clf
     opt = optax.sgd(0.1)

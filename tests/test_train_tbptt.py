@@ -121,6 +121,39 @@ def test_float64_params_with_float32_inputs_carry_float64():
         assert metrics["loss"].dtype == jnp.float64
 
 
+@pytest.mark.parametrize(
+    ("batch", "error", "message"),
+    [
+        ({"y": None}, ValueError, r"batch: got keys \['x'\], missing \['y'\]"),
+        (
+            {"y": np.zeros((3,), int)},
+            ValueError,
+            r"batch\['y'\]: got shape \(3,\), expected \(B, T, \.\.\.\) with T=8",
+        ),
+        (
+            {"y": np.zeros((3, 2 * K - 1), int)},
+            ValueError,
+            r"batch\['y'\]: got shape \(3, 7\), expected \(B, T",
+        ),
+        (
+            {"lengths": np.full(3, 2.0, np.float32)},
+            TypeError,
+            "lengths: got dtype float32, expected an integer",
+        ),
+    ],
+    ids=["no_targets", "targets_per_sequence", "targets_too_short", "float_lengths"],
+)
+def test_bad_batches_are_named_before_chunking(lm, batch, error, message):
+    """The batch is checked before it is cut into chunks (float lengths were truncated silently); None
+    drops an entry."""
+    m, params = lm
+    x, y = stream()
+    opt = optax.sgd(0.1)
+    batch = {name: value for name, value in ({"x": x, "y": y} | batch).items() if value is not None}
+    with pytest.raises(error, match=message):
+        make_tbptt_train_step(m, "cross_entropy", opt, K)(params, opt.init(params), batch, KEY)
+
+
 def test_per_sequence_model_is_rejected():
     m = model(jaxrnn.rnn(jaxrnn.elman(3)), jaxrnn.dense(2), output="last")
     with pytest.raises(ValueError, match="model: got output='last', expected 'sequence'"):

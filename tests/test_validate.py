@@ -216,8 +216,40 @@ def test_flag_given_as_a_string(argument):
 
 
 def test_reverse_traced_under_jit():
-    with pytest.raises(TypeError, match=r"reverse: got .*Tracer.*, expected True or False"):
+    with pytest.raises(TypeError, match=r"reverse: got a traced value, expected True or False \(static"):
         jax.jit(lambda r: jaxrnn.scan(CELL, PARAMS, XS, reverse=r)).trace(True)
+
+
+def test_network_train_given_as_a_string():
+    """train="False" is truthy: it must not silently turn dropout on."""
+    net = jaxrnn.rnn(CELL, num_layers=2, dropout=0.5)
+    params = net.init(jax.random.key(0), 4)
+    with pytest.raises(TypeError, match="train: got 'False', expected True or False"):
+        net.apply(params, XS, key=jax.random.key(1), train="False")
+
+
+def test_network_train_traced_under_jit():
+    net = jaxrnn.rnn(CELL)
+    params = net.init(jax.random.key(0), 4)
+    with pytest.raises(TypeError, match=r"train: got a traced value, expected True or False \(static"):
+        jax.jit(lambda t: net.apply(params, XS, train=t)).trace(False)
+
+
+def test_network_layer_params_of_the_wrong_input_size():
+    """A deeper layer whose params do not fit the layer below is named, not blamed on ``xs``."""
+    net = jaxrnn.rnn(CELL, num_layers=2, bidirectional=True)
+    params = net.init(jax.random.key(0), 4)
+    params[1] = jaxrnn.rnn(CELL, bidirectional=True).init(jax.random.key(1), 4)[0]
+    with pytest.raises(
+        ValueError,
+        match=r"params\[1\]\['forward'\]\['w_x'\]: got input size 4, expected 10 \(the output size of l",
+    ):
+        net.apply(params, XS)
+
+
+def test_last_output_time_major_given_as_a_string():
+    with pytest.raises(TypeError, match="time_major: got 'False', expected True or False"):
+        jaxrnn.last_output(XS, time_major="False")
 
 
 def test_network_time_major_given_as_a_string():

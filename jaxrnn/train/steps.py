@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrnn import validate
 from jaxrnn.train import data as data_lib
 from jaxrnn.train import losses
 from jaxrnn.train.models import Model
@@ -57,15 +58,24 @@ def check_batch(batch: Any, *, targets: bool = True) -> None:
     missing = [k for k in required if k not in batch]
     if missing:
         raise ValueError(f"batch: got keys {sorted(batch)}, missing {missing}")
+    for name in ("x", "y", "lengths", "weights"):
+        if name in batch:
+            validate.array(batch[name], f"batch[{name!r}]")
     x_shape = np.shape(batch["x"])
     if len(x_shape) != 3:
         raise ValueError(f"batch['x']: got shape {x_shape}, expected (B, T, features)")
-    for name in ("lengths", "weights") + (("y",) if targets else ()):
-        if name in batch and np.shape(batch[name])[:1] != x_shape[:1]:
-            raise ValueError(
-                f"batch[{name!r}]: got shape {np.shape(batch[name])}, expected a leading batch axis of "
-                f"{x_shape[0]} (as batch['x'] of shape {x_shape})"
-            )
+    if targets and np.shape(batch["y"])[:1] != x_shape[:1]:
+        raise ValueError(
+            f"batch['y']: got shape {np.shape(batch['y'])}, expected a leading batch axis of "
+            f"{x_shape[0]} (as batch['x'] of shape {x_shape})"
+        )
+    if "weights" in batch and np.shape(batch["weights"]) != x_shape[:1]:
+        raise ValueError(
+            f"batch['weights']: got shape {np.shape(batch['weights'])}, expected {x_shape[:1]} "
+            f"(one weight per sequence of batch['x'] of shape {x_shape})"
+        )
+    if "lengths" in batch:
+        validate.lengths(batch["lengths"], x_shape[:1], x_shape[1])
 
 
 def loss_mask(model: Model, batch: Batch) -> Array:

@@ -24,7 +24,7 @@ from jax import lax
 from jaxrnn import validate
 from jaxrnn.train import losses
 from jaxrnn.train.models import Model
-from jaxrnn.train.steps import Batch, TrainStep, objective
+from jaxrnn.train.steps import Batch, TrainStep, check_batch, objective
 
 Array = jax.Array
 TBPTTStep = Callable[[Any, Any, Any, Batch, Array], tuple[Any, Any, Any, dict[str, Array]]]
@@ -117,8 +117,14 @@ def make_tbptt_train_step(
     perplexity_names = {n for n, f in losses.get_metrics(metrics).items() if f is losses.perplexity}
 
     def train_step(params, opt_state, batch, key):
+        check_batch(batch)
         x = batch["x"]
         size, steps = x.shape[:2]
+        if batch["y"].ndim < 2 or batch["y"].shape[1] != steps:
+            raise ValueError(
+                f"batch['y']: got shape {batch['y'].shape}, expected (B, T, ...) with T={steps} as "
+                f"batch['x'] of shape {x.shape} (TBPTT cuts targets into chunks along T)"
+            )
         n_chunks = -(-steps // chunk)
         pad = n_chunks * chunk - steps
         lengths = batch.get("lengths", jnp.full((size,), steps, jnp.int32))

@@ -183,6 +183,11 @@ def test_non_mapping_variables_raise():
         from_flax([], nn.GRUCell(4))
 
 
+def test_variables_whose_params_are_not_a_mapping_raise():
+    with pytest.raises(TypeError, match=r"variables\['params'\]: got NoneType, expected a dict"):
+        from_flax({"params": None}, nn.GRUCell(4))
+
+
 def test_variables_of_another_cell_raise():
     variables = _flax_variables(nn.SimpleCell(4), jnp.zeros((1, 4)), jnp.zeros((1, 2)), seed=0)
     with pytest.raises(ValueError, match=r"variables: got modules \['h', 'i'\], expected a Flax GRUCell's"):
@@ -226,6 +231,18 @@ def test_to_flax_kind_mismatch_raises():
     cell = jaxrnn.lstm(4)
     with pytest.raises(ValueError, match=r"flax_cell: got kind 'gru', expected 'lstm'"):
         to_flax(cell, _random_params(cell, 2), nn.GRUCell(4))
+
+
+def test_to_flax_names_a_flax_cell_class_given_for_an_instance():
+    cell = jaxrnn.gru(4)
+    with pytest.raises(TypeError, match=r"flax_cell: got type, expected a flax.linen SimpleCell"):
+        to_flax(cell, _random_params(cell, 2), nn.GRUCell)
+
+
+def test_to_flax_compute_dtype_raises():
+    cell = jaxrnn.elman(4, compute_dtype=jnp.bfloat16)
+    with pytest.raises(ValueError, match=r"cell: got a cell with compute_dtype=bfloat16, expected None"):
+        to_flax(cell, _random_params(cell, 2))
 
 
 def test_to_flax_non_cell_raises():

@@ -261,6 +261,27 @@ def test_to_keras_nonzero_bias_into_use_bias_false_raises():
         to_keras(net, _random_params(net, 3), L.SimpleRNN(4, **INIT, use_bias=False))
 
 
+def test_to_keras_that_raises_leaves_the_layer_untouched():
+    """The backward direction's bias is refused after the forward's passed: nothing was written or built."""
+    net = jaxrnn.rnn(jaxrnn.lstm(4), bidirectional=True)
+    params = _random_params(net, 3)
+    params[0]["forward"]["b"] = jnp.zeros_like(params[0]["forward"]["b"])
+    built = _built(L.Bidirectional(L.LSTM(4, **INIT, use_bias=False, return_sequences=True)), 3)
+    before = [np.array(w.value) for w in built.weights]
+    unbuilt = L.Bidirectional(L.LSTM(4, **INIT, use_bias=False, return_sequences=True))
+    for layer in (built, unbuilt):
+        with pytest.raises(ValueError, match=r"params\[0\]\['backward'\]\['b'\]: has nonzero entries"):
+            to_keras(net, params, layer)
+    jax.tree.map(np.testing.assert_array_equal, [np.array(w.value) for w in built.weights], before)
+    assert not unbuilt.built
+
+
+def test_to_keras_compute_dtype_raises():
+    net = jaxrnn.rnn(jaxrnn.gru(4, compute_dtype=jnp.bfloat16))
+    with pytest.raises(ValueError, match=r"net: got a cell with compute_dtype=bfloat16, expected None"):
+        to_keras(net, _random_params(net, 3), L.GRU(4, **INIT))
+
+
 def test_to_keras_input_size_mismatch_raises():
     net = jaxrnn.rnn(jaxrnn.elman(4))
     with pytest.raises(ValueError, match=r"layer: built for input size 5, expected 3"):

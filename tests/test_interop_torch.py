@@ -251,6 +251,31 @@ def test_state_dict_missing_key_raises():
         from_torch(state_dict, batch_first=False)
 
 
+def test_state_dict_of_numpy_or_jax_arrays_gives_the_same_params():
+    module = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True)
+    _, expected = from_torch(module)
+    for convert in (lambda t: t.detach().numpy(), lambda t: jnp.asarray(t.detach().numpy())):
+        state_dict = {key: convert(value) for key, value in module.state_dict().items()}
+        _, params = from_torch(state_dict, batch_first=False)
+        jax.tree.map(np.testing.assert_array_equal, params, expected)
+
+
+def test_state_dict_value_that_is_not_an_array_raises():
+    state_dict = torch.nn.GRU(3, 4).state_dict()
+    state_dict["bias_ih_l0"] = state_dict["bias_ih_l0"].tolist()
+    with pytest.raises(
+        TypeError, match=r"module_or_state_dict\['bias_ih_l0'\]: got a list, expected an array"
+    ):
+        from_torch(state_dict, batch_first=False)
+
+
+def test_state_dict_without_weight_hh_raises():
+    state_dict = torch.nn.GRU(3, 4).state_dict()
+    del state_dict["weight_hh_l0"]
+    with pytest.raises(ValueError, match=r"got a state_dict without 'weight_hh_l0', expected it beside"):
+        from_torch(state_dict, batch_first=False)
+
+
 def test_state_dict_bad_gate_count_raises():
     state_dict = {"weight_ih_l0": torch.zeros(8, 3), "weight_hh_l0": torch.zeros(8, 4)}
     with pytest.raises(ValueError, match=r"weight_hh_l0'\]: got shape \(8, 4\), expected \(G \* H, H\)"):
@@ -285,6 +310,22 @@ def test_to_torch_merge_other_than_concat_raises():
 def test_to_torch_mixed_layers_raise():
     net = jaxrnn.rnn([jaxrnn.lstm(4), jaxrnn.lstm(5)], num_layers=2)
     with pytest.raises(ValueError, match=r"net: layer 1 has a lstm cell of hidden_size 5"):
+        to_torch(net, _random_params(net, 3))
+
+
+def test_to_torch_mixed_layers_name_the_option_that_differs():
+    net = jaxrnn.rnn([jaxrnn.gru(4), jaxrnn.gru(4, compute_dtype=jnp.bfloat16)], num_layers=2)
+    with pytest.raises(
+        ValueError,
+        match=r"layer 1 has a gru cell of hidden_size 4, compute_dtype=bfloat16, expected the same",
+    ):
+        to_torch(net, _random_params(net, 3))
+
+
+def test_to_torch_compute_dtype_raises():
+    """The torch module would compute in float32: not the function of a cell whose matmuls round to bf16."""
+    net = jaxrnn.rnn(jaxrnn.lstm(4, compute_dtype=jnp.bfloat16))
+    with pytest.raises(ValueError, match=r"net: got a cell with compute_dtype=bfloat16, expected None"):
         to_torch(net, _random_params(net, 3))
 
 

@@ -35,11 +35,16 @@ def check_network(net: Any, params: Any, target: str) -> tuple[Cell, int]:
     cell = net.cells[0]
     for i, other in enumerate(net.cells[1:], start=1):
         if (other.kind, other.hidden_size, other.options) != (cell.kind, cell.hidden_size, cell.options):
+            mine, theirs = cell.options or {}, other.options or {}
+            differing = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+            options = "".join(f", {k}={_shown(theirs.get(k))}" for k in differing)
+            first = "".join(f", {k}={_shown(mine.get(k))}" for k in differing)
             raise ValueError(
-                f"net: layer {i} has a {other.kind} cell of hidden_size {other.hidden_size}, expected the "
-                f"same cell as layer 0 ({cell.kind}, hidden_size {cell.hidden_size}): {target} stacks "
-                "identical layers"
+                f"net: layer {i} has a {other.kind} cell of hidden_size {other.hidden_size}{options}, "
+                f"expected the same cell as layer 0 ({cell.kind}, hidden_size {cell.hidden_size}{first}): "
+                f"{target} stacks identical layers"
             )
+    check_exact(cell, "net")
     directions = ("forward", "backward") if net.bidirectional else ("forward",)
     if not isinstance(params, (list, tuple)) or len(params) != len(net.cells):
         raise ValueError(f"params: got {type(params).__name__}, expected a list of {len(net.cells)} layers")
@@ -64,12 +69,31 @@ def check_network(net: Any, params: Any, target: str) -> tuple[Cell, int]:
     return cell, input_size
 
 
+def _shown(option: Any) -> str:
+    """A cell option as a user writes it (a dtype by its name)."""
+    if option is None or isinstance(option, (str, int, float)):
+        return repr(option)
+    return jnp.dtype(option).name
+
+
 def check_cell(cell: Any, params: Any) -> int:
     """Checks a jaxrnn cell and its params; returns the input size."""
     if not isinstance(cell, Cell) or cell.kind not in ("elman", "lstm", "gru"):
         got = cell.kind if isinstance(cell, Cell) else type(cell).__name__
         raise TypeError(f"cell: got {got}, expected a jaxrnn elman, lstm or gru cell")
+    check_exact(cell, "cell")
     return validate.params(cell, params)
+
+
+def check_exact(cell: Cell, argument: str) -> None:
+    """Refuses a cell whose matmuls round to a ``compute_dtype``: the other library would compute in the
+    params' dtype, a different function (the importers refuse mixed precision likewise)."""
+    compute_dtype = (cell.options or {}).get("compute_dtype")
+    if compute_dtype is not None:
+        raise ValueError(
+            f"{argument}: got a cell with compute_dtype={jnp.dtype(compute_dtype).name}, expected None (the "
+            "exported layer would compute in the params' dtype, not the same function)"
+        )
 
 
 def require_zero(value: Any, argument: str, reason: str) -> None:

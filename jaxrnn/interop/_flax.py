@@ -39,31 +39,36 @@ def _name(fn: Any) -> str:
     return getattr(fn, "__name__", repr(fn))
 
 
-def _flax_spec(nn: Any, cell: Any) -> dict[str, Any]:
-    """The math a Flax cell computes, or an error naming the setting jaxrnn cannot represent."""
+def _flax_spec(nn: Any, cell: Any, argument: str) -> dict[str, Any]:
+    """The math a Flax cell computes, or an error naming the setting jaxrnn cannot represent (``argument``:
+    the caller's name for the cell)."""
     kind = next((k for name, k in _KINDS.items() if type(cell) is getattr(nn, name)), None)
     if kind is None:
         raise TypeError(
-            f"cell: got {type(cell).__name__}, expected a flax.linen SimpleCell, LSTMCell, OptimizedLSTMCell "
-            "or GRUCell"
+            f"{argument}: got {type(cell).__name__}, expected a flax.linen SimpleCell, LSTMCell, "
+            "OptimizedLSTMCell or GRUCell"
         )
     activation = next((name for fn, name in _ACTIVATIONS if cell.activation_fn is fn), None)
     if kind == "elman":
         if activation is None:
             raise ValueError(
-                f"cell.activation_fn: got {_name(cell.activation_fn)}, expected flax.linen.tanh, relu or "
-                "sigmoid"
+                f"{argument}.activation_fn: got {_name(cell.activation_fn)}, expected flax.linen.tanh, relu "
+                "or sigmoid"
             )
         if cell.residual:
-            raise ValueError("cell.residual: got True, expected False (jaxrnn's Elman cell has no residual)")
+            raise ValueError(
+                f"{argument}.residual: got True, expected False (jaxrnn's Elman cell has no residual)"
+            )
     else:
         if cell.gate_fn is not jax.nn.sigmoid:
-            raise ValueError(f"cell.gate_fn: got {_name(cell.gate_fn)}, expected flax.linen.sigmoid")
+            raise ValueError(f"{argument}.gate_fn: got {_name(cell.gate_fn)}, expected flax.linen.sigmoid")
         if activation != "tanh":
-            raise ValueError(f"cell.activation_fn: got {_name(cell.activation_fn)}, expected flax.linen.tanh")
+            raise ValueError(
+                f"{argument}.activation_fn: got {_name(cell.activation_fn)}, expected flax.linen.tanh"
+            )
     if cell.dtype is not None and jnp.dtype(cell.dtype) != jnp.dtype(cell.param_dtype):
         raise ValueError(
-            f"cell.dtype: got {jnp.dtype(cell.dtype)}, expected None or the param_dtype "
+            f"{argument}.dtype: got {jnp.dtype(cell.dtype)}, expected None or the param_dtype "
             f"{jnp.dtype(cell.param_dtype)} (a separate compute dtype is not converted)"
         )
     return {"kind": kind, "features": cell.features, "activation": activation if kind == "elman" else None}
@@ -102,10 +107,14 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell, dict[str, 
       ``(jaxrnn_cell, params)``; ``jaxrnn_cell.step(params, carry, x)`` matches ``cell.apply(variables, carry,
       x)`` with an LSTM's carry ``(h, c)`` for Flax's ``(c, h)``.
     """
-    spec = _flax_spec(require("flax.linen", "flax", "from_flax"), cell)
+    spec = _flax_spec(require("flax.linen", "flax", "from_flax"), cell, "cell")
     if not isinstance(variables, Mapping):
         raise TypeError(f"variables: got {type(variables).__name__}, expected a dict of the cell's params")
     tree = variables.get("params", variables)
+    if not isinstance(tree, Mapping):
+        raise TypeError(
+            f"variables['params']: got {type(tree).__name__}, expected a dict of the cell's params"
+        )
     kind, H = spec["kind"], spec["features"]
     gates = _GATES[kind]
     if not isinstance(tree.get(f"i{gates[0]}"), Mapping) or "kernel" not in tree[f"i{gates[0]}"]:
@@ -161,7 +170,7 @@ def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> t
             flax_cell = nn.SimpleCell(features=H, activation_fn=fns[activation], param_dtype=dtype)
         else:
             flax_cell = (nn.LSTMCell if kind == "lstm" else nn.GRUCell)(features=H, param_dtype=dtype)
-    spec = _flax_spec(nn, flax_cell)
+    spec = _flax_spec(nn, flax_cell, "flax_cell")
     expected = {"kind": kind, "features": H, "activation": activation}
     for name, value in expected.items():
         if spec[name] != value:

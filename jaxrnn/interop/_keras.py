@@ -201,13 +201,14 @@ def to_keras(net: Network, params: list, layer: Any) -> Any:
     for name, value in expected.items():
         if spec[name] != value:
             raise ValueError(f"layer.{name}: got {spec[name]!r}, expected {value!r} to match the net's cell")
+    names = ("forward", "backward")[: len(directions)]
+    # every check before the layer changes: a call that raises leaves it as it was
+    weights = [_weights_for(spec, params[0][name], f"params[0][{name!r}]") for name in names]
+    if layer.built and directions[0].weights[0].shape[0] != input_size:
+        built_input = directions[0].weights[0].shape[0]
+        raise ValueError(f"layer: built for input size {built_input}, expected {input_size} (the params')")
     if not layer.built:
         layer.build((None, None, input_size))
-    built_input = directions[0].weights[0].shape[0]
-    if built_input != input_size:
-        raise ValueError(f"layer: built for input size {built_input}, expected {input_size} (the params')")
-    names = ("forward", "backward")
-    for name, direction in zip(names, directions):
-        weights = _weights_for(spec, params[0][name], f"params[0][{name!r}]")
-        direction.set_weights(weights)
+    for direction, direction_weights in zip(directions, weights):
+        direction.set_weights(direction_weights)
     return layer

@@ -75,6 +75,13 @@ def _state_dict_spec(
             f"module_or_state_dict: got a state_dict with keys {sorted(state_dict)[:6]}, expected the keys "
             "of an nn.RNN/LSTM/GRU ('weight_ih_l0', ...) or of a cell ('weight_ih', ...)"
         )
+    for key, value in state_dict.items():
+        validate.array(value, f"module_or_state_dict[{key!r}]")
+    if f"weight_hh{suffix}" not in state_dict:
+        raise ValueError(
+            f"module_or_state_dict: got a state_dict without 'weight_hh{suffix}', expected it beside "
+            f"'weight_ih{suffix}'"
+        )
     if "weight_hr_l0" in state_dict:
         raise ValueError(
             "module_or_state_dict: the state_dict has 'weight_hr_l0' (an nn.LSTM with proj_size > 0), "
@@ -124,7 +131,10 @@ def _state_dict_spec(
 
 
 def _to_numpy(torch: Any, tensor: Any) -> np.ndarray:
-    """A copy (``Tensor.numpy()`` shares memory, and the module may go on training in place)."""
+    """A copy (``Tensor.numpy()`` shares memory, and the module may go on training in place); a state_dict
+    of numpy or JAX arrays is copied as it is."""
+    if not isinstance(tensor, torch.Tensor):
+        return np.array(tensor)
     tensor = tensor.detach().cpu()
     if tensor.dtype == torch.bfloat16:
         return tensor.float().numpy().astype(jnp.bfloat16)

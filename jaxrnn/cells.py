@@ -71,6 +71,31 @@ def _positive_int(value: Any, argument: str) -> int:
     return int(value)
 
 
+def _real(value: Any, argument: str) -> float:
+    """``value`` (a Python, NumPy or concrete 0-d JAX real number) as a float, so that it never promotes the
+    step's dtype; ``TypeError`` naming ``argument`` otherwise."""
+    if isinstance(value, (bool, np.bool_, str)) or np.ndim(value) != 0:
+        raise TypeError(f"{argument}: got {value!r}, expected a real number")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{argument}: got {value!r}, expected a real number") from err
+
+
+def _compute_dtype(value: Any) -> Any:
+    """``value`` unchanged when it is None or a floating dtype; ``TypeError`` otherwise (an integer dtype
+    would truncate every matmul operand)."""
+    if value is None:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError as err:
+        raise TypeError(f"compute_dtype: got {value!r}, expected None or a floating dtype") from err
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"compute_dtype: got {dtype}, expected None or a floating dtype (e.g. jnp.bfloat16)")
+    return value
+
+
 def _checked_init(init: Callable[..., Params]) -> Callable[..., Params]:
     """``init`` that first checks ``input_size`` (a positive int) and ``dtype`` (a floating dtype)."""
 
@@ -218,6 +243,7 @@ def elman(
       carry, h = cell.step(params, cell.initial_carry(32), x)       # x: (32, 8)
     """
     hidden_size = _positive_int(hidden_size, "hidden_size")
+    compute_dtype = _compute_dtype(compute_dtype)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
     bias_init = initializers.get(bias_init, "bias_init")
@@ -226,6 +252,7 @@ def elman(
     elif activation == "prelu":
         act_name, act_fn = "prelu", None
     else:
+        negative_slope = _real(negative_slope, "negative_slope")
         act_name, act_fn = activation, activations.get(activation, negative_slope=negative_slope).fn
 
     def param_shapes(input_size: int) -> dict[str, tuple[int, ...]]:
@@ -288,6 +315,7 @@ def lstm(
       ys, (h, c) = jaxrnn.scan(cell, params, xs)                    # xs: (batch, T, 16)
     """
     hidden_size = _positive_int(hidden_size, "hidden_size")
+    compute_dtype = _compute_dtype(compute_dtype)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
     bias_init = initializers.get(bias_init, "bias_init")
@@ -357,6 +385,7 @@ def gru(
       ys, h = jaxrnn.scan(cell, params, xs, lengths=lengths)
     """
     hidden_size = _positive_int(hidden_size, "hidden_size")
+    compute_dtype = _compute_dtype(compute_dtype)
     if not isinstance(reset_after, bool):
         raise TypeError(f"reset_after: got {reset_after!r}, expected True or False")
     kernel_init = initializers.get(kernel_init, "kernel_init")

@@ -52,12 +52,8 @@ def params(cell: Cell, params: Any, argument: str = "params") -> int | None:
         return None
     if not isinstance(params, Mapping):
         raise TypeError(f"{argument}: got {type(params).__name__}, expected a dict of arrays")
-    if "w_x" not in params:
-        raise ValueError(f"{argument}: missing key 'w_x' (a {cell.kind} cell has {cell.param_shapes(1)})")
-    w_x_shape = _shape(params["w_x"])
-    if len(w_x_shape) != 2:
-        raise ValueError(f"{argument}['w_x']: got shape {w_x_shape}, expected (input_size, out)")
-    expected = cell.param_shapes(w_x_shape[0])
+    input_size = _input_size(cell, params, argument)
+    expected = cell.param_shapes(input_size)
     missing = sorted(set(expected) - set(params))
     if missing:
         raise ValueError(f"{argument}: missing keys {missing}; a {cell.kind} cell expects {sorted(expected)}")
@@ -70,10 +66,28 @@ def params(cell: Cell, params: Any, argument: str = "params") -> int | None:
         if _shape(params[name]) != shape:
             raise ValueError(
                 f"{argument}[{name!r}]: got shape {_shape(params[name])}, expected {shape} "
-                f"(hidden_size={cell.hidden_size}, input_size={w_x_shape[0]})"
+                f"(hidden_size={cell.hidden_size}, input_size={input_size})"
             )
         floating(params[name], f"{argument}[{name!r}]")
-    return w_x_shape[0]
+    return input_size
+
+
+def _input_size(cell: Cell, params: Mapping, argument: str) -> int:
+    """The input size that ``params`` were made for, read off the first leaf whose shape depends on it
+    (``w_x``'s first axis for the built-in cells; any such leaf for a custom cell's ``param_shapes``)."""
+    one, two = cell.param_shapes(1), cell.param_shapes(2)
+    for name in sorted(one, key=lambda n: n != "w_x"):
+        axes = [k for k, (a, b) in enumerate(zip(one[name], two[name])) if a != b]
+        if not axes:
+            continue
+        axis, shape = axes[0], _shape(params[name]) if name in params else None
+        if shape is None:
+            raise ValueError(f"{argument}: missing key {name!r} (a {cell.kind} cell has {one})")
+        if len(shape) != len(one[name]):
+            raise ValueError(f"{argument}[{name!r}]: got shape {shape}, expected rank {len(one[name])}")
+        step = two[name][axis] - one[name][axis]
+        return max(1, (shape[axis] - one[name][axis]) // step + 1)
+    raise ValueError(f"{argument}: the cell's param_shapes do not depend on input_size")
 
 
 def sequence(

@@ -183,3 +183,14 @@ def test_cells_and_networks_are_hashable_static_arguments():
     net_params = net.init(jax.random.key(2), 2)
     out = jax.jit(lambda net, p, x: net.apply(p, x)[0], static_argnums=0)(net, net_params, xs)
     assert out.shape == (2, 4, 6)
+
+
+def test_a_numpy_or_jax_scalar_slope_keeps_the_params_dtype():
+    """The leaky slope is stored as a float: an np.float32 or a 0-d JAX array would otherwise promote a
+    bfloat16 step to float32 (scan then refuses the carry) and make the cell unhashable."""
+    for slope in (np.float32(0.2), jnp.float32(0.2)):
+        cell = jaxrnn.elman(4, "leaky_relu", negative_slope=slope)
+        params = cell.init(jax.random.key(0), 3, jnp.bfloat16)
+        ys, final = jaxrnn.scan(cell, params, jnp.ones((2, 5, 3), jnp.bfloat16))
+        assert ys.dtype == final.dtype == jnp.bfloat16
+        assert cell.options["negative_slope"] == pytest.approx(0.2) and hash(cell) == hash(cell)

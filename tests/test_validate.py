@@ -252,6 +252,17 @@ def test_last_output_time_major_given_as_a_string():
         jaxrnn.last_output(XS, time_major="False")
 
 
+def test_negative_slope_given_as_a_string():
+    with pytest.raises(TypeError, match="negative_slope: got '0.1', expected a real number"):
+        jaxrnn.elman(4, "leaky_relu", negative_slope="0.1")
+
+
+def test_integer_compute_dtype():
+    """An integer compute dtype would truncate every matmul operand."""
+    with pytest.raises(TypeError, match="compute_dtype: got int8, expected None or a floating dtype"):
+        jaxrnn.lstm(4, compute_dtype=jnp.int8)
+
+
 def test_network_time_major_given_as_a_string():
     with pytest.raises(TypeError, match="time_major: got 'no', expected True or False"):
         jaxrnn.rnn(CELL, time_major="no")
@@ -339,3 +350,30 @@ def test_dense_bias_of_wrong_shape():
         ValueError, match=r"params: got w \(5, 2\) and b \(3,\), expected w \(input_size, 2\)"
     ):
         head.apply(params, jnp.ones((3, 5)))
+
+
+def _custom_cell_with_own_param_names(hidden=4):
+    def step(params, h, x):
+        h = jnp.tanh(x @ params["kernel"] + h @ params["recurrent"])
+        return h, h
+
+    def init(key, input_size, dtype=jnp.float32):
+        return {"kernel": jnp.ones((input_size, hidden), dtype), "recurrent": jnp.eye(hidden, dtype=dtype)}
+
+    return jaxrnn.Cell(
+        init=init,
+        initial_carry=lambda batch_shape=(), dtype=jnp.float32: jnp.zeros((*batch_shape, hidden), dtype),
+        step=step,
+        param_shapes=lambda input_size: {"kernel": (input_size, hidden), "recurrent": (hidden, hidden)},
+        hidden_size=hidden,
+    )
+
+
+def test_custom_param_shapes_need_no_w_x():
+    """A custom cell's param_shapes may name its params freely; the input size is read off ``kernel``."""
+    cell = _custom_cell_with_own_param_names()
+    ys, _ = jaxrnn.scan(cell, cell.init(jax.random.key(0), 3), XS[..., :3])
+    assert ys.shape == (3, 6, 4)
+    params = {"kernel": jnp.ones((3, 4)), "recurrent": jnp.ones((4, 5))}
+    with pytest.raises(ValueError, match=r"params\['recurrent'\]: got shape \(4, 5\), expected \(4, 4\)"):
+        jaxrnn.scan(cell, params, XS[..., :3])

@@ -157,6 +157,21 @@ def runs_split(cell: Cell) -> bool:
     return pair not in list(_FACTORY_STEPS.values())
 
 
+def _check_step_shapes(hidden_size: int, params: Params, carry: Carry, x: Array) -> None:
+    """Trace-time shape checks of one step, so that nothing broadcasts: ``x (*batch, I)`` with ``I`` the
+    rows of ``params["w_x"]``, every carry leaf ``(*batch, H)``."""
+    x_shape, w_x_shape = np.shape(x), np.shape(params["w_x"]) if isinstance(params, dict) else None
+    if w_x_shape is not None and (len(x_shape) < 1 or x_shape[-1:] != w_x_shape[:1]):
+        raise ValueError(f"x: got shape {x_shape}, expected (..., {w_x_shape[0]}) to match params['w_x']")
+    expected = (*x_shape[:-1], hidden_size)
+    for leaf in jax.tree_util.tree_leaves(carry):
+        if np.shape(leaf) != expected:
+            raise ValueError(
+                f"carry: got a leaf of shape {np.shape(leaf)}, expected {expected} (x's batch shape "
+                f"{x_shape[:-1]}, hidden_size {hidden_size})"
+            )
+
+
 def _built_cell(
     kind: str,
     hidden_size: int,
@@ -170,6 +185,7 @@ def _built_cell(
     """A built-in :class:`Cell` whose ``step`` is ``recur_step`` after ``project``."""
 
     def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
+        _check_step_shapes(hidden_size, params, carry, x)
         return recur_step(params, carry, project(params, x))
 
     _FACTORY_STEPS[step] = (project, recur_step)

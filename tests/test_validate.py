@@ -377,3 +377,18 @@ def test_custom_param_shapes_need_no_w_x():
     params = {"kernel": jnp.ones((3, 4)), "recurrent": jnp.ones((4, 5))}
     with pytest.raises(ValueError, match=r"params\['recurrent'\]: got shape \(4, 5\), expected \(4, 4\)"):
         jaxrnn.scan(cell, params, XS[..., :3])
+
+
+@pytest.mark.parametrize(
+    ("carry_shape", "x_shape", "message"),
+    [
+        ((4, 5), (1, 4), r"carry: got a leaf of shape \(4, 5\), expected \(1, 5\)"),
+        ((5,), (3, 4), r"carry: got a leaf of shape \(5,\), expected \(3, 5\)"),
+        ((3, 5), (3, 7), r"x: got shape \(3, 7\), expected \(\.\.\., 4\) to match params\['w_x'\]"),
+    ],
+    ids=["batch_1_x", "unbatched_carry", "features"],
+)
+def test_step_shapes_do_not_broadcast(carry_shape, x_shape, message):
+    carry = (jnp.zeros(carry_shape), jnp.zeros(carry_shape))
+    with pytest.raises(ValueError, match=message):
+        CELL.step(PARAMS, carry, jnp.ones(x_shape))

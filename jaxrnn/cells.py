@@ -160,7 +160,8 @@ def runs_split(cell: Cell) -> bool:
 def _check_step_shapes(hidden_size: int, params: Params, carry: Carry, x: Array) -> None:
     """Trace-time shape checks of one step, so that nothing broadcasts: ``x (*batch, I)`` with ``I`` the
     rows of ``params["w_x"]``, every carry leaf ``(*batch, H)``."""
-    x_shape, w_x_shape = np.shape(x), np.shape(params["w_x"]) if isinstance(params, dict) else None
+    x_shape = np.shape(x)
+    w_x_shape = np.shape(params["w_x"]) if isinstance(params, Mapping) and "w_x" in params else None
     if w_x_shape is not None and (len(x_shape) < 1 or x_shape[-1:] != w_x_shape[:1]):
         raise ValueError(f"x: got shape {x_shape}, expected (..., {w_x_shape[0]}) to match params['w_x']")
     expected = (*x_shape[:-1], hidden_size)

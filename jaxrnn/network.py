@@ -174,8 +174,9 @@ def rnn(
                 argument = f"params[{i}][{direction!r}]"
                 input_size = validate.params(cell, params[i][direction], argument)
                 if i > 0 and input_size is not None and input_size != xs.shape[-1]:
+                    leaf = f"{argument}[{validate.input_leaf(cell)!r}]"
                     raise ValueError(
-                        f"{argument}['w_x']: got input size {input_size}, expected {xs.shape[-1]} "
+                        f"{leaf}: got input size {input_size}, expected {xs.shape[-1]} "
                         f"(the output size of layer {i - 1})"
                     )
                 h_mask = None

@@ -105,7 +105,8 @@ def run(
         raise TypeError(f"cell: got {type(cell).__name__}, expected a jaxrnn.Cell")
     validate.boolean(time_major, "time_major")
     input_size = validate.params(cell, params)
-    batch_shape, steps = validate.sequence(xs, input_size, time_major)
+    source = "params" if input_size is None else f"params[{validate.input_leaf(cell)!r}]"
+    batch_shape, steps = validate.sequence(xs, input_size, time_major, source=source)
     validate.boolean(reverse, "reverse")
     validate.choice(backend, dispatch.BACKENDS, "backend")
     validate.positive_int(unroll, "unroll", allow_bool=True)

@@ -72,28 +72,39 @@ def params(cell: Cell, params: Any, argument: str = "params") -> int | None:
     return input_size
 
 
-def _input_size(cell: Cell, params: Mapping, argument: str) -> int:
-    """The input size that ``params`` were made for, read off the first leaf whose shape depends on it
-    (``w_x``'s first axis for the built-in cells; any such leaf for a custom cell's ``param_shapes``)."""
+def input_leaf(cell: Cell) -> str:
+    """The name of the first param whose shape depends on the input size (``'w_x'`` for the built-in
+    cells; any such leaf of a custom cell's ``param_shapes``)."""
     one, two = cell.param_shapes(1), cell.param_shapes(2)
     for name in sorted(one, key=lambda n: n != "w_x"):
-        axes = [k for k, (a, b) in enumerate(zip(one[name], two[name])) if a != b]
-        if not axes:
-            continue
-        axis, shape = axes[0], _shape(params[name]) if name in params else None
-        if shape is None:
-            raise ValueError(f"{argument}: missing key {name!r} (a {cell.kind} cell has {one})")
-        if len(shape) != len(one[name]):
-            raise ValueError(f"{argument}[{name!r}]: got shape {shape}, expected rank {len(one[name])}")
-        step = two[name][axis] - one[name][axis]
-        return max(1, (shape[axis] - one[name][axis]) // step + 1)
-    raise ValueError(f"{argument}: the cell's param_shapes do not depend on input_size")
+        if one[name] != two[name]:
+            return name
+    raise ValueError("cell: its param_shapes do not depend on input_size")
+
+
+def _input_size(cell: Cell, params: Mapping, argument: str) -> int:
+    """The input size that ``params`` were made for, read off :func:`input_leaf`'s shape."""
+    name = input_leaf(cell)
+    one, two = cell.param_shapes(1)[name], cell.param_shapes(2)[name]
+    if name not in params:
+        raise ValueError(f"{argument}: missing key {name!r} (a {cell.kind} cell has {cell.param_shapes(1)})")
+    shape = _shape(params[name])
+    if len(shape) != len(one):
+        raise ValueError(f"{argument}[{name!r}]: got shape {shape}, expected rank {len(one)}")
+    axis = next(k for k, (a, b) in enumerate(zip(one, two)) if a != b)
+    step = two[axis] - one[axis]
+    return max(1, (shape[axis] - one[axis]) // step + 1)
 
 
 def sequence(
-    xs: Any, input_size: int | None, time_major: bool, argument: str = "xs"
+    xs: Any,
+    input_size: int | None,
+    time_major: bool,
+    argument: str = "xs",
+    source: str = "params['w_x']",
 ) -> tuple[tuple[int, ...], int]:
-    """Checks a sequence batch; returns ``(batch_shape, T)``."""
+    """Checks a sequence batch; returns ``(batch_shape, T)``. ``source`` names the param that
+    ``input_size`` was read from."""
     array(xs, argument)
     shape = _shape(xs)
     layout = "(T, *batch, features)" if time_major else "(*batch, T, features)"
@@ -103,7 +114,7 @@ def sequence(
     if input_size is not None and shape[-1] != input_size:
         raise ValueError(
             f"{argument}: got {shape[-1]} features (shape {shape}), expected {input_size} "
-            f"(the input size of params['w_x'])"
+            f"(the input size of {source})"
         )
     if time_major:
         return shape[1:-1], shape[0]

@@ -379,6 +379,37 @@ def test_custom_param_shapes_need_no_w_x():
         jaxrnn.scan(cell, params, XS[..., :3])
 
 
+def test_custom_cell_features_name_its_own_input_param():
+    cell = _custom_cell_with_own_param_names()
+    with pytest.raises(
+        ValueError, match=r"xs: got 4 features .*expected 3 \(the input size of params\['kernel'\]\)"
+    ):
+        jaxrnn.scan(cell, cell.init(jax.random.key(0), 3), XS)
+
+
+def test_custom_cell_deeper_layer_names_its_own_input_param():
+    cell = _custom_cell_with_own_param_names()
+    net = jaxrnn.rnn(cell, num_layers=2)
+    params = [{"forward": cell.init(jax.random.key(0), 4)}, {"forward": cell.init(jax.random.key(1), 3)}]
+    with pytest.raises(
+        ValueError, match=r"params\[1\]\['forward'\]\['kernel'\]: got input size 3, expected 4"
+    ):
+        net.apply(params, XS)
+
+
+def test_custom_param_shapes_that_ignore_input_size():
+    hidden = 4
+    cell = jaxrnn.Cell(
+        init=lambda key, input_size, dtype=jnp.float32: {"w_h": jnp.eye(hidden, dtype=dtype)},
+        initial_carry=lambda batch_shape=(), dtype=jnp.float32: jnp.zeros((*batch_shape, hidden), dtype),
+        step=lambda params, h, x: (jnp.tanh(h @ params["w_h"]),) * 2,
+        param_shapes=lambda input_size: {"w_h": (hidden, hidden)},
+        hidden_size=hidden,
+    )
+    with pytest.raises(ValueError, match=r"cell: its param_shapes do not depend on input_size"):
+        jaxrnn.scan(cell, {"w_h": jnp.eye(hidden)}, XS)
+
+
 @pytest.mark.parametrize(
     ("carry_shape", "x_shape", "message"),
     [

@@ -158,7 +158,7 @@ def build_parser() -> Parser:
         "--batch-size",
         type=positive_int,
         metavar="N",
-        help=f"sequences per step (default: {_per_task('batch_size')})",
+        help=f"sequences per step, a multiple of the device count (default: {_per_task('batch_size')})",
     )
     trainer.add_argument(
         "--lr", type=positive_float, metavar="X", help=f"Adam's learning rate (default: {_per_task('lr')})"
@@ -369,6 +369,12 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error(
             f"argument --batch-size: got {config.batch_size}, expected at most the {sizes['train']} "
             f"training sequences of {task.name}"
+        )
+    devices = jax.device_count()
+    if devices > 1 and config.batch_size % devices:
+        parser.error(
+            f"argument --batch-size: got {config.batch_size}, expected a multiple of the {devices} devices "
+            f"(each batch is sharded over them)"
         )
     model = build_model(task, config, data)
     out = args.out if args.out is not None else Path("runs") / task.name

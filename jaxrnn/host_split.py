@@ -61,6 +61,11 @@ def disabled() -> Iterator[None]:
         _disabled.reset(token)
 
 
+def is_disabled() -> bool:
+    """Whether the caller is inside :func:`disabled`."""
+    return _disabled.get()
+
+
 def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> int:
     """How many host devices run a recurrence of ``steps`` steps over ``batch`` rows with the recurrent
     weights ``w_h (H, G·H)``: all local devices, or 1 (no split).
@@ -81,7 +86,7 @@ def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> in
     if steps * batch * hidden * width < MIN_RECURRENT_MACS:
         return 1
     devices = jax.local_devices()
-    if len(devices) < 2 or batch % len(devices) or jax.process_count() > 1 or _disabled.get():
+    if len(devices) < 2 or batch % len(devices) or jax.process_count() > 1 or is_disabled():
         return 1
     if varying.in_mesh_context():
         return 1

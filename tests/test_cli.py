@@ -176,3 +176,14 @@ def test_a_missing_optional_dependency_names_the_extra(
     assert err.count("\n") == 1
     assert f"the {task} task needs {distribution}" in err and "pip install 'jaxrnn[examples]'" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_batch_size_the_devices_do_not_divide_exits_2_and_keeps_the_old_run(capsys, monkeypatch, tmp_path):
+    (tmp_path / "metrics.json").write_text("{}")
+    monkeypatch.setattr(cli.jax, "device_count", lambda: 2)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--batch-size", "25", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --batch-size: got 25, expected a multiple of the 2 devices" in err
+    assert (tmp_path / "metrics.json").read_text() == "{}"

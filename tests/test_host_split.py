@@ -195,5 +195,5 @@ def test_auto_on_one_device_keeps_outputs_on_that_device():
 
 def test_disabled_is_restored_on_exit():
     with host_split.disabled():
-        assert host_split._disabled.get()
-    assert not host_split._disabled.get()
+        assert host_split.is_disabled()
+    assert not host_split.is_disabled()

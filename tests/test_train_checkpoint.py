@@ -134,3 +134,21 @@ def test_a_config_json_cannot_hold_is_rejected(tmp_path):
         with pytest.raises(TypeError, match="config: got a value JSON cannot hold"):
             ckpt.save(state(step=1), {"dtype": np.float32})
         assert ckpt.all_steps() == []
+
+
+def test_best_params_are_restored_whether_or_not_the_template_has_them(tmp_path):
+    """A checkpoint with best params (fit's) restores them into the template's params structure; one
+    without gives None even when the template has them."""
+    saved = state(step=1)
+    best = jax.tree_util.tree_map(lambda a: a + 1.0, saved.params)
+    with Checkpointer(tmp_path / "with") as ckpt:
+        ckpt.save(saved._replace(best_params=best))
+        restored, _ = ckpt.restore(state(seed=0))
+    assert_trees_equal(restored.best_params, best)
+    assert_trees_equal(restored.params, saved.params)
+    with Checkpointer(tmp_path / "without") as ckpt:
+        ckpt.save(saved)
+        template = state(seed=0)
+        restored, _ = ckpt.restore(template._replace(best_params=template.params))
+    assert restored.best_params is None
+    assert_trees_equal(restored.params, saved.params)

@@ -79,3 +79,16 @@ def test_batches_with_different_leading_axes_are_rejected():
         ValueError, match=r"data: got leading axes \{'x': 5, 'y': 4\}, expected one common size"
     ):
         next(batches({"x": np.zeros((5, 3, 2)), "y": np.zeros(4)}, 2))
+
+
+@pytest.mark.parametrize("length", [5.5, "7", 0])
+def test_pad_sequences_length_must_be_a_positive_int(length):
+    with pytest.raises(ValueError, match=f"length: got {length!r}, expected a positive int"):
+        pad_sequences([np.ones((2, 3)), np.ones((4, 3))], length=length)
+
+
+def test_dataset_with_ragged_targets_names_them():
+    xs = [np.ones((3, 2), np.float32), np.ones((4, 2), np.float32)]
+    ys = [np.ones(2), np.ones(4)]  # the first is not as long as its sequence
+    with pytest.raises(ValueError, match=r"data\['y'\]: got targets of differing shapes"):
+        dataset((xs, ys))

@@ -168,8 +168,38 @@ def _fit_bad(**overrides):
         ({"key": np.zeros(2, np.int32)}, TypeError, "key: got int32 of shape \\(2,\\), expected a PRNG key"),
         ({"min_delta": -0.1}, ValueError, "min_delta: got -0.1, expected a non-negative number"),
         ({"max_to_keep": 0}, ValueError, "max_to_keep: got 0, expected a positive int"),
+        ({"tbptt": 0}, ValueError, "tbptt: got 0, expected a positive int"),
+        ({"shuffle": "no"}, TypeError, "shuffle: got 'no', expected True or False"),
+        ({"restore_best": None}, TypeError, "restore_best: got None, expected True or False"),
+        ({"progress": 1}, TypeError, "progress: got 1, expected True or False"),
+        ({"devices": []}, ValueError, r"devices: got an empty list, expected at least one device"),
+        (
+            {"train": (np.zeros((8, T, 1), np.float32), np.array([0, 1, 2, 0, 1, 0, 1, -1]))},
+            ValueError,
+            r"train\['y'\]: got values in \[-1, 2\], expected class indices in \[0, 2\) \(the model's output",
+        ),
+        (
+            {"validation": (np.zeros((8, T, 1), np.float32), np.full(8, 2))},
+            ValueError,
+            r"validation\['y'\]: got values in \[2, 2\], expected class indices in \[0, 2\)",
+        ),
     ],
-    ids=["empty", "batch_size", "epochs", "int_key", "int32_key", "min_delta", "max_to_keep"],
+    ids=[
+        "empty",
+        "batch_size",
+        "epochs",
+        "int_key",
+        "int32_key",
+        "min_delta",
+        "max_to_keep",
+        "tbptt",
+        "shuffle",
+        "restore_best",
+        "progress",
+        "devices",
+        "train_labels",
+        "validation_labels",
+    ],
 )
 def test_bad_settings_are_rejected(overrides, error, message):
     with pytest.raises(error, match=message):
@@ -179,6 +209,15 @@ def test_bad_settings_are_rejected(overrides, error, message):
 def test_numpy_integer_settings_are_accepted():
     result = _fit_bad(epochs=np.int64(1), batch_size=np.int32(16), patience=np.int64(2))
     assert result.step == 3
+
+
+def test_resuming_from_a_checkpoint_fit_did_not_write_is_refused(tmp_path):
+    m, params = classifier()
+    opt = optimizer(0.1)
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(TrainState(params, opt.init(params), 1, jax.random.key(0)))
+    with pytest.raises(ValueError, match=r"checkpoint_dir: got .*, whose checkpoint fit did not write"):
+        _fit_bad(checkpoint_dir=tmp_path)
 
 
 def test_a_config_json_cannot_hold_is_rejected_before_training(tmp_path):

@@ -163,3 +163,34 @@ def test_concrete_integer_labels_outside_the_classes(fn, labels):
 
 def test_no_metrics_given_as_none():
     assert losses.get_metrics(None) == {}
+
+
+@pytest.mark.parametrize("name", ["loss", "count", "grad_norm", "update_norm", "seq_per_s", "val_mae"])
+def test_metric_names_the_steps_use_are_rejected(name):
+    with pytest.raises(ValueError, match=f"metrics: got the name '{name}', expected a name other than"):
+        losses.get_metrics({name: losses.mae})
+
+
+def test_lengths_beyond_the_time_axis_are_rejected():
+    with pytest.raises(ValueError, match=r"lengths: got values in \[-1, 7\], expected \[0, 4\]"):
+        losses.mse(jnp.ones((2, 4)), jnp.zeros((2, 4)), lengths=np.array([7, -1]))
+
+
+def test_negative_mask_weights_are_rejected():
+    with pytest.raises(ValueError, match=r"mask: got a weight of -1.0, expected weights >= 0"):
+        losses.mse(jnp.ones((2, 4)), jnp.zeros((2, 4)), np.array([-1.0, 1.0]))
+
+
+def test_a_list_of_outputs_is_rejected_naming_it():
+    with pytest.raises(TypeError, match=r"outputs: got a list, expected an array"):
+        losses.mse([1.0, 2.0], jnp.zeros(2))
+
+
+def test_masked_mean_of_a_list_is_rejected_naming_it():
+    with pytest.raises(TypeError, match=r"values: got a list, expected an array"):
+        losses.masked_mean([1.0, 2.0], jnp.ones(2, bool))
+
+
+def test_binary_labels_outside_zero_one_are_rejected():
+    with pytest.raises(ValueError, match=r"labels: got values in \[-1.0, 2.0\], expected values in \[0, 1\]"):
+        losses.binary_cross_entropy(jnp.zeros(3), jnp.array([0.0, 2.0, -1.0]))

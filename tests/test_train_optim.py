@@ -124,7 +124,7 @@ def test_negative_l1_is_rejected():
 
 
 def test_nonpositive_clip_norm_is_rejected():
-    with pytest.raises(ValueError, match="clip_norm: got 0, expected a positive number or None"):
+    with pytest.raises(ValueError, match="clip_norm: got 0, expected a positive finite number or None"):
         optimizer(1e-3, clip_norm=0)
 
 
@@ -148,6 +148,27 @@ def test_numpy_scalars_are_numbers():
     want_updates, _ = want.update(grads, want.init(params), params)
     chex.assert_trees_all_close(got_updates, want_updates)
     with pytest.raises(
-        ValueError, match=r"learning_rate: got np.float32\(-1.0\), expected a positive number"
+        ValueError, match=r"learning_rate: got np.float32\(-1.0\), expected a positive finite number"
     ):
         optimizer(np.float32(-1.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"learning_rate": float("nan")}, "learning_rate: got nan, expected a positive finite number"),
+        ({"learning_rate": float("inf")}, "learning_rate: got inf, expected a positive finite number"),
+        ({"clip_norm": float("nan")}, "clip_norm: got nan, expected a positive finite number or None"),
+        ({"clip_value": float("inf")}, "clip_value: got inf, expected a positive finite number or None"),
+    ],
+    ids=["nan_lr", "inf_lr", "nan_clip_norm", "inf_clip_value"],
+)
+def test_non_finite_settings_are_rejected(kwargs, message):
+    kwargs = {"learning_rate": 1e-3, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        optimizer(kwargs.pop("learning_rate"), **kwargs)
+
+
+def test_momentum_of_one_or_more_is_rejected():
+    with pytest.raises(ValueError, match=r"momentum: got 1.5, expected a number in \[0, 1\)"):
+        optimizer(1e-3, name="sgd", momentum=1.5)

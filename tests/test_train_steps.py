@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import jaxrnn
+from jaxrnn import host_split
 from jaxrnn.train import evaluate, losses, make_train_step, model, optimizer, predict
 
 rng = np.random.default_rng()
@@ -196,3 +197,45 @@ def test_predict_checks_lengths(clf, lengths, message):
     xs = rng.normal(size=(3, 4, 2)).astype(np.float32)
     with pytest.raises(ValueError, match=message):
         predict(m, params, xs, lengths=lengths)
+
+
+def test_evaluate_does_not_reuse_a_trace_made_with_the_host_split_on(clf):
+    """The shared eval step keys its cache on jaxrnn.host_split.disabled(), which its trace reads (fit on
+    fewer devices than the process has turns the split off)."""
+    m, params = clf
+    traces = []
+
+    def counting_apply(*args, **kwargs):
+        traces.append(1)
+        return m.apply(*args, **kwargs)
+
+    counted = m._replace(apply=counting_apply)
+    data = make_batch(8)
+    evaluate(counted, params, data, loss="cross_entropy", batch_size=4)
+    evaluate(counted, params, data, loss="cross_entropy", batch_size=4)
+    assert len(traces) == 1
+    with host_split.disabled():
+        evaluate(counted, params, data, loss="cross_entropy", batch_size=4)
+    assert len(traces) == 2
+
+
+def test_evaluate_refuses_labels_outside_the_classes(clf):
+    m, params = clf
+    data = make_batch(8)
+    data["y"] = np.asarray(data["y"]).copy()
+    data["y"][0] = 7
+    with pytest.raises(ValueError, match=r"data\['y'\]: got values in \[\d, 7\], expected class indices in"):
+        evaluate(m, params, data, loss="cross_entropy")
+
+
+def test_evaluate_ignores_labels_past_a_sequence_end():
+    """Per-step labels are checked on valid steps only: padding may hold any value."""
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(3), output="sequence")
+    params = m.init(jax.random.key(0), 2)
+    lengths = np.array([2, 5])
+    y = np.where(np.arange(5) < lengths[:, None], 1, -1)
+    data = {"x": np.ones((2, 5, 2), np.float32), "y": y, "lengths": lengths}
+    assert np.isfinite(evaluate(m, params, data, loss="cross_entropy")["loss"])
+    y[1, 4] = 3
+    with pytest.raises(ValueError, match=r"data\['y'\]: got values in \[1, 3\], expected class indices in"):
+        evaluate(m, params, data, loss="cross_entropy")

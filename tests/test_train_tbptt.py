@@ -163,3 +163,21 @@ def test_per_sequence_model_is_rejected():
 def test_nonpositive_chunk_is_rejected(lm):
     with pytest.raises(ValueError, match="chunk: got 0, expected a positive int"):
         make_tbptt_train_step(lm[0], "mse", optax.sgd(0.1), 0)
+
+
+@pytest.mark.parametrize(
+    "reset, message",
+    [
+        (np.array([True]), r"batch\['reset'\]: got bool of shape \(1,\), expected bool of shape \(3,\)"),
+        (np.ones(3, np.int32), r"batch\['reset'\]: got int32 of shape \(3,\), expected bool of shape \(3,\)"),
+    ],
+    ids=["batch_1", "int"],
+)
+def test_reset_of_the_wrong_shape_or_dtype_is_rejected(lm, reset, message):
+    m, params = lm
+    x, y = stream()
+    opt = optax.sgd(0.1)
+    with pytest.raises(ValueError, match=message):
+        make_tbptt_step(m, "cross_entropy", opt)(
+            params, opt.init(params), None, {"x": x[:, :K], "y": y[:, :K], "reset": reset}, KEY
+        )

@@ -61,7 +61,11 @@ def _to_arrays(state: TrainState) -> tuple[dict[str, Any], dict[str, Any]]:
     """The orbax-saveable pytree and the JSON facts needed to rebuild the key."""
     key = state.key
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    info = {"key_typed": typed, "key_impl": str(jax.random.key_impl(key)) if typed else None}
+    info = {
+        "key_typed": typed,
+        "key_impl": str(jax.random.key_impl(key)) if typed else None,
+        "best_params": state.best_params is not None,
+    }
     tree = {
         "params": state.params,
         "opt_state": state.opt_state,
@@ -123,11 +127,18 @@ class Checkpointer:
 
     def restore(self, template: TrainState, step: int | None = None) -> tuple[TrainState, dict[str, Any]]:
         """Restores checkpoint ``step`` (default the latest) into the structure, shapes, dtypes and shardings
-        of ``template``; returns ``(state, config)``."""
+        of ``template``; returns ``(state, config)``. The checkpoint's ``best_params``, if it holds any, are
+        restored whether or not the template has them (into the structure of ``template.params`` if not);
+        a checkpoint without them gives ``best_params=None``."""
         ocp = _ocp()
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"directory: no complete checkpoint in {self.directory}")
+        facts = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        if not facts.get("best_params"):
+            template = template._replace(best_params=None)
+        elif template.best_params is None:
+            template = template._replace(best_params=template.params)
         tree, _ = _to_arrays(template)
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(tree), config=ocp.args.JsonRestore())

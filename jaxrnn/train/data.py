@@ -40,6 +40,8 @@ def pad_sequences(
                 f"seqs[{i}]: got shape {a.shape}, expected (T, *{arrays[0].shape[1:]}) like seqs[0]"
             )
     lengths = np.array([a.shape[0] for a in arrays], np.int32)
+    if length is not None:
+        validate.positive_int(length, "length")
     steps = int(lengths.max()) if length is None else length
     if steps < lengths.max():
         raise ValueError(f"length: got {length}, expected at least the longest sequence ({lengths.max()})")
@@ -92,7 +94,13 @@ def dataset(data: Mapping[str, Any] | Sequence[Any], argument: str = "data") -> 
         raise ValueError(f"{argument}['x']: got shape {x.shape}, expected (N, T, features)")
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"{argument}['x']: got dtype {x.dtype}, expected a floating dtype")
-    y = np.asarray(y)
+    try:
+        y = np.asarray(y)
+    except ValueError as err:  # a ragged list
+        raise ValueError(
+            f"{argument}['y']: got targets of differing shapes ({err}), expected one target of one shape "
+            f"per sequence, or per-step targets as long as their sequences"
+        ) from err
     if y.ndim == 0 or y.shape[0] != x.shape[0]:
         raise ValueError(
             f"{argument}['y']: got shape {y.shape}, expected {x.shape[0]} targets (one per sequence)"

@@ -10,7 +10,6 @@ expand (exploding gradients: relu, large ``W_h``); an orthogonal or identity ``W
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +22,7 @@ from jaxrnn.cells import Cell
 from jaxrnn.scan import scan
 from jaxrnn.train import losses
 from jaxrnn.train.models import Model
-from jaxrnn.train.steps import Static, check_batch, loss_mask
+from jaxrnn.train.steps import Static, check_batch, loss_mask, split_aware_jit
 
 Array = jax.Array
 
@@ -76,7 +75,7 @@ def gradient_flow(
     return np.asarray(jnp.sqrt(jnp.sum(jnp.square(grads), axis=(0, 2))))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@split_aware_jit
 def _state_grads(static: Static, params: Any, batch: Mapping[str, Array]) -> Array:
     """``∂L/∂h_t`` of one layer, ``(B, T, H)``: the gradient w.r.t. a zero ``δ`` added to its outputs."""
     model, loss_fn, layer = static.parts

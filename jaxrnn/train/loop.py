@@ -18,7 +18,7 @@ from jaxrnn.train import data as data_lib
 from jaxrnn.train import losses, parallel
 from jaxrnn.train.checkpoint import Checkpointer, TrainState, checkpoint_config
 from jaxrnn.train.models import Model
-from jaxrnn.train.steps import combine_metrics, make_eval_step, make_train_step
+from jaxrnn.train.steps import check_labels, combine_metrics, make_eval_step, make_train_step
 from jaxrnn.train.tbptt import make_tbptt_train_step
 
 
@@ -126,6 +126,10 @@ def fit(
     validate.positive_int(epochs, "epochs")
     validate.positive_int(batch_size, "batch_size")
     validate.prng_key(key, "key")
+    if tbptt is not None:
+        validate.positive_int(tbptt, "tbptt")
+    for flag, name in ((restore_best, "restore_best"), (shuffle, "shuffle"), (progress, "progress")):
+        validate.boolean(flag, name)
     if patience is not None:
         validate.positive_int(patience, "patience")
     min_delta = validate.non_negative(min_delta, "min_delta")
@@ -140,10 +144,16 @@ def fit(
     if validation is not None:
         validation = data_lib.dataset(validation, "validation")
     devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices: got an empty list, expected at least one device (or None: all)")
     mesh = parallel.data_mesh(devices) if len(devices) > 1 else None
     if mesh is not None and batch_size % len(devices):
         raise ValueError(f"batch_size: got {batch_size}, expected a multiple of the {len(devices)} devices")
     metric_fns = losses.get_metrics(metrics)
+    fns = [losses.get_loss(loss), *metric_fns.values()]
+    check_labels(model, train, fns, "train")
+    if validation is not None:
+        check_labels(model, validation, fns, "validation")
     if tbptt is None:
         train_step = make_train_step(model, loss, optimizer, metrics=metric_fns)
     else:
@@ -168,6 +178,11 @@ def fit(
     try:
         if ckpt is not None and ckpt.latest_step() is not None:
             state, saved = ckpt.restore(TrainState(params, opt_state, 0, key, best_params))
+            if "fit" not in saved or state.best_params is None:
+                raise ValueError(
+                    f"checkpoint_dir: got {ckpt.directory}, whose checkpoint fit did not write (it has no "
+                    f"fit settings or best params), expected an empty directory or one of fit's"
+                )
             for name, value in fit_config.items():
                 if saved["fit"][name] != value:
                     raise ValueError(

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrnn import validate
+
 Array = jax.Array
 LossFn = Callable[..., Array]
 
@@ -34,6 +36,7 @@ def _shape(x: Any) -> tuple[int, ...]:
 
 
 def _check_floating(x: Any, argument: str) -> None:
+    validate.array(x, argument)
     if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
         raise TypeError(f"{argument}: got dtype {jnp.result_type(x)}, expected a floating dtype")
 
@@ -46,10 +49,23 @@ def _check_same_shape(outputs: Any, targets: Any, out_name: str, target_name: st
         )
 
 
+def _concrete(x: Any) -> np.ndarray | None:
+    """``x`` as a NumPy array, or ``None`` when it is traced (under ``jit`` its values cannot be checked)."""
+    try:
+        return np.asarray(x)
+    except jax.errors.TracerArrayConversionError:
+        return None
+
+
 def _weights(elem_shape: tuple[int, ...], mask: Any, lengths: Any) -> Array | None:
-    """The ``elem_shape``-prefix weights from ``mask`` and ``lengths``, or ``None`` when all are valid."""
+    """The ``elem_shape``-prefix weights from ``mask`` and ``lengths``, or ``None`` when all are valid.
+    Concrete values are checked: weights ``>= 0``, lengths in ``[0, T]``."""
     weights = None
     if mask is not None:
+        validate.array(mask, "mask")
+        values = _concrete(mask)
+        if values is not None and values.size and values.min() < 0:
+            raise ValueError(f"mask: got a weight of {values.min()}, expected weights >= 0 (or booleans)")
         m_shape = _shape(mask)
         if m_shape != elem_shape[: len(m_shape)]:
             raise ValueError(
@@ -66,6 +82,12 @@ def _weights(elem_shape: tuple[int, ...], mask: Any, lengths: Any) -> Array | No
         if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
             raise TypeError(f"lengths: got dtype {jnp.result_type(lengths)}, expected an integer dtype")
         steps = elem_shape[len(l_shape)]
+        values = _concrete(lengths)
+        if values is not None and values.size and (values.min() < 0 or values.max() > steps):
+            raise ValueError(
+                f"lengths: got values in [{values.min()}, {values.max()}], expected [0, {steps}] "
+                f"(the length of the time axis)"
+            )
         valid = (jnp.arange(steps) < jnp.asarray(lengths)[..., None]).astype(jnp.float32)
         if weights is None:
             weights = valid
@@ -90,23 +112,23 @@ def _zero_padded(elem_shape: tuple[int, ...], mask: Any, lengths: Any, *arrays: 
     return tuple(jnp.where(_expand(valid, jnp.ndim(a)), a, jnp.zeros((), jnp.result_type(a))) for a in arrays)
 
 
-def _check_label_range(labels: Array, num_classes: int) -> None:
-    """Concrete integer labels (valid elements; padded ones are 0 by now) must lie in ``[0, C)``; traced
-    under ``jit`` they cannot be checked."""
-    try:
-        values = np.asarray(labels)
-    except jax.errors.TracerArrayConversionError:
-        return
-    if values.size and (values.min() < 0 or values.max() >= num_classes):
+def check_label_range(
+    labels: Any, num_classes: int, argument: str = "labels", source: str = "the last axis of logits"
+) -> None:
+    """Concrete integer labels (valid elements only) must lie in ``[0, C)``; traced under ``jit`` they
+    cannot be checked (``fit`` and ``evaluate`` check their data before batching it)."""
+    values = _concrete(labels)
+    if values is not None and values.size and (values.min() < 0 or values.max() >= num_classes):
         raise ValueError(
-            f"labels: got values in [{values.min()}, {values.max()}], expected class indices in "
-            f"[0, {num_classes}) (the last axis of logits)"
+            f"{argument}: got values in [{values.min()}, {values.max()}], expected class indices in "
+            f"[0, {num_classes}) ({source})"
         )
 
 
 def masked_mean(values: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """``Σ w ⊙ values / Σ w`` over all elements, with ``mask``/``lengths`` as in the module docstring; a
     masked-out value never contributes (not even a NaN); 0 when nothing is valid."""
+    validate.array(values, "values")
     weights = _weights(_shape(values), mask, lengths)
     if weights is None:
         return jnp.mean(values)
@@ -158,7 +180,7 @@ def _class_inputs(logits: Array, labels: Array, mask: Any, lengths: Any) -> tupl
     integer = _check_labels(logits, labels)
     logits, labels = _zero_padded(_shape(logits)[:-1], mask, lengths, logits, labels)
     if integer:
-        _check_label_range(labels, _shape(logits)[-1])
+        check_label_range(labels, _shape(logits)[-1])
     return logits, labels, integer
 
 
@@ -184,6 +206,9 @@ def binary_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, leng
     _check_floating(logits, "logits")
     _check_same_shape(logits, labels, "logits", "labels")
     logits, labels = _zero_padded(_shape(logits), mask, lengths, logits, labels)
+    values = _concrete(labels)
+    if values is not None and values.size and (values.min() < 0 or values.max() > 1):
+        raise ValueError(f"labels: got values in [{values.min()}, {values.max()}], expected values in [0, 1]")
     return masked_mean(optax.sigmoid_binary_cross_entropy(logits, labels), mask, lengths=lengths)
 
 
@@ -202,6 +227,9 @@ def perplexity(logits: Array, labels: Array, mask: Any = None, *, lengths: Any =
     return jnp.exp(softmax_cross_entropy(logits, labels, mask, lengths=lengths))
 
 
+#: The losses and metrics that read class labels (integer ones index the last axis of the logits).
+CLASS_LABEL_FNS: tuple[LossFn, ...] = (softmax_cross_entropy, accuracy, perplexity)
+
 #: Loss names accepted by ``make_train_step``/``fit``.
 LOSSES: dict[str, LossFn] = {
     "mse": mse,
@@ -209,6 +237,10 @@ LOSSES: dict[str, LossFn] = {
     "cross_entropy": softmax_cross_entropy,
     "binary_cross_entropy": binary_cross_entropy,
 }
+
+#: Names the train steps, ``evaluate`` and ``fit``'s history use for their own values (with ``"val_..."``
+#: for validation), so no metric may take them.
+RESERVED_NAMES: tuple[str, ...] = ("loss", "count", "grad_norm", "update_norm", "seq_per_s")
 
 #: Metric names accepted by ``make_train_step``/``fit``/``evaluate``.
 METRICS: dict[str, LossFn] = {**LOSSES, "accuracy": accuracy, "perplexity": perplexity}
@@ -229,6 +261,11 @@ def get_metrics(metrics: Any) -> dict[str, LossFn]:
         for name, fn in metrics.items():
             if not isinstance(name, str) or not callable(fn):
                 raise TypeError(f"metrics: got entry {name!r}: {fn!r}, expected str -> callable")
+            if name in RESERVED_NAMES or name.startswith("val_"):
+                raise ValueError(
+                    f"metrics: got the name {name!r}, expected a name other than {list(RESERVED_NAMES)} "
+                    f"or 'val_...' (the steps and fit report those themselves)"
+                )
         return dict(metrics)
     if metrics is None:
         return {}

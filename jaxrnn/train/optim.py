@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 
@@ -16,8 +17,10 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
 
 
 def _positive_or_none(value: object, argument: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0):
-        raise ValueError(f"{argument}: got {value!r}, expected a positive number or None")
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise ValueError(f"{argument}: got {value!r}, expected a positive finite number or None")
 
 
 def add_penalty_gradients(l1: float, l2: float) -> optax.GradientTransformation:
@@ -90,6 +93,8 @@ def optimizer(
     weight_decay = validate.non_negative(weight_decay, "weight_decay")
     l1, l2 = validate.non_negative(l1, "l1"), validate.non_negative(l2, "l2")
     momentum = validate.non_negative(momentum, "momentum")
+    if momentum >= 1:
+        raise ValueError(f"momentum: got {momentum}, expected a number in [0, 1) (the trace's decay)")
     if momentum and name != "sgd":
         raise ValueError(f"momentum: got {momentum}, expected 0 for name={name!r} (momentum is sgd's)")
     if name == "adamw" and weight_decay == 0:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxrnn import validate
+from jaxrnn import host_split, validate
 from jaxrnn.train import data as data_lib
 from jaxrnn.train import losses
 from jaxrnn.train.models import Model
@@ -48,6 +48,20 @@ class Static:
         return isinstance(other, Static) and self._key() == other._key()
 
 
+def split_aware_jit(fn: Callable) -> Callable:
+    """``jax.jit(fn, static_argnums=0)`` for a module-level helper keyed by :class:`Static`, whose cache also
+    keys on :func:`jaxrnn.host_split.is_disabled`: the trace reads that context but jit's cache does not
+    see it (``fit`` on fewer devices than the process has turns the split off, and must not reuse a trace
+    made with it on)."""
+    jitted = jax.jit(lambda static, _split_disabled, *args: fn(static, *args), static_argnums=(0, 1))
+
+    @functools.wraps(fn)
+    def call(static: Static, *args: Any) -> Any:
+        return jitted(static, host_split.is_disabled(), *args)
+
+    return call
+
+
 def check_batch(batch: Any, *, targets: bool = True) -> None:
     """Trace-time checks of a batch's keys and shapes."""
     if not isinstance(batch, Mapping):
@@ -76,6 +90,19 @@ def check_batch(batch: Any, *, targets: bool = True) -> None:
         )
     if "lengths" in batch:
         validate.lengths(batch["lengths"], x_shape[:1], x_shape[1])
+
+
+def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str) -> None:
+    """Integer class labels of ``data`` (a :func:`~jaxrnn.train.dataset`; valid steps only) must index the
+    model's outputs when a loss or metric among ``fns`` reads them: inside the jitted steps they are traced
+    and cannot be checked (an out-of-range label gave a NaN loss)."""
+    y = data["y"]
+    if not np.issubdtype(y.dtype, np.integer) or not any(fn in losses.CLASS_LABEL_FNS for fn in fns):
+        return
+    classes = model.network.output_size if model.head is None else model.head.out_size
+    if model.output == "sequence":
+        y = y[np.arange(y.shape[1]) < data["lengths"][:, None]]
+    losses.check_label_range(y, classes, f"{argument}['y']", "the model's output size")
 
 
 def loss_mask(model: Model, batch: Batch) -> Array:
@@ -180,20 +207,21 @@ def evaluate(
     """The loss and metrics of ``params`` over a whole dataset (any format :func:`~jaxrnn.train.dataset`
     accepts), each averaged over every valid sequence or step (padding never counts)."""
     data = data_lib.dataset(data, "data")
+    check_labels(model, data, [losses.get_loss(loss), *losses.get_metrics(metrics).values()], "data")
     eval_step = make_eval_step(model, loss, metrics=metrics)
     batch_size = min(batch_size, len(data["x"]))
     per_batch = [jax.device_get(eval_step(params, b)) for b in data_lib.batches(data, batch_size)]
     return combine_metrics(per_batch, loss, metrics)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@split_aware_jit
 def _eval_batch(static: Static, params: Any, batch: Batch) -> dict[str, Array]:
     model, loss_fn, metric_items = static.parts
     value, (aux, _) = objective(model, loss_fn, dict(metric_items))(params, batch, None, False)
     return {"loss": value, **aux}
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@split_aware_jit
 def _predict_batch(static: Static, params: Any, batch: Batch) -> Array:
     return static.parts[0].apply(params, batch["x"], lengths=batch["lengths"])[0]
 

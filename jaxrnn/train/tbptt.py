@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
@@ -37,6 +38,15 @@ def _check_model(model: Model) -> None:
         )
     if model.network.bidirectional:
         raise ValueError("model: got a bidirectional network, expected a unidirectional one for TBPTT")
+
+
+def _check_reset(reset: Any, batch_size: int) -> None:
+    validate.array(reset, "batch['reset']")
+    if np.shape(reset) != (batch_size,) or np.dtype(reset.dtype) != np.bool_:
+        raise ValueError(
+            f"batch['reset']: got {reset.dtype} of shape {np.shape(reset)}, expected bool of shape "
+            f"({batch_size},) (one flag per row of batch['x'])"
+        )
 
 
 def truncate(carries: Any, reset: Array | None = None) -> Any:
@@ -73,7 +83,10 @@ def make_tbptt_step(
     fn = objective(model, loss, metrics)
 
     def step(params, opt_state, carries, batch, key):
+        check_batch(batch)
         batch_size = batch["x"].shape[0]
+        if "reset" in batch:
+            _check_reset(batch["reset"], batch_size)
         if carries is None:
             carries = model.initial_carries(batch_size, _carry_dtype(params, batch["x"]))
         carries = truncate(carries, batch.get("reset"))

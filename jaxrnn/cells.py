@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn import activations, initializers
+from jaxrnn import activations, initializers, validate
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -97,9 +97,11 @@ def _compute_dtype(value: Any) -> Any:
 
 
 def _checked_init(init: Callable[..., Params]) -> Callable[..., Params]:
-    """``init`` that first checks ``input_size`` (a positive int) and ``dtype`` (a floating dtype)."""
+    """``init`` that first checks ``key`` (a PRNG key), ``input_size`` (a positive int) and ``dtype`` (a
+    floating dtype)."""
 
     def checked(key: Array, input_size: int, dtype=jnp.float32) -> Params:
+        validate.prng_key(key, "key")
         input_size = _positive_int(input_size, "input_size")
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"dtype: got {jnp.dtype(dtype)}, expected a floating dtype")
@@ -157,19 +159,28 @@ def runs_split(cell: Cell) -> bool:
     return pair not in list(_FACTORY_STEPS.values())
 
 
-def _check_step_shapes(hidden_size: int, params: Params, carry: Carry, x: Array) -> None:
-    """Trace-time shape checks of one step, so that nothing broadcasts: ``x (*batch, I)`` with ``I`` the
-    rows of ``params["w_x"]``, every carry leaf ``(*batch, H)``."""
+def _check_step(cell: Cell, params: Params, carry: Carry, x: Array) -> None:
+    """Trace-time checks of one built-in step, so that nothing broadcasts: ``params`` in the cell's layout,
+    ``x (*batch, I)`` with ``I`` the rows of ``params["w_x"]``, ``carry`` of the cell's structure with
+    every leaf ``(*batch, H)``."""
+    input_size = validate.params(cell, params)
+    validate.array(x, "x")
     x_shape = np.shape(x)
-    w_x_shape = np.shape(params["w_x"]) if isinstance(params, Mapping) and "w_x" in params else None
-    if w_x_shape is not None and (len(x_shape) < 1 or x_shape[-1:] != w_x_shape[:1]):
-        raise ValueError(f"x: got shape {x_shape}, expected (..., {w_x_shape[0]}) to match params['w_x']")
-    expected = (*x_shape[:-1], hidden_size)
+    if len(x_shape) < 1 or x_shape[-1] != input_size:
+        raise ValueError(f"x: got shape {x_shape}, expected (..., {input_size}) to match params['w_x']")
+    structure = jax.tree_util.tree_structure(cell.initial_carry())
+    if jax.tree_util.tree_structure(carry) != structure:
+        got = f"an array of shape {carry.shape}" if hasattr(carry, "shape") else f"a {type(carry).__name__}"
+        want = (
+            "one (*batch, H) array h" if structure.num_leaves == 1 else "a tuple (h, c) of (*batch, H) arrays"
+        )
+        raise ValueError(f"carry: got {got}, expected {want} (the carry of a {cell.kind} cell)")
+    expected = (*x_shape[:-1], cell.hidden_size)
     for leaf in jax.tree_util.tree_leaves(carry):
         if np.shape(leaf) != expected:
             raise ValueError(
                 f"carry: got a leaf of shape {np.shape(leaf)}, expected {expected} (x's batch shape "
-                f"{x_shape[:-1]}, hidden_size {hidden_size})"
+                f"{x_shape[:-1]}, hidden_size {cell.hidden_size})"
             )
 
 
@@ -186,11 +197,11 @@ def _built_cell(
     """A built-in :class:`Cell` whose ``step`` is ``recur_step`` after ``project``."""
 
     def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
-        _check_step_shapes(hidden_size, params, carry, x)
+        _check_step(cell, params, carry, x)
         return recur_step(params, carry, project(params, x))
 
     _FACTORY_STEPS[step] = (project, recur_step)
-    return Cell(
+    cell = Cell(
         init=_checked_init(init),
         initial_carry=_zeros_carry(hidden_size, carry_count),
         step=step,
@@ -201,6 +212,7 @@ def _built_cell(
         hidden_size=hidden_size,
         options=options,
     )
+    return cell
 
 
 def _projection(bias: str, compute_dtype: Any) -> Callable[[Params, Array], Array]:
@@ -263,13 +275,14 @@ def elman(
     compute_dtype = _compute_dtype(compute_dtype)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
-    bias_init = initializers.get(bias_init, "bias_init")
+    bias_init = initializers.get(bias_init, "bias_init", vector=True)
+    negative_slope = _real(negative_slope, "negative_slope")
+    prelu_init = _real(prelu_init, "prelu_init")
     if callable(activation):
         act_name, act_fn = "custom", activation
     elif activation == "prelu":
         act_name, act_fn = "prelu", None
     else:
-        negative_slope = _real(negative_slope, "negative_slope")
         act_name, act_fn = activation, activations.get(activation, negative_slope=negative_slope).fn
 
     def param_shapes(input_size: int) -> dict[str, tuple[int, ...]]:
@@ -332,10 +345,12 @@ def lstm(
       ys, (h, c) = jaxrnn.scan(cell, params, xs)                    # xs: (batch, T, 16)
     """
     hidden_size = _positive_int(hidden_size, "hidden_size")
+    if forget_bias is not None:
+        forget_bias = _real(forget_bias, "forget_bias")
     compute_dtype = _compute_dtype(compute_dtype)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
-    bias_init = initializers.get(bias_init, "bias_init")
+    bias_init = initializers.get(bias_init, "bias_init", vector=True)
     H = hidden_size
 
     def param_shapes(input_size: int) -> dict[str, tuple[int, ...]]:
@@ -407,7 +422,7 @@ def gru(
         raise TypeError(f"reset_after: got {reset_after!r}, expected True or False")
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
-    bias_init = initializers.get(bias_init, "bias_init")
+    bias_init = initializers.get(bias_init, "bias_init", vector=True)
     H = hidden_size
 
     def param_shapes(input_size: int) -> dict[str, tuple[int, ...]]:

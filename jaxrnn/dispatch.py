@@ -38,7 +38,14 @@ _interpret_warned = False
 
 
 def select(
-    cell: Cell, params: Any, *, backend: str, remat: bool | int, platform: str, h_mask: Any = None
+    cell: Cell,
+    params: Any,
+    *,
+    backend: str,
+    remat: bool | int,
+    platform: str,
+    h_mask: Any = None,
+    carry: Any = None,
 ) -> tuple[str, str]:
     """The backend that runs a recurrence, "xla", "fast" or "pallas", and why.
 
@@ -47,7 +54,7 @@ def select(
     """
     if backend == "xla":
         return "xla", "requested"
-    reason = kernels.unsupported(cell, params, remat=remat, platform=platform)
+    reason = kernels.unsupported(cell, params, remat=remat, platform=platform, carry=carry)
     if backend == "pallas":
         if reason is not None:
             raise ValueError(f"backend='pallas': {reason}; use backend='xla' or 'auto'")
@@ -119,7 +126,8 @@ def choose(cell: Cell, backend: str) -> Callable:
         cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None, batch_major=False
     ):
         platform = layout.default_platform()
-        chosen, _ = select(cell, params, backend=backend, remat=remat, platform=platform, h_mask=h_mask)
+        options = {"remat": remat, "platform": platform, "h_mask": h_mask, "carry": carry}
+        chosen, _ = select(cell, params, backend=backend, **options)
         if chosen == "pallas" and 0 in xs.shape[:2]:
             chosen = "xla"  # no steps or no rows: nothing for the kernel to run (its grid would be empty)
         if chosen in ("xla", "fast"):

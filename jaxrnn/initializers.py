@@ -64,12 +64,19 @@ _NAMED: dict[str, Callable[[], Initializer]] = {
 NAMES: tuple[str, ...] = tuple(_NAMED)
 
 
-def get(init: str | Initializer, argument: str) -> Initializer:
-    """Resolves an initializer given by name or as a callable; ``argument`` names it in errors."""
+#: The names that can initialise a vector (a bias): the others need a matrix's fan-in and fan-out.
+VECTOR_NAMES: tuple[str, ...] = ("zeros", "ones")
+
+
+def get(init: str | Initializer, argument: str, *, vector: bool = False) -> Initializer:
+    """Resolves an initializer given by name or as a callable; ``argument`` names it in errors. With
+    ``vector`` (a bias) only :data:`VECTOR_NAMES` are accepted by name."""
     if callable(init):
         return init
-    if not isinstance(init, str) or init not in _NAMED:
-        raise ValueError(f"{argument}: got {init!r}, expected a callable or one of {list(NAMES)}")
+    names = VECTOR_NAMES if vector else NAMES
+    if not isinstance(init, str) or init not in names:
+        what = " for a vector (the others need a matrix's fan-in and fan-out)" if vector else ""
+        raise ValueError(f"{argument}: got {init!r}, expected a callable or one of {list(names)}{what}")
     return _NAMED[init]()
 
 

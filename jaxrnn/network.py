@@ -104,8 +104,8 @@ def rnn(
     """
     layer_cells = _layer_cells(cells, num_layers)
     validate.choice(merge, MERGES, "merge")
-    validate.probability(dropout, "dropout")
-    validate.probability(recurrent_dropout, "recurrent_dropout")
+    dropout = validate.probability(dropout, "dropout")
+    recurrent_dropout = validate.probability(recurrent_dropout, "recurrent_dropout")
     validate.boolean(bidirectional, "bidirectional")
     validate.boolean(time_major, "time_major")
     if len(layer_cells) > 1 or bidirectional:
@@ -279,11 +279,11 @@ def dense(
                 f"params: got w {w_shape} and b {jnp.shape(params['b'])}, "
                 f"expected w (input_size, {out_size}) and b ({out_size},)"
             )
+        validate.floating(h, "h")
         if jnp.shape(h)[-1:] != w_shape[:1]:
             raise ValueError(
                 f"h: got shape {jnp.shape(h)}, expected (..., {w_shape[0]}) to match params['w']"
             )
-        validate.floating(h, "h")
         return g(h @ params["w"] + params["b"])
 
     return Dense(init=init, apply=apply, out_size=out_size)
@@ -296,11 +296,12 @@ def last_output(ys: Array, lengths: Array | None = None, *, time_major: bool = F
     For a backward direction the last step consumed is position 0: use ``ys[..., 0, :]`` there.
     """
     validate.boolean(time_major, "time_major")
+    batch_shape, steps = validate.sequence(ys, None, time_major, "ys")
     if time_major:
         ys = jnp.moveaxis(ys, 0, -2)
-    batch_shape, steps = validate.sequence(ys, None, False, "ys")
     if lengths is None:
-        return ys[..., -1, :]
+        # no step at all: the output of a length-0 sequence, as with lengths
+        return ys[..., -1, :] if steps else jnp.zeros((*batch_shape, ys.shape[-1]), ys.dtype)
     validate.lengths(lengths, batch_shape, steps)
     index = jnp.clip(lengths - 1, 0, steps - 1)[..., None, None]
     last = jnp.take_along_axis(ys, index, axis=-2)[..., 0, :]

@@ -141,7 +141,10 @@ def run(
         else (jnp.swapaxes(xs.reshape(batch, steps, xs.shape[-1]), 0, 1))
     )
     step_mask = _step_mask(lengths, mask, batch, steps, time_major)
-    carry = jax.tree_util.tree_map(lambda c: c.reshape(batch, *c.shape[len(batch_shape) :]), carry)
+    # (jnp.asarray: a NumPy float64 carry becomes the float32 JAX computes in when x64 is off)
+    carry = jax.tree_util.tree_map(
+        lambda c: jnp.asarray(c).reshape(batch, *c.shape[len(batch_shape) :]), carry
+    )
     if h_mask is not None:
         h_mask = h_mask.reshape(batch, -1)
     params, xs, carry, h_mask = varying.align((params, xs, carry, h_mask), also=(step_mask,))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn.cells import Cell
+if TYPE_CHECKING:
+    from jaxrnn.cells import Cell
 
 
 def _shape(x: Any) -> tuple[int, ...]:
@@ -26,7 +27,8 @@ def _dtype(x: Any) -> np.dtype:
 
 
 def floating(x: Any, argument: str) -> None:
-    """``x`` must have a floating dtype."""
+    """``x`` must be an array with a floating dtype."""
+    array(x, argument)
     if not jnp.issubdtype(_dtype(x), jnp.floating):
         raise TypeError(f"{argument}: got dtype {_dtype(x)}, expected a floating dtype")
 
@@ -224,7 +226,16 @@ def non_negative(value: Any, argument: str) -> float:
     return float(value)
 
 
-def probability(value: Any, argument: str) -> None:
-    """``value`` must be a float in ``[0, 1)``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{argument}: got {value!r}, expected a probability in [0, 1)")
+def probability(value: Any, argument: str) -> float:
+    """``value`` (a Python, NumPy or concrete 0-d JAX real number) must lie in ``[0, 1)``; returns it as a
+    float."""
+    error = ValueError(f"{argument}: got {value!r}, expected a probability in [0, 1)")
+    if isinstance(value, (bool, np.bool_, str, jax.core.Tracer)) or np.ndim(value) != 0:
+        raise error
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise error from None
+    if not 0.0 <= rate < 1.0:
+        raise error
+    return rate

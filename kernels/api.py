@@ -56,8 +56,11 @@ def _matmul_dtype(cell: Cell, params: Any) -> Any:
     return jnp.dtype(params["w_h"].dtype if compute_dtype is None else compute_dtype)
 
 
-def unsupported(cell: Cell, params: Any, *, remat: bool | int, platform: str) -> str | None:
-    """Why the fused kernel cannot run this recurrence on ``platform``, or ``None`` if it can."""
+def unsupported(
+    cell: Cell, params: Any, *, remat: bool | int, platform: str, carry: Any = None
+) -> str | None:
+    """Why the fused kernel cannot run this recurrence (with the initial ``carry``, whose dtype sets the
+    kernel's accumulation dtype) on ``platform``, or ``None`` if it can."""
     reason = cell_unsupported(cell)
     if reason is not None:
         return reason
@@ -68,8 +71,9 @@ def unsupported(cell: Cell, params: Any, *, remat: bool | int, platform: str) ->
     dtypes = {jnp.dtype(params["w_h"].dtype), _matmul_dtype(cell, params)}
     if not dtypes <= set(_DTYPES):
         return f"dtype {sorted(map(str, dtypes))} is not supported (supported: float32, bfloat16, float64)"
-    if platform != "cpu" and jnp.dtype(jnp.float64) in dtypes:
-        return f"float64 runs only in CPU interpret mode, not on {platform}"
+    carry_dtypes = {jnp.dtype(jnp.result_type(c)) for c in jax.tree_util.tree_leaves(carry)}
+    if platform != "cpu" and jnp.dtype(jnp.float64) in dtypes | carry_dtypes:
+        return f"float64 (params or carry) runs only in CPU interpret mode, not on {platform}"
     hidden = layout.padded_hidden(platform, cell.hidden_size)
     size = layout.weight_bytes(hidden, GATES[cell.kind], _matmul_dtype(cell, params))
     budget = layout.WEIGHT_BUDGET_BYTES[platform]
@@ -104,7 +108,7 @@ def recurrence(
     """
     del unroll  # a lax.scan hint; the kernel's loop has no per-step launch to save
     platform = layout.default_platform() if platform is None else platform
-    reason = unsupported(cell, params, remat=remat, platform=platform)
+    reason = unsupported(cell, params, remat=remat, platform=platform, carry=carry)
     if reason is not None:
         raise ValueError(f"backend='pallas': {reason}; use backend='xla' or 'auto'")
     w_h = params["w_h"].astype(_matmul_dtype(cell, params))

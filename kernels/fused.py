@@ -440,6 +440,8 @@ def run(
     """
     steps, batch, width = xp.shape
     hidden = width // cell.gates
+    if not steps or not batch:  # nothing to run (the kernel's grid would be empty)
+        return jnp.zeros((steps, batch, hidden), carry0[0].dtype), tuple(carry0)
     tp, bp, hp = layout.steps, layout.batch, layout.hidden
     step_mask = mask
     if step_mask is None and tp != steps:

@@ -99,13 +99,13 @@ def choose(platform: str, batch: int, hidden: int, steps: int, gates: int, items
     hp = padded_hidden(platform, hidden)
     if platform == "gpu":
         block = 16
-        chunk = steps
+        chunk = max(1, steps)
     elif platform == "tpu":
-        block = min(round_up(batch, 8), 128)
+        block = max(8, min(round_up(batch, 8), 128))
         # per step: xp and dxp (gates * Hp), carries and residuals (about gates + 2 rows of Hp), two buffers
         per_step = 2 * block * hp * (2 * gates + 2) * itemsize
         chunk = max(1, min(steps, _TPU_CHUNK_BUDGET_BYTES // per_step, 256))
     else:
-        block = min(round_up(batch, 8), 128)
-        chunk = min(steps, _CPU_TIME_CHUNK)
+        block = max(8, min(round_up(batch, 8), 128))
+        chunk = max(1, min(steps, _CPU_TIME_CHUNK))
     return Layout(platform, round_up(batch, block), block, hp, round_up(steps, chunk), chunk)

@@ -232,3 +232,25 @@ def test_built_in_cells_are_recognised():
     for cell in (jaxrnn.elman(3), jaxrnn.lstm(3), jaxrnn.gru(3, reset_after=False)):
         assert jaxrnn.cells.is_built_in(cell)
         assert not jaxrnn.cells.is_built_in(cell._replace(project=lambda p, xs: xs))
+
+
+def test_auto_routes_a_float64_carry_on_tpu_to_xla():
+    """The carry's dtype sets the kernel's accumulation dtype: float64 does not lower off CPU."""
+    with jax.enable_x64(True):
+        cell, params = _lstm(16)
+        carry = cell.initial_carry(2, jnp.float64)
+        options = dict(backend="auto", remat=False, platform="tpu", carry=carry)
+        chosen, reason = dispatch.select(cell, params, **options)
+    assert chosen == "xla" and "float64" in reason
+
+
+def test_pallas_takes_a_numpy_float64_carry_as_the_other_backends_do():
+    """With x64 off a NumPy float64 carry is a float32 JAX array, for the kernel too."""
+    cell, params = _lstm(5)
+    xs = jax.random.normal(jax.random.key(1), (2, 3, 3))
+    carry = (np.full((2, 5), 0.5), np.zeros((2, 5)))
+    want = jaxrnn.scan(cell, params, xs, carry, backend="xla")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # interpret mode on CPU
+        got = jaxrnn.scan(cell, params, xs, carry, backend="pallas")
+    assert_trees_close(got, want, 1e-5, 1e-6)

@@ -144,3 +144,13 @@ def test_second_derivatives_are_refused_with_a_clear_error():
 
     with pytest.raises(ValueError, match="backend='pallas': the fused kernel .* has a first derivative only"):
         jax.jit(jax.grad(grad_norm)).trace(jnp.ones((2, 4, 2)))
+
+
+@pytest.mark.parametrize("shape", [(0, 2, 3), (4, 0, 3)], ids=["no_steps", "no_rows"])
+def test_kernels_run_an_empty_recurrence(shape):
+    cell = jaxrnn.elman(3)
+    params = cell.init(jax.random.key(0), 3)
+    carry = jnp.ones((shape[1], 3))
+    hs, final = jaxrnn.kernels.recurrence(cell, params, jnp.zeros(shape), carry, None, reverse=False)
+    assert hs.shape == shape
+    np.testing.assert_array_equal(final, carry)

@@ -158,16 +158,21 @@ def test_label_logit_mismatch_names_both_shapes(clf):
         make_train_step(m, "cross_entropy", opt)(params, opt.init(params), batch, KEY)
 
 
-def test_evaluate_and_predict_trace_once_per_model(clf):
-    """Repeated calls (new params, same batch shapes) reuse one compiled step per model."""
-    m, params = clf
+def counting(m):
+    """``m`` whose ``apply`` records each call (each trace, under jit) in the returned list."""
     traces = []
 
     def counting_apply(*args, **kwargs):
         traces.append(1)
         return m.apply(*args, **kwargs)
 
-    counted = m._replace(apply=counting_apply)
+    return m._replace(apply=counting_apply), traces
+
+
+def test_evaluate_and_predict_trace_once_per_model(clf):
+    """Repeated calls (new params, same batch shapes) reuse one compiled step per model."""
+    m, params = clf
+    counted, traces = counting(m)
     data = make_batch(8)
     variants = [params, jax.tree_util.tree_map(lambda a: 0.5 * a, params)]
     for p in variants:
@@ -203,13 +208,7 @@ def test_evaluate_does_not_reuse_a_trace_made_with_the_host_split_on(clf):
     """The shared eval step keys its cache on jaxrnn.host_split.disabled(), which its trace reads (fit on
     fewer devices than the process has turns the split off)."""
     m, params = clf
-    traces = []
-
-    def counting_apply(*args, **kwargs):
-        traces.append(1)
-        return m.apply(*args, **kwargs)
-
-    counted = m._replace(apply=counting_apply)
+    counted, traces = counting(m)
     data = make_batch(8)
     evaluate(counted, params, data, loss="cross_entropy", batch_size=4)
     evaluate(counted, params, data, loss="cross_entropy", batch_size=4)

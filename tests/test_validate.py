@@ -423,3 +423,89 @@ def test_step_shapes_do_not_broadcast(carry_shape, x_shape, message):
     carry = (jnp.zeros(carry_shape), jnp.zeros(carry_shape))
     with pytest.raises(ValueError, match=message):
         CELL.step(PARAMS, carry, jnp.ones(x_shape))
+
+
+def test_lstm_step_with_an_array_for_its_carry():
+    """An LSTM carry given as h alone would unpack by rows (h[0], h[1]) and broadcast: refused."""
+    with pytest.raises(ValueError, match=r"carry: got an array of shape \(2, 5\), expected a tuple \(h, c\)"):
+        CELL.step(PARAMS, jnp.zeros((2, 5)), jnp.ones((2, 4)))
+
+
+def test_step_with_a_param_of_the_wrong_shape():
+    cell = jaxrnn.elman(5)
+    params = {**cell.init(jax.random.key(0), 4), "w_h": jnp.ones((5, 1))}
+    with pytest.raises(ValueError, match=r"params\['w_h'\]: got shape \(5, 1\), expected \(5, 5\)"):
+        cell.step(params, jnp.zeros((2, 5)), jnp.ones((2, 4)))
+
+
+def test_step_with_a_missing_param():
+    cell = jaxrnn.elman(5)
+    params = {k: v for k, v in cell.init(jax.random.key(0), 4).items() if k != "w_h"}
+    with pytest.raises(ValueError, match=r"params: missing keys \['w_h'\]"):
+        cell.step(params, jnp.zeros((2, 5)), jnp.ones((2, 4)))
+
+
+def test_scan_params_leaf_given_as_a_list():
+    params = {**PARAMS, "w_x": np.asarray(PARAMS["w_x"]).tolist()}
+    with pytest.raises(TypeError, match=r"params\['w_x'\]: got a list, expected an array"):
+        jaxrnn.scan(CELL, params, XS)
+
+
+def test_dense_apply_on_a_list():
+    head = jaxrnn.dense(2)
+    with pytest.raises(TypeError, match=r"h: got a list, expected an array"):
+        head.apply(head.init(jax.random.key(0), 3), [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    ("ys", "time_major"), [(jnp.ones(3), True), ([[1.0, 2.0]], False)], ids=["rank_1_time_major", "list"]
+)
+def test_last_output_checks_ys_before_using_it(ys, time_major):
+    with pytest.raises((TypeError, ValueError), match=r"^ys: got"):
+        jaxrnn.last_output(ys, time_major=time_major)
+
+
+def test_last_output_of_no_steps_is_zeros_as_for_length_zero():
+    ys = jnp.zeros((2, 0, 3))
+    np.testing.assert_array_equal(jaxrnn.last_output(ys), jaxrnn.last_output(ys, jnp.array([0, 0])))
+    assert jaxrnn.last_output(ys).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("factory", "argument"),
+    [
+        (lambda v: jaxrnn.lstm(4, forget_bias=v), "forget_bias"),
+        (lambda v: jaxrnn.elman(4, "prelu", prelu_init=v), "prelu_init"),
+    ],
+    ids=["forget_bias", "prelu_init"],
+)
+@pytest.mark.parametrize("value", ["x", np.ones(4)], ids=["str", "array"])
+def test_factory_scalars_must_be_real_numbers(factory, argument, value):
+    with pytest.raises(TypeError, match=f"{argument}: got .*, expected a real number"):
+        factory(value)
+
+
+@pytest.mark.parametrize("name", ["glorot_uniform", "orthogonal", "identity"])
+def test_bias_init_needing_a_matrix_is_refused_by_name(name):
+    with pytest.raises(
+        ValueError, match=f"bias_init: got '{name}', expected a callable or one of \\['zeros', 'ones'\\]"
+    ):
+        jaxrnn.gru(4, bias_init=name)
+
+
+def test_cell_init_with_an_integer_for_its_key():
+    with pytest.raises(TypeError, match=r"key: got 0, expected a PRNG key"):
+        CELL.init(0, 4)
+
+
+@pytest.mark.parametrize("activation", ["prelu", jnp.sin], ids=["prelu", "callable"])
+def test_negative_slope_as_a_jax_scalar_keeps_the_cell_hashable(activation):
+    cell = jaxrnn.elman(4, activation, negative_slope=jnp.float32(0.1))
+    assert hash(cell) == hash(cell) and cell.options["negative_slope"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("rate", [np.float32(0.1), jnp.float32(0.1)], ids=["numpy", "jax"])
+def test_dropout_rates_may_be_numpy_or_jax_scalars(rate):
+    net = jaxrnn.rnn(CELL, dropout=rate, recurrent_dropout=rate)
+    ys, _ = net.apply(net.init(jax.random.key(0), 4), XS, key=jax.random.key(1), train=True)
+    assert ys.shape == (3, 6, 5)

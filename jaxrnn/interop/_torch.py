@@ -120,7 +120,7 @@ def _state_dict_spec(
             f"batch_first: got {batch_first!r}, expected True or False (a state_dict does not record it)"
         )
     dropout = 0.0 if dropout is None else dropout
-    validate.probability(dropout, "dropout")
+    dropout = validate.probability(dropout, "dropout")
     return {
         "mode": inferred,
         "nonlinearity": nonlinearity,

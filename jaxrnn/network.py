@@ -261,7 +261,7 @@ def dense(
     if activation not in DENSE_ACTIVATIONS:
         raise ValueError(f"activation: got {activation!r}, expected one of {list(DENSE_ACTIVATIONS)}")
     kernel_init = initializers.get(kernel_init, "kernel_init")
-    bias_init = initializers.get(bias_init, "bias_init")
+    bias_init = initializers.get(bias_init, "bias_init", vector=True)
     g = DENSE_ACTIVATIONS[activation]
 
     def init(key: Array, input_size: int, dtype=jnp.float32) -> dict[str, Array]:

@@ -485,12 +485,13 @@ def test_factory_scalars_must_be_real_numbers(factory, argument, value):
         factory(value)
 
 
+@pytest.mark.parametrize("factory", [jaxrnn.gru, jaxrnn.dense], ids=["gru", "dense"])
 @pytest.mark.parametrize("name", ["glorot_uniform", "orthogonal", "identity"])
-def test_bias_init_needing_a_matrix_is_refused_by_name(name):
+def test_bias_init_needing_a_matrix_is_refused_by_name(factory, name):
     with pytest.raises(
         ValueError, match=f"bias_init: got '{name}', expected a callable or one of \\['zeros', 'ones'\\]"
     ):
-        jaxrnn.gru(4, bias_init=name)
+        factory(4, bias_init=name)
 
 
 def test_cell_init_with_an_integer_for_its_key():

@@ -1,7 +1,8 @@
 """Losses and metrics over padded batches, built on optax's element-wise losses.
 
-Every function has the signature ``fn(outputs, targets, mask=None, *, lengths=None) -> scalar`` and returns
-the mean over the *valid* elements only:
+Every loss and metric has the signature ``fn(outputs, targets, mask=None, *, lengths=None) -> scalar`` and
+returns the mean over the *valid* elements only (``perplexity``: ``exp`` of that mean, 1 when no element is
+valid):
 
 ``L = Σ_i w_i ℓ_i / Σ_i w_i`` (0 when no element is valid),
 

@@ -28,9 +28,10 @@ TrainStep = Callable[[Any, Any, Batch, Array], tuple[Any, Any, dict[str, Array]]
 
 class Static:
     """Static ``jax.jit`` arguments compared by identity (strings and ints by value, tuples item by item), so
-    that a model, whose cells hold dicts and which is therefore unhashable, and loss callables can key jit's
-    cache: the helpers below compile once per model instead of once per call. jit's cache keeps the objects
-    alive, so an ``id`` is never reused while a compiled entry refers to it."""
+    that a model and loss callables key jit's cache by the objects themselves, never by a field-by-field
+    comparison of the model's functions and cells: the helpers below compile once per model instead of once
+    per call. jit's cache keeps the objects alive, so an ``id`` is never reused while a compiled entry
+    refers to it."""
 
     def __init__(self, *parts: Any):
         self.parts = parts

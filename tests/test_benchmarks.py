@@ -116,6 +116,60 @@ def test_an_implementation_with_wrong_weight_gradients_is_not_timed(tmp_path, mo
         assert any(f"{name}: DISAGREES with jaxrnn auto" in note for note in saved["notes"]), name
 
 
+def test_non_finite_gradients_and_a_wrong_bias_hh_gradient_are_not_timed(tmp_path, monkeypatch):
+    """A NaN in one gradient must not vanish in the error's max (nor pass ``err > tol``), and torch's
+    ``bias_hh`` gradient, which jaxrnn's single LSTM bias does not map to, is checked too."""
+    harness = _harness()
+
+    def broken(name, change):
+        def make(wl, net_params, xs):
+            impl = harness.torch_impl(wl, net_params, xs)
+            backward = impl.backward
+
+            def changed():
+                loss, dxs, dparams = backward()
+                return change(loss, dxs, {k: v.numpy().copy() for k, v in dparams.items()})
+
+            return harness.Impl(name, impl.forward, changed, impl.layout)
+
+        return make
+
+    def nan_dx(loss, dxs, dparams):
+        dxs = dxs.numpy().copy()
+        dxs[0, 0, 0] = np.nan
+        return loss, dxs, dparams
+
+    def nan_dw(loss, dxs, dparams):
+        dparams["weight_ih_l0"][0, 0] = np.nan
+        return loss, dxs, dparams
+
+    def bias_hh(loss, dxs, dparams):
+        dparams["bias_hh_l0"] = dparams["bias_hh_l0"] + 1e3
+        return loss, dxs, dparams
+
+    peers = [(n, broken(n, f)) for n, f in (("nan_dx", nan_dx), ("nan_dw", nan_dw), ("bias_hh", bias_hh))]
+    monkeypatch.setattr(harness, "PEERS", [*peers, ("torch", harness.torch_impl)])
+    monkeypatch.setattr(harness, "memory_table", lambda steps: [])
+    harness.main(["--quick", "--repeats", "1", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    timed = {row["impl"] for row in saved["rows"]}
+    assert "torch (cpu)" in timed and not {"nan_dx", "nan_dw", "bias_hh"} & timed
+    for name in ("nan_dx", "nan_dw", "bias_hh"):
+        assert any(f"{name}: DISAGREES with jaxrnn auto" in note for note in saved["notes"]), name
+
+
+def test_the_reference_must_be_finite(monkeypatch):
+    harness = _harness()
+    nan = harness.Impl(
+        "jaxrnn auto", lambda: np.full((1, 2, 3), np.nan), lambda: (1.0, np.ones((1, 2, 4)), [np.ones(5)])
+    )
+    monkeypatch.setattr(harness, "build", lambda wl: ([nan], []))
+    monkeypatch.setattr(harness, "floor_impl", lambda wl: harness.Impl(harness.FLOOR, lambda: 0, lambda: 0))
+    workload = harness.Workload("elman", (2, 1, 4, 3))
+    result = harness.run_workload(workload, 1, None, 1e-4, SimpleNamespace(update=id))
+    assert any("jaxrnn auto: failed (FloatingPointError: non-finite" in note for note in result["notes"])
+
+
 def test_rounds_time_all_forwards_first_in_an_order_that_varies(monkeypatch):
     harness = _harness()
     log = []
@@ -151,11 +205,12 @@ def test_rounds_time_all_forwards_first_in_an_order_that_varies(monkeypatch):
 @pytest.mark.parametrize(("once_s", "calls"), [(1e-3, 5), (0.02, 1), (1e-6, 100)], ids=["ms", "slow", "fast"])
 def test_short_calls_are_grouped_into_samples_of_min_sample_s(monkeypatch, once_s, calls):
     harness = _harness()
-    clock = iter([0.0, once_s])  # a fake timer: the one call of fn takes once_s
+    # a fake timer: of three calls of fn, the fastest (the second) takes once_s, the first is a slow outlier
+    clock = iter([0.0, 50 * once_s, 0.0, once_s, 0.0, 2 * once_s])
     monkeypatch.setattr(harness.time, "perf_counter", lambda: next(clock))
     ran = []
     assert harness.calls_per_sample(lambda: ran.append(1)) == calls
-    assert ran == [1]
+    assert ran == [1, 1, 1]
 
 
 @pytest.mark.parametrize(

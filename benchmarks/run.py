@@ -264,14 +264,23 @@ def lax_scan_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
         h = (1 - z) * n + z * h
         return h, h
 
-    def apply(p, xs):
+    def direction(p, xs, reverse):
         B, H = xs.shape[0], p["w_h"].shape[0]
         h0 = jnp.zeros((B, H), xs.dtype)
         carry = (h0, h0) if kind == "lstm" else h0
-        _, hs = jax.lax.scan(lambda c, x: step(p, c, x), carry, jnp.swapaxes(xs, 0, 1))
+        scan = functools.partial(jax.lax.scan, reverse=reverse)
+        _, hs = scan(lambda c, x: step(p, c, x), carry, jnp.swapaxes(xs, 0, 1))
         return jnp.swapaxes(hs, 0, 1)
 
-    return _jax_impl("lax.scan", apply, lambda p: p[0]["forward"], net_params, xs)
+    def apply(net_params, xs):
+        """Each layer's forward (and backward, read from the last step down) direction, concatenated."""
+        for layer in net_params:
+            # (in a fixed order: under jit a dict comes back with its keys sorted)
+            names = [name for name in ("forward", "backward") if name in layer]
+            xs = jnp.concatenate([direction(layer[name], xs, name == "backward") for name in names], -1)
+        return xs
+
+    return _jax_impl("lax.scan", apply, lambda p: p, net_params, xs)
 
 
 def flax_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
@@ -498,8 +507,7 @@ def build(wl: Workload) -> tuple[list[Impl], list[str]]:
     net_params = _random_biases(net.init(jax.random.key(0), n_in), jax.random.key(2))
     xs = jax.random.normal(jax.random.key(1), (B, T, n_in))
     impls, notes = jaxrnn_impls(wl, net_params, xs)
-    if wl.layers == 1 and not wl.bidirectional:
-        impls.append(lax_scan_impl(wl, net_params, xs))
+    impls.append(lax_scan_impl(wl, net_params, xs))
     for lib, make in PEERS:
         try:
             impls.append(make(wl, net_params, xs))

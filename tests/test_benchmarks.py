@@ -158,6 +158,20 @@ def test_non_finite_gradients_and_a_wrong_bias_hh_gradient_are_not_timed(tmp_pat
         assert any(f"{name}: DISAGREES with jaxrnn auto" in note for note in saved["notes"]), name
 
 
+@pytest.mark.parametrize(
+    ("kind", "layers", "bidirectional"),
+    [("elman", 1, False), ("gru", 1, False), ("lstm", 2, True)],
+    ids=["elman", "gru", "bi-lstm"],
+)
+def test_every_peer_agrees_on_every_workload_kind(kind, layers, bidirectional):
+    """The quick run covers the LSTM; the other cells' and the bidirectional stack's peer mappings too."""
+    harness = _harness()
+    workload = harness.Workload(kind, (5, 2, 3, 4), layers, bidirectional)
+    result = harness.run_workload(workload, 1, None, 2e-4, SimpleNamespace(update=id))
+    timed = {r.name for r in result["results"]}
+    assert {"jaxrnn auto", "jaxrnn xla", "lax.scan", "torch (cpu)", "flax", "keras"} <= timed, result["notes"]
+
+
 def test_the_reference_must_be_finite(monkeypatch):
     harness = _harness()
     nan = harness.Impl(

@@ -700,7 +700,8 @@ def markdown(
         + f" (a sample: the mean of back-to-back calls filling {1e3 * MIN_SAMPLE_S:g} ms, at most "
         f"{MAX_CALLS_PER_SAMPLE})"
         + "; implementations alternate within a round, in a shuffled order; ms (min–max). "
-        "Ratio: to the best implementation; vs peer: to the best non-jaxrnn one.",
+        "Ratio: to the best implementation; vs peer: to the best non-jaxrnn one. Compile s: the first "
+        "call's time (jit compile plus one run; for torch, which compiles nothing, its first call).",
         "",
         "| workload | impl | fwd ms | ratio | vs peer | GFLOP/s | % peak | fwd+bwd ms | ratio | vs peer | "
         "GFLOP/s | % peak | compile s (fwd / fwd+bwd) |",

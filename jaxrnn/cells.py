@@ -71,17 +71,6 @@ def _positive_int(value: Any, argument: str) -> int:
     return int(value)
 
 
-def _real(value: Any, argument: str) -> float:
-    """``value`` (a Python, NumPy or concrete 0-d JAX real number) as a float, so that it never promotes the
-    step's dtype; ``TypeError`` naming ``argument`` otherwise."""
-    if isinstance(value, (bool, np.bool_, str)) or np.ndim(value) != 0:
-        raise TypeError(f"{argument}: got {value!r}, expected a real number")
-    try:
-        return float(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{argument}: got {value!r}, expected a real number") from err
-
-
 def _compute_dtype(value: Any) -> Any:
     """``value`` unchanged when it is None or a floating dtype; ``TypeError`` otherwise (an integer dtype
     would truncate every matmul operand)."""
@@ -276,8 +265,8 @@ def elman(
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
     bias_init = initializers.get(bias_init, "bias_init", vector=True)
-    negative_slope = _real(negative_slope, "negative_slope")
-    prelu_init = _real(prelu_init, "prelu_init")
+    negative_slope = validate.real(negative_slope, "negative_slope")
+    prelu_init = validate.real(prelu_init, "prelu_init")
     if callable(activation):
         act_name, act_fn = "custom", activation
     elif activation == "prelu":
@@ -346,7 +335,7 @@ def lstm(
     """
     hidden_size = _positive_int(hidden_size, "hidden_size")
     if forget_bias is not None:
-        forget_bias = _real(forget_bias, "forget_bias")
+        forget_bias = validate.real(forget_bias, "forget_bias")
     compute_dtype = _compute_dtype(compute_dtype)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")

@@ -131,11 +131,8 @@ def lengths(lengths: Any, batch_shape: tuple[int, ...], steps: int) -> None:
         raise ValueError(f"lengths: got shape {shape}, expected the batch shape {batch_shape}")
     if not jnp.issubdtype(_dtype(lengths), jnp.integer):
         raise TypeError(f"lengths: got dtype {_dtype(lengths)}, expected an integer dtype")
-    try:
-        values = np.asarray(lengths)
-    except jax.errors.TracerArrayConversionError:
-        return  # traced under jit: values are not known at trace time
-    if values.size and (values.min() < 0 or values.max() > steps):
+    values = concrete(lengths)
+    if values is not None and values.size and (values.min() < 0 or values.max() > steps):
         raise ValueError(
             f"lengths: got values in [{values.min()}, {values.max()}], "
             f"expected values in [0, {steps}] (T={steps})"
@@ -226,15 +223,31 @@ def non_negative(value: Any, argument: str) -> float:
     return float(value)
 
 
-def probability(value: Any, argument: str) -> float:
-    """``value`` (a Python, NumPy or concrete 0-d JAX real number) must lie in ``[0, 1)``; returns it as a
-    float."""
-    error = ValueError(f"{argument}: got {value!r}, expected a probability in [0, 1)")
-    if isinstance(value, (bool, np.bool_, str, jax.core.Tracer)) or np.ndim(value) != 0:
-        raise error
+def concrete(x: Any) -> np.ndarray | None:
+    """``x`` as a NumPy array, or ``None`` when it is traced (under ``jit`` its values are not known)."""
     try:
-        rate = float(value)
-    except (TypeError, ValueError):
+        return np.asarray(x)
+    except jax.errors.TracerArrayConversionError:
+        return None
+
+
+def real(value: Any, argument: str) -> float:
+    """``value`` (a Python, NumPy or concrete 0-d JAX real number) as a float, so that it never promotes a
+    computation's dtype; ``TypeError`` naming ``argument`` otherwise."""
+    if isinstance(value, (bool, np.bool_, str)) or np.ndim(value) != 0:
+        raise TypeError(f"{argument}: got {value!r}, expected a real number")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{argument}: got {value!r}, expected a real number") from err
+
+
+def probability(value: Any, argument: str) -> float:
+    """``value`` (a real number as for :func:`real`) must lie in ``[0, 1)``; returns it as a float."""
+    error = ValueError(f"{argument}: got {value!r}, expected a probability in [0, 1)")
+    try:
+        rate = real(value, argument)
+    except TypeError:
         raise error from None
     if not 0.0 <= rate < 1.0:
         raise error

@@ -172,7 +172,7 @@ def test_metric_names_the_steps_use_are_rejected(name):
 
 
 def test_lengths_beyond_the_time_axis_are_rejected():
-    with pytest.raises(ValueError, match=r"lengths: got values in \[-1, 7\], expected \[0, 4\]"):
+    with pytest.raises(ValueError, match=r"lengths: got values in \[-1, 7\], expected values in \[0, 4\]"):
         losses.mse(jnp.ones((2, 4)), jnp.zeros((2, 4)), lengths=np.array([7, -1]))
 
 

@@ -50,21 +50,13 @@ def _check_same_shape(outputs: Any, targets: Any, out_name: str, target_name: st
         )
 
 
-def _concrete(x: Any) -> np.ndarray | None:
-    """``x`` as a NumPy array, or ``None`` when it is traced (under ``jit`` its values cannot be checked)."""
-    try:
-        return np.asarray(x)
-    except jax.errors.TracerArrayConversionError:
-        return None
-
-
 def _weights(elem_shape: tuple[int, ...], mask: Any, lengths: Any) -> Array | None:
     """The ``elem_shape``-prefix weights from ``mask`` and ``lengths``, or ``None`` when all are valid.
     Concrete values are checked: weights ``>= 0``, lengths in ``[0, T]``."""
     weights = None
     if mask is not None:
         validate.array(mask, "mask")
-        values = _concrete(mask)
+        values = validate.concrete(mask)
         if values is not None and values.size and values.min() < 0:
             raise ValueError(f"mask: got a weight of {values.min()}, expected weights >= 0 (or booleans)")
         m_shape = _shape(mask)
@@ -80,15 +72,8 @@ def _weights(elem_shape: tuple[int, ...], mask: Any, lengths: Any) -> Array | No
                 f"lengths: got shape {l_shape}, expected the batch shape of elements {elem_shape} "
                 f"(a prefix followed by the time axis)"
             )
-        if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
-            raise TypeError(f"lengths: got dtype {jnp.result_type(lengths)}, expected an integer dtype")
         steps = elem_shape[len(l_shape)]
-        values = _concrete(lengths)
-        if values is not None and values.size and (values.min() < 0 or values.max() > steps):
-            raise ValueError(
-                f"lengths: got values in [{values.min()}, {values.max()}], expected [0, {steps}] "
-                f"(the length of the time axis)"
-            )
+        validate.lengths(lengths, l_shape, steps)  # (an integer array, values in [0, T] when concrete)
         valid = (jnp.arange(steps) < jnp.asarray(lengths)[..., None]).astype(jnp.float32)
         if weights is None:
             weights = valid
@@ -118,7 +103,7 @@ def check_label_range(
 ) -> None:
     """Concrete integer labels (valid elements only) must lie in ``[0, C)``; traced under ``jit`` they
     cannot be checked (``fit`` and ``evaluate`` check their data before batching it)."""
-    values = _concrete(labels)
+    values = validate.concrete(labels)
     if values is not None and values.size and (values.min() < 0 or values.max() >= num_classes):
         raise ValueError(
             f"{argument}: got values in [{values.min()}, {values.max()}], expected class indices in "
@@ -207,7 +192,7 @@ def binary_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, leng
     _check_floating(logits, "logits")
     _check_same_shape(logits, labels, "logits", "labels")
     logits, labels = _zero_padded(_shape(logits), mask, lengths, logits, labels)
-    values = _concrete(labels)
+    values = validate.concrete(labels)
     if values is not None and values.size and (values.min() < 0 or values.max() > 1):
         raise ValueError(f"labels: got values in [{values.min()}, {values.max()}], expected values in [0, 1]")
     return masked_mean(optax.sigmoid_binary_cross_entropy(logits, labels), mask, lengths=lengths)

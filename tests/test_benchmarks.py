@@ -28,7 +28,8 @@ def _harness():
 
 
 def test_quick_run_checks_agreement_and_writes_json_markdown_and_chart(tmp_path, capsys):
-    document = _harness().main(["--quick", "--out", str(tmp_path)])
+    harness = _harness()
+    document = harness.main(["--quick", "--out", str(tmp_path)])
 
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["quick"] is True and saved["machine"]["cores"] >= 1
@@ -52,8 +53,12 @@ def test_quick_run_checks_agreement_and_writes_json_markdown_and_chart(tmp_path,
         assert floor[workload]["auto_ms"] == next(
             row[workload]["median_ms"] for row in saved["rows"] if row["impl"] == "jaxrnn auto"
         )
-    assert [(m["T"], m["remat"]) for m in saved["memory"]] == [(100, False), (100, True)]
-    assert all(m["total_mib"] > 0 for m in saved["memory"])
+    memory = saved["memory"]
+    assert [(m["T"], m["remat"]) for m in memory] == [(100, False), (100, False), (100, True)]
+    assert [m["backend"] for m in memory] == [label for _, _, label in harness._MEMORY_CASES]
+    assert all(m["total_mib"] > 0 for m in memory)
+    # the two no-remat rows are different programs (the fast path saves its own residuals)
+    assert memory[0]["temp_mib"] != memory[1]["temp_mib"]
 
     text = (tmp_path / "bench.md").read_text()
     assert saved["machine"]["cpu"] in text

@@ -121,6 +121,7 @@ def rnn(
         return 2 * cell.hidden_size if bidirectional and merge == "concat" else cell.hidden_size
 
     def init(key: Array, input_size: int, dtype=jnp.float32) -> list:
+        validate.prng_key(key, "key")
         validate.positive_int(input_size, "input_size")
         params = []
         for cell, layer_key in zip(layer_cells, jax.random.split(key, len(layer_cells))):
@@ -258,13 +259,14 @@ def dense(
       probs = head.apply(head_params, jaxrnn.last_output(ys, lengths))
     """
     validate.positive_int(out_size, "out_size")
-    if activation not in DENSE_ACTIVATIONS:
+    if not isinstance(activation, (str, type(None))) or activation not in DENSE_ACTIVATIONS:
         raise ValueError(f"activation: got {activation!r}, expected one of {list(DENSE_ACTIVATIONS)}")
     kernel_init = initializers.get(kernel_init, "kernel_init")
     bias_init = initializers.get(bias_init, "bias_init", vector=True)
     g = DENSE_ACTIVATIONS[activation]
 
     def init(key: Array, input_size: int, dtype=jnp.float32) -> dict[str, Array]:
+        validate.prng_key(key, "key")
         validate.positive_int(input_size, "input_size")
         kw, kb = jax.random.split(key)
         return {"w": kernel_init(kw, (input_size, out_size), dtype), "b": bias_init(kb, (out_size,), dtype)}
@@ -273,6 +275,8 @@ def dense(
         if not isinstance(params, Mapping) or set(params) != {"w", "b"}:
             got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
             raise ValueError(f"params: got {got}, expected a dict with keys ['b', 'w']")
+        for name in ("w", "b"):
+            validate.floating(params[name], f"params[{name!r}]")
         w_shape = jnp.shape(params["w"])
         if len(w_shape) != 2 or w_shape[1] != out_size or jnp.shape(params["b"]) != (out_size,):
             raise ValueError(

@@ -209,6 +209,34 @@ def test_wrong_shape_raises():
         from_flax(variables, nn.LSTMCell(5))
 
 
+def test_integer_leaf_raises():
+    variables = _flax_variables(nn.GRUCell(4), jnp.zeros((1, 4)), jnp.zeros((1, 2)), seed=0)
+    variables["params"]["hr"]["kernel"] = jnp.ones((4, 4), jnp.int32)
+    with pytest.raises(
+        TypeError, match=r"variables\['hr'\]\['kernel'\]: got dtype int32, expected a floating"
+    ):
+        from_flax(variables, nn.GRUCell(4))
+
+
+def test_leaves_of_mixed_dtypes_raise():
+    variables = _flax_variables(nn.GRUCell(4), jnp.zeros((1, 4)), jnp.zeros((1, 2)), seed=0)
+    variables["params"]["in"]["bias"] = variables["params"]["in"]["bias"].astype(jnp.bfloat16)
+    with pytest.raises(
+        TypeError, match=r"variables\['in'\]\['bias'\]: got dtype bfloat16, expected float32 \(one dtype"
+    ):
+        from_flax(variables, nn.GRUCell(4))
+
+
+def test_to_flax_cell_with_replaced_step_raises():
+    """The Flax cell would compute the built-in math, not the replaced step's."""
+    base = jaxrnn.elman(4)
+    cell = base._replace(step=lambda p, c, x: base.step(p, c, 0.5 * x))
+    with pytest.raises(
+        TypeError, match=r"cell: got an elman cell whose functions were replaced, expected a cell"
+    ):
+        to_flax(cell, _random_params(base, 2))
+
+
 def test_to_flax_reset_before_raises():
     cell = jaxrnn.gru(4, reset_after=False)
     with pytest.raises(ValueError, match=r"reset_after: got False, expected True"):

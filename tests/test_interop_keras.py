@@ -282,6 +282,13 @@ def test_to_keras_compute_dtype_raises():
         to_keras(net, _random_params(net, 3), L.GRU(4, **INIT))
 
 
+def test_to_keras_cell_with_replaced_recur_step_raises():
+    base = jaxrnn.gru(4)
+    net = jaxrnn.rnn(base._replace(recur_step=lambda *args, **kw: base.recur_step(*args, **kw)))
+    with pytest.raises(TypeError, match=r"net: got a gru cell whose functions were replaced"):
+        to_keras(net, _random_params(net, 3), L.GRU(4, **INIT))
+
+
 def test_to_keras_input_size_mismatch_raises():
     net = jaxrnn.rnn(jaxrnn.elman(4))
     with pytest.raises(ValueError, match=r"layer: built for input size 5, expected 3"):

@@ -329,6 +329,51 @@ def test_to_torch_compute_dtype_raises():
         to_torch(net, _random_params(net, 3))
 
 
+def test_to_torch_cell_with_replaced_step_raises():
+    """torch would compute the built-in math, not the replaced step's (here on the second layer only)."""
+    base = jaxrnn.elman(4)
+    changed = base._replace(step=lambda p, c, x: base.step(p, c, 0.5 * x))
+    net = jaxrnn.rnn([base, changed], num_layers=2)
+    with pytest.raises(TypeError, match=r"net.cells\[1\]: got an elman cell whose functions were replaced"):
+        to_torch(net, _random_params(net, 3))
+    with pytest.raises(TypeError, match=r"cell: got an elman cell whose functions were replaced"):
+        to_torch(changed, _random_params(base, 3))
+
+
+def test_to_torch_custom_cells_raise():
+    base = jaxrnn.lstm(4)
+    custom = jaxrnn.Cell(
+        init=base.init,
+        initial_carry=base.initial_carry,
+        step=base.step,
+        param_shapes=base.param_shapes,
+        hidden_size=4,
+    )
+    net = jaxrnn.rnn(custom, num_layers=2)
+    with pytest.raises(TypeError, match=r"net: got a custom cell, expected a cell as jaxrnn.elman"):
+        to_torch(net, net.init(jax.random.key(0), 3))
+
+
+def test_to_torch_weights_are_contiguous():
+    net = jaxrnn.rnn(jaxrnn.lstm(4), bidirectional=True)
+    state_dict = to_torch(net, _random_params(net, 3))
+    assert all(tensor.is_contiguous() for tensor in state_dict.values())
+
+
+def test_state_dict_batch_first_may_be_a_numpy_bool():
+    module = torch.nn.GRU(3, 4, batch_first=True)
+    net, params = from_torch(module.state_dict(), batch_first=np.bool_(True))
+    assert net.time_major is False
+    jax.tree.map(np.testing.assert_array_equal, params, from_torch(module)[1])
+
+
+def test_state_dict_weight_ih_of_wrong_rank_raises():
+    state_dict = torch.nn.GRU(3, 4).state_dict()
+    state_dict["weight_ih_l0"] = torch.zeros(12)
+    with pytest.raises(ValueError, match=r"weight_ih_l0'\]: got shape \(12,\), expected \(12, input_size\)"):
+        from_torch(state_dict, batch_first=False)
+
+
 def test_to_torch_bidirectional_directions_with_different_input_sizes_raise():
     net = jaxrnn.rnn(jaxrnn.gru(4), bidirectional=True)
     params = _random_params(net, 3)

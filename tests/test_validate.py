@@ -510,3 +510,30 @@ def test_dropout_rates_may_be_numpy_or_jax_scalars(rate):
     net = jaxrnn.rnn(CELL, dropout=rate, recurrent_dropout=rate)
     ys, _ = net.apply(net.init(jax.random.key(0), 4), XS, key=jax.random.key(1), train=True)
     assert ys.shape == (3, 6, 5)
+
+
+def test_dense_activation_given_as_a_list():
+    with pytest.raises(ValueError, match=r"activation: got \['relu'\], expected one of \[None, 'softmax'"):
+        jaxrnn.dense(3, ["relu"])
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: jaxrnn.dense(2), lambda: jaxrnn.rnn(jaxrnn.gru(3))], ids=["dense", "network"]
+)
+def test_init_with_an_integer_for_its_key(make):
+    with pytest.raises(TypeError, match=r"key: got 0, expected a PRNG key"):
+        make().init(0, 4)
+
+
+def test_dense_integer_weights():
+    head = jaxrnn.dense(2)
+    params = {"w": jnp.ones((4, 2), jnp.int32), "b": jnp.zeros(2)}
+    with pytest.raises(TypeError, match=r"params\['w'\]: got dtype int32, expected a floating dtype"):
+        head.apply(params, jnp.ones((3, 4)))
+
+
+def test_dense_bias_as_a_list():
+    head = jaxrnn.dense(2)
+    params = {"w": jnp.ones((4, 2)), "b": [0.0, 0.0]}
+    with pytest.raises(TypeError, match=r"params\['b'\]: got a list, expected an array"):
+        head.apply(params, jnp.ones((3, 4)))

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import validate
-from jaxrnn.cells import Cell
+from jaxrnn.cells import Cell, is_built_in
 from jaxrnn.network import Network
 
 
@@ -44,7 +44,8 @@ def check_network(net: Any, params: Any, target: str) -> tuple[Cell, int]:
                 f"expected the same cell as layer 0 ({cell.kind}, hidden_size {cell.hidden_size}{first}): "
                 f"{target} stacks identical layers"
             )
-    check_exact(cell, "net")
+    for i, layer_cell in enumerate(net.cells):
+        check_exact(layer_cell, "net" if i == 0 else f"net.cells[{i}]")
     directions = ("forward", "backward") if net.bidirectional else ("forward",)
     if not isinstance(params, (list, tuple)) or len(params) != len(net.cells):
         raise ValueError(f"params: got {type(params).__name__}, expected a list of {len(net.cells)} layers")
@@ -86,8 +87,19 @@ def check_cell(cell: Any, params: Any) -> int:
 
 
 def check_exact(cell: Cell, argument: str) -> None:
-    """Refuses a cell whose matmuls round to a ``compute_dtype``: the other library would compute in the
-    params' dtype, a different function (the importers refuse mixed precision likewise)."""
+    """Refuses a cell the other library would not compute exactly: a custom cell, or one whose functions
+    were replaced (the exported layer would run the built-in math of its ``kind``), or one whose matmuls
+    round to a ``compute_dtype`` (the other library would compute in the params' dtype; the importers
+    refuse mixed precision likewise)."""
+    if not is_built_in(cell):
+        article = "an" if cell.kind in ("elman", "lstm") else "a"
+        what = f"{article} {cell.kind} cell" + (
+            "" if cell.kind == "custom" else " whose functions were replaced"
+        )
+        raise TypeError(
+            f"{argument}: got {what}, expected a cell as jaxrnn.elman, jaxrnn.lstm or jaxrnn.gru made it "
+            "(the exported layer would compute the built-in math, not this cell's)"
+        )
     compute_dtype = (cell.options or {}).get("compute_dtype")
     if compute_dtype is not None:
         raise ValueError(

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn import validate
 from jaxrnn.cells import Cell, elman, gru, lstm
 from jaxrnn.interop._common import check_cell, require, to_jax
 
@@ -83,15 +84,21 @@ def _has_bias(kind: str, module: str) -> bool:
     return module.startswith("i") or module == "hn"
 
 
-def _leaf(tree: Mapping[str, Any], module: str, leaf: str, shape: tuple[int, ...]) -> np.ndarray:
+def _leaf(
+    tree: Mapping[str, Any], module: str, leaf: str, shape: tuple[int, ...], dtype: Any = None
+) -> np.ndarray:
+    """``tree[module][leaf]`` as a floating array of ``shape`` (and ``dtype``, where given)."""
     if module not in tree or not isinstance(tree[module], Mapping) or leaf not in tree[module]:
         raise ValueError(
             f"variables: missing {module}/{leaf}, expected it in a Flax cell's params (got modules "
             f"{sorted(tree)})"
         )
-    value = np.asarray(tree[module][leaf])
+    value, argument = np.asarray(tree[module][leaf]), f"variables[{module!r}][{leaf!r}]"
+    validate.floating(value, argument)
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(f"{argument}: got dtype {value.dtype}, expected {dtype} (one dtype for every leaf)")
     if value.shape != shape:
-        raise ValueError(f"variables[{module!r}][{leaf!r}]: got shape {value.shape}, expected {shape}")
+        raise ValueError(f"{argument}: got shape {value.shape}, expected {shape}")
     return value
 
 
@@ -120,12 +127,13 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell, dict[str, 
     if not isinstance(tree.get(f"i{gates[0]}"), Mapping) or "kernel" not in tree[f"i{gates[0]}"]:
         raise ValueError(f"variables: got modules {sorted(tree)}, expected a Flax {type(cell).__name__}'s")
     input_size = np.shape(tree[f"i{gates[0]}"]["kernel"])[0]
-    w_x = np.concatenate([_leaf(tree, f"i{g}", "kernel", (input_size, H)) for g in gates], axis=-1)
-    w_h = np.concatenate([_leaf(tree, f"h{g}", "kernel", (H, H)) for g in gates], axis=-1)
+    dtype = _leaf(tree, f"i{gates[0]}", "kernel", (input_size, H)).dtype
+    w_x = np.concatenate([_leaf(tree, f"i{g}", "kernel", (input_size, H), dtype) for g in gates], axis=-1)
+    w_h = np.concatenate([_leaf(tree, f"h{g}", "kernel", (H, H), dtype) for g in gates], axis=-1)
 
     def biases(prefix: str) -> np.ndarray:
         parts = [
-            _leaf(tree, f"{prefix}{g}", "bias", (H,))
+            _leaf(tree, f"{prefix}{g}", "bias", (H,), dtype)
             if _has_bias(kind, f"{prefix}{g}")
             else np.zeros((H,), w_x.dtype)
             for g in gates

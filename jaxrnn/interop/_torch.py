@@ -115,10 +115,11 @@ def _state_dict_spec(
             if value is not None:
                 raise ValueError(f"{name}: got {value!r}, expected None for a cell's state_dict")
         return {"mode": inferred, "nonlinearity": nonlinearity, "cell": True}
-    if not isinstance(batch_first, bool):
+    if not isinstance(batch_first, (bool, np.bool_)):
         raise ValueError(
             f"batch_first: got {batch_first!r}, expected True or False (a state_dict does not record it)"
         )
+    batch_first = bool(batch_first)
     dropout = 0.0 if dropout is None else dropout
     dropout = validate.probability(dropout, "dropout")
     return {
@@ -145,7 +146,7 @@ def _to_torch(torch: Any, x: Any) -> Any:
     x = np.asarray(x)
     if x.dtype == jnp.bfloat16:
         return torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)
-    return torch.from_numpy(np.array(x))
+    return torch.from_numpy(np.array(x, order="C"))  # a writable, row-major copy (x may be a transposed view)
 
 
 def _cell_for(mode: str, hidden_size: int, nonlinearity: str | None) -> Cell:
@@ -184,7 +185,13 @@ def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[st
     params: list[dict[str, Any]] = [{} for _ in range(num_layers)]
     for layer, direction, suffix in keys:
         tensors = {n: state_dict[f"{n}{suffix}"] for n in names}
-        input_size = tensors["weight_ih"].shape[-1] if layer == 0 else width
+        ih_shape = tuple(tensors["weight_ih"].shape)
+        if layer == 0 and len(ih_shape) != 2:
+            raise ValueError(
+                f"module_or_state_dict['weight_ih{suffix}']: got shape {ih_shape}, expected "
+                f"({gates * hidden_size}, input_size) (hidden_size={hidden_size})"
+            )
+        input_size = ih_shape[1] if layer == 0 else width
         shapes = {
             "weight_ih": (gates * hidden_size, input_size),
             "weight_hh": (gates * hidden_size, hidden_size),

@@ -76,11 +76,10 @@ def _number(
     def convert(text: str):
         try:
             value = parse(text)
-        except ValueError:
-            value = math.nan
-        if not (
-            math.isfinite(value) and (value >= minimum if inclusive else value > minimum) and value < below
-        ):
+            valid = math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+        except (ValueError, OverflowError):  # (an int beyond float's range overflows isfinite)
+            valid = False
+        if not (valid and value < below):
             raise argparse.ArgumentTypeError(f"got {text!r}, expected {expected}")
         return value
 
@@ -189,7 +188,8 @@ def build_parser() -> Parser:
         "--out",
         type=Path,
         metavar="DIR",
-        help="the run directory; a run already there is overwritten (default: runs/TASK)",
+        help="the run directory: new, without jaxrnn's file names, or a jaxrnn run to overwrite (default: "
+        "runs/TASK)",
     )
     trainer.add_argument(
         "--variant",
@@ -365,22 +365,33 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     require(task)
     data = task.load(config)
     sizes = {name: len(split["x"]) for name, split in (("train", data.train), ("test", data.test))}
+    default = " (the task's default)" if args.batch_size is None else ""
     if config.batch_size > sizes["train"]:
         parser.error(
-            f"argument --batch-size: got {config.batch_size}, expected at most the {sizes['train']} "
+            f"argument --batch-size: got {config.batch_size}{default}, expected at most the {sizes['train']} "
             f"training sequences of {task.name}"
         )
     devices = jax.device_count()
     if devices > 1 and config.batch_size % devices:
         parser.error(
-            f"argument --batch-size: got {config.batch_size}, expected a multiple of the {devices} devices "
+            f"argument --batch-size: got {config.batch_size}{default}, expected a multiple of the {devices} "
+            "devices "
             f"(each batch is sharded over them)"
         )
     model = build_model(task, config, data)
     out = args.out if args.out is not None else Path("runs") / task.name
     if out.exists() and not out.is_dir():
         parser.error(f"argument --out: {out} is a file, expected a directory (new or a run to overwrite)")
-    out.mkdir(parents=True, exist_ok=True)
+    ours = [name for name in (CHECKPOINT_DIR, *RUN_FILES) if (out / name).exists()]
+    if ours and read_run_record(out / METRICS_FILE) is None:
+        parser.error(
+            f"argument --out: {out} holds {ours} but no jaxrnn run ({METRICS_FILE} is missing or not a run's "
+            "record); choose a new or empty directory, or remove them"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"argument --out: cannot create {out}: {err.strerror}")
     # the previous run there goes entirely, so no file of it outlives a new run that writes no such file
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     for name in RUN_FILES:
@@ -440,6 +451,18 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
+def read_run_record(path: Path) -> dict[str, Any] | None:
+    """The ``metrics.json`` record of a jaxrnn run at ``path``, or ``None`` where there is none (no file, or
+    one that is not a run's record)."""
+    try:
+        record = json.loads(path.read_text())
+        TASKS[RunConfig(**record["config"]).task]
+        int(record["sizes"]["input"]), int(record["sizes"]["output"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record
+
+
 def load_run(
     out: Path, parser: argparse.ArgumentParser, *, needs: str | None = None
 ) -> tuple[Task, RunConfig, dict[str, Any], Model, Any]:
@@ -450,7 +473,9 @@ def load_run(
         parser.error(
             f"argument --out: no run in {out} ({METRICS_FILE} not found; train one with --out {out})"
         )
-    record = json.loads(path.read_text())
+    record = read_run_record(path)
+    if record is None:
+        parser.error(f"argument --out: {path} is not the record of a jaxrnn run")
     if needs is not None and record["config"]["task"] != needs:
         parser.error(f"argument --out: {out} holds a {record['config']['task']} run, expected a {needs} run")
     config = RunConfig(**record["config"])
@@ -500,6 +525,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except MissingDependency as err:
+    except (MissingDependency, FloatingPointError, OSError) as err:  # (fit's divergence; the files written)
         print(f"jaxrnn {args.command}: error: {err}", file=sys.stderr)
         return 1

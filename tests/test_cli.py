@@ -2,6 +2,7 @@
 dependencies. The tasks' end-to-end runs are in test_tasks_*.py, which use the helpers defined here."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import re
@@ -151,8 +152,15 @@ def test_an_out_that_is_a_file_exits_2(capsys, tmp_path):
     assert path.read_text() == "not a run"
 
 
+def run_record(task: str) -> dict:
+    """A metrics.json record of a ``task`` run with that task's defaults (no checkpoint beside it)."""
+    args = cli.build_parser().parse_args(["train", "--task", task])
+    config = cli.resolve_config(args, TASKS[task], cli.build_parser())
+    return {"config": dataclasses.asdict(config), "sizes": {"input": 8, "output": 10}}
+
+
 def test_generate_rejects_a_run_of_another_task(capsys, tmp_path):
-    (tmp_path / "metrics.json").write_text(json.dumps({"config": {"task": "digits"}}))
+    (tmp_path / "metrics.json").write_text(json.dumps(run_record("digits")))
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["generate", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
@@ -187,3 +195,64 @@ def test_a_batch_size_the_devices_do_not_divide_exits_2_and_keeps_the_old_run(ca
     err = capsys.readouterr().err
     assert "argument --batch-size: got 25, expected a multiple of the 2 devices" in err
     assert (tmp_path / "metrics.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    "text", ["{}", "not json", '{"config": {"task": "digits"}}'], ids=["empty", "text", "partial"]
+)
+@pytest.mark.parametrize("command", ["evaluate", "generate"])
+def test_a_metrics_file_that_is_not_a_run_record_exits_2(capsys, tmp_path, text, command):
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metrics.json is not the record of a jaxrnn run" in err
+
+
+@pytest.mark.parametrize("leftover", ["checkpoint/model.pt", "metrics.json", "confusion.png"])
+def test_train_refuses_an_out_with_files_of_no_jaxrnn_run_and_keeps_them(capsys, tmp_path, leftover):
+    path = tmp_path / leftover
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("someone else's")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--steps", "1", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f"argument --out: {tmp_path} holds ['{leftover.split('/')[0]}'] but no jaxrnn run" in (
+        capsys.readouterr().err
+    )
+    assert path.read_text() == "someone else's"
+
+
+def test_train_into_an_out_below_a_file_exits_2(capsys, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--steps", "1", "--out", str(tmp_path / "afile" / "run")])
+    assert exit_info.value.code == 2
+    assert "argument --out: cannot create" in capsys.readouterr().err
+
+
+def test_an_integer_beyond_float_range_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--hidden", str(10**400)])
+    assert exit_info.value.code == 2
+    assert "argument --hidden: got" in capsys.readouterr().err
+
+
+def test_a_diverging_run_ends_with_one_line_and_exit_1(capsys, monkeypatch, tmp_path):
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("fit: non-finite update_norm=inf at step 0")
+
+    monkeypatch.setattr(cli.train, "fit", diverge)
+    assert cli.main(["train", "--steps", "1", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == "jaxrnn train: error: fit: non-finite update_norm=inf at step 0\n"
+
+
+def test_a_default_batch_size_too_large_is_named_as_the_default(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--task", "sunspots", "--length", "240", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "argument --batch-size: got 16 (the task's default), expected at most the 10" in (
+        capsys.readouterr().err
+    )

@@ -1,10 +1,14 @@
 """adding: the generated problem, its baseline, and a tiny bidirectional Elman run end to end."""
 
+import json
+import types
+
 import numpy as np
 import pytest
-from test_cli import assert_run_files, run_cli
+from test_cli import assert_run_files, run_cli, run_record
 
 from jaxrnn.tasks import adding
+from jaxrnn.tasks.base import TaskData
 
 
 def test_two_marked_steps_one_in_each_half_and_their_sum_is_the_target():
@@ -36,10 +40,23 @@ def test_bidirectional_elman_run_writes_its_files_without_a_gradient_flow(tmp_pa
         "--layers",
         2,
     ]
-    (tmp_path / "gradient_flow.png").write_bytes(b"a previous run's plot")  # overwritten runs leave none
+    # a previous run's files: the run overwritten leaves none of them
+    (tmp_path / "metrics.json").write_text(json.dumps(run_record("adding")))
+    (tmp_path / "gradient_flow.png").write_bytes(b"a previous run's plot")
     stdout = run_cli([*argv, "--bidirectional", "--hidden", 4, "--steps", 2, "--out", tmp_path])
     record = assert_run_files(tmp_path, "predictions.png", gradient_flow=False)
     assert "gradient flow: not plotted" in stdout
     assert record["config"]["activation"] == "relu" and record["config"]["bidirectional"]
     assert record["metrics"]["baseline_mse"] == pytest.approx(1 / 6, abs=0.02)
     assert record["steps"] == 2 and np.isfinite(record["metrics"]["test_mse"])
+
+
+def test_plot_title_gives_the_test_sets_own_baseline(monkeypatch, tmp_path):
+    """Answering 1 everywhere scores the baseline itself, which the title states for this T (not 1/6)."""
+    test = adding.generate(200, 10, np.random.default_rng(3))
+    monkeypatch.setattr(adding.train, "predict", lambda model, params, x: np.ones((len(x), 1), np.float32))
+    titles = []
+    monkeypatch.setattr(adding.plots, "save", lambda fig, path: titles.append(fig.axes[0].get_title()))
+    adding.plot(None, None, TaskData({}, test, 2, 1), types.SimpleNamespace(length=10), tmp_path / "p.png")
+    baseline = float(np.mean((test["y"][:, 0] - 1.0) ** 2))
+    assert titles == [f"adding, T = 10: test MSE {baseline:.4f} (baseline {baseline:.3f})"]

@@ -1,5 +1,7 @@
 """sunspots end to end on a tiny budget, and its persistence baseline against a direct computation."""
 
+import types
+
 import numpy as np
 import pytest
 from test_cli import assert_run_files, run_cli
@@ -45,3 +47,9 @@ def test_windows_hold_the_previous_years():
     data = sunspots.windows(values, np.array([3, 9]), 3)
     np.testing.assert_array_equal(data["x"][..., 0], [[0, 1, 2], [6, 7, 8]])
     np.testing.assert_array_equal(data["y"], [[3], [9]])
+
+
+def test_report_of_a_one_step_horizon_gives_it_once():
+    metrics = {"rmse_1": 17.04, "persistence_rmse_1": 33.18}
+    report = sunspots.report(metrics, types.SimpleNamespace(horizon=1))
+    assert report == "test RMSE one step 17.0 (persistence 33.2), in sunspot numbers"

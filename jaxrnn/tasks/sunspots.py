@@ -129,10 +129,15 @@ def plot(model: Model, params: Any, data: TaskData, config: RunConfig, path: Pat
 
 def report(metrics: Mapping[str, float], config: RunConfig) -> str:
     horizon = config.horizon
+    several = (
+        ""
+        if horizon == 1
+        else f"{horizon} steps {metrics[f'rmse_{horizon}']:.1f} (persistence "
+        f"{metrics[f'persistence_rmse_{horizon}']:.1f}), "
+    )
     return (
         f"test RMSE one step {metrics['rmse_1']:.1f} (persistence {metrics['persistence_rmse_1']:.1f}), "
-        f"{horizon} steps {metrics[f'rmse_{horizon}']:.1f} (persistence "
-        f"{metrics[f'persistence_rmse_{horizon}']:.1f}), in sunspot numbers"
+        f"{several}in sunspot numbers"
     )
 
 

@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -56,6 +57,8 @@ LEARNING_CURVES_FILE = "learning_curves.png"
 GRADIENT_FLOW_FILE = "gradient_flow.png"
 #: Every file ``train`` may write into ``--out`` besides the checkpoint.
 RUN_FILES = (METRICS_FILE, LEARNING_CURVES_FILE, GRADIENT_FLOW_FILE, *(t.plot_name for t in TASKS.values()))
+#: What orbax writes into a checkpoint directory: a folder per step (a temporary one while it writes).
+_STEP_FOLDER = re.compile(r"\d+(\.orbax-checkpoint-tmp-\d+)?")
 #: How many test sequences the gradient-flow profile averages over.
 PROBE_SIZE = 32
 
@@ -382,11 +385,11 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     out = args.out if args.out is not None else Path("runs") / task.name
     if out.exists() and not out.is_dir():
         parser.error(f"argument --out: {out} is a file, expected a directory (new or a run to overwrite)")
-    ours = [name for name in (CHECKPOINT_DIR, *RUN_FILES) if (out / name).exists()]
-    if ours and read_run_record(out / METRICS_FILE) is None:
+    foreign = foreign_files(out)
+    if foreign:
         parser.error(
-            f"argument --out: {out} holds {ours} but no jaxrnn run ({METRICS_FILE} is missing or not a run's "
-            "record); choose a new or empty directory, or remove them"
+            f"argument --out: {out} holds {foreign}, which no jaxrnn run wrote; choose a new or empty "
+            "directory, or remove them"
         )
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -449,6 +452,20 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         print(line)
     print(f"wrote {out}: {', '.join(files)}")
     return 0
+
+
+def foreign_files(out: Path) -> list[str]:
+    """The names in ``out`` that a new run would delete but no jaxrnn run wrote: without a run record
+    (``metrics.json``), any of :data:`RUN_FILES`; in ``checkpoint/``, anything but orbax's step folders (an
+    interrupted run leaves those alone)."""
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    foreign = [] if read_run_record(out / METRICS_FILE) is not None else present
+    checkpoint = out / CHECKPOINT_DIR
+    if checkpoint.exists() and (
+        not checkpoint.is_dir() or not all(_STEP_FOLDER.fullmatch(p.name) for p in checkpoint.iterdir())
+    ):
+        foreign.insert(0, CHECKPOINT_DIR)
+    return foreign
 
 
 def read_run_record(path: Path) -> dict[str, Any] | None:

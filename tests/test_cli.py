@@ -218,10 +218,18 @@ def test_train_refuses_an_out_with_files_of_no_jaxrnn_run_and_keeps_them(capsys,
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--steps", "1", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert f"argument --out: {tmp_path} holds ['{leftover.split('/')[0]}'] but no jaxrnn run" in (
+    assert f"argument --out: {tmp_path} holds ['{leftover.split('/')[0]}'], which no jaxrnn run wrote" in (
         capsys.readouterr().err
     )
     assert path.read_text() == "someone else's"
+
+
+def test_train_replaces_the_checkpoint_of_an_interrupted_run(tmp_path):
+    """No metrics.json yet, only orbax's step folders (one of them half written): a jaxrnn run's remains."""
+    for step in ("3", "4.orbax-checkpoint-tmp-1700000000"):
+        (tmp_path / "checkpoint" / step).mkdir(parents=True)
+    run_cli(["train", "--steps", "1", "--hidden", "4", "--out", tmp_path])
+    assert sorted(p.name for p in (tmp_path / "checkpoint").iterdir()) == ["1"]
 
 
 def test_train_into_an_out_below_a_file_exits_2(capsys, tmp_path):

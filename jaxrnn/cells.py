@@ -64,13 +64,6 @@ class Cell(NamedTuple):
         return hash((*self[:-1], options))
 
 
-def _positive_int(value: Any, argument: str) -> int:
-    """``value`` (a Python or NumPy integer >= 1) as an int; ``ValueError`` naming ``argument`` otherwise."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{argument}: got {value!r}, expected a positive int")
-    return int(value)
-
-
 def _compute_dtype(value: Any) -> Any:
     """``value`` unchanged when it is None or a floating dtype; ``TypeError`` otherwise (an integer dtype
     would truncate every matmul operand)."""
@@ -91,7 +84,7 @@ def _checked_init(init: Callable[..., Params]) -> Callable[..., Params]:
 
     def checked(key: Array, input_size: int, dtype=jnp.float32) -> Params:
         validate.prng_key(key, "key")
-        input_size = _positive_int(input_size, "input_size")
+        input_size = validate.positive_int(input_size, "input_size")
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"dtype: got {jnp.dtype(dtype)}, expected a floating dtype")
         return init(key, input_size, dtype)
@@ -260,7 +253,7 @@ def elman(
       params = cell.init(jax.random.key(0), input_size=8)
       carry, h = cell.step(params, cell.initial_carry(32), x)       # x: (32, 8)
     """
-    hidden_size = _positive_int(hidden_size, "hidden_size")
+    hidden_size = validate.positive_int(hidden_size, "hidden_size")
     compute_dtype = _compute_dtype(compute_dtype)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
@@ -333,7 +326,7 @@ def lstm(
       params = cell.init(jax.random.key(0), input_size=16)
       ys, (h, c) = jaxrnn.scan(cell, params, xs)                    # xs: (batch, T, 16)
     """
-    hidden_size = _positive_int(hidden_size, "hidden_size")
+    hidden_size = validate.positive_int(hidden_size, "hidden_size")
     if forget_bias is not None:
         forget_bias = validate.real(forget_bias, "forget_bias")
     compute_dtype = _compute_dtype(compute_dtype)
@@ -405,7 +398,7 @@ def gru(
       params = cell.init(jax.random.key(0), input_size=8)
       ys, h = jaxrnn.scan(cell, params, xs, lengths=lengths)
     """
-    hidden_size = _positive_int(hidden_size, "hidden_size")
+    hidden_size = validate.positive_int(hidden_size, "hidden_size")
     compute_dtype = _compute_dtype(compute_dtype)
     if not isinstance(reset_after, bool):
         raise TypeError(f"reset_after: got {reset_after!r}, expected True or False")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -74,9 +75,9 @@ def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> in
     :data:`MAX_HIDDEN`), one device, several processes, a batch the devices do not divide or a symbolic
     one, under :func:`disabled`, inside ``shard_map``/``pmap`` or a ``jax.set_mesh`` context, or when a
     concrete array among ``arrays`` (a pytree) is committed to other devices (``jax.device_put(x,
-    device)``), which could not be combined with the split. Under ``jit`` or an eager transformation
-    (``grad``, ``vmap``) the inputs are tracers and cannot be checked: committed single-device arguments
-    then raise JAX's "incompatible devices" error.
+    device)``) or to these in another order, which could not be combined with the split. Under ``jit`` or
+    an eager transformation (``grad``, ``vmap``) the inputs are tracers and cannot be checked: such
+    committed arguments then raise JAX's "incompatible devices" error.
     """
     hidden, width = w_h.shape
     if not all(isinstance(n, int) for n in (steps, batch, hidden, width)):
@@ -91,16 +92,24 @@ def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> in
     if varying.in_mesh_context():
         return 1
     concrete = [a for a in jax.tree_util.tree_leaves(arrays) if not isinstance(a, jax.core.Tracer)]
-    if any(
-        isinstance(a, jax.Array) and a.committed and a.sharding.device_set != set(devices) for a in concrete
-    ):
+    if any(isinstance(a, jax.Array) and a.committed and not _on_split_devices(a, devices) for a in concrete):
         return 1
     return len(devices)
+
+
+def _on_split_devices(a: jax.Array, devices: list) -> bool:
+    """Whether committed ``a`` lives on exactly ``devices`` in their order (the split's mesh): ``jit``
+    refuses to combine arrays whose device assignments differ, even by order alone."""
+    if a.sharding.device_set != set(devices):
+        return False
+    order = getattr(a.sharding, "_device_assignment", None)  # (no public accessor for every sharding)
+    return order is None or tuple(order) == tuple(devices)
 
 
 #: The last few jitted ``shard_map`` wrappers, so that eager calls do not compile again: key -> (cell, fn).
 _SHARDED: collections.OrderedDict[tuple, tuple[Any, Callable]] = collections.OrderedDict()
 _SHARDED_SIZE = 32
+_SHARDED_LOCK = threading.Lock()
 
 
 def split(layer: Callable) -> Callable:
@@ -111,14 +120,17 @@ def split(layer: Callable) -> Callable:
     def run(cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None, batch_major=False):
         static = (reverse, unroll, remat, h_mask is None, batch_major)
         structure = jax.tree_util.tree_structure((params, carry, mask))
-        key = (layer, id(cell), static, structure, tuple(jax.local_devices()))
-        hit = _SHARDED.get(key)
-        if hit is None or hit[0] is not cell:
-            hit = (cell, _sharded(layer, cell, static, carry, mask))
-            _SHARDED[key] = hit
-            if len(_SHARDED) > _SHARDED_SIZE:
-                _SHARDED.popitem(last=False)
-        _SHARDED.move_to_end(key)
+        # the types too: True == 1, but unroll=True unrolls every step and unroll=1 none
+        kinds = tuple(type(v) for v in static)
+        key = (layer, id(cell), static, kinds, structure, tuple(jax.local_devices()))
+        with _SHARDED_LOCK:
+            hit = _SHARDED.get(key)
+            if hit is None or hit[0] is not cell:
+                hit = (cell, _sharded(layer, cell, static, carry, mask))
+                _SHARDED[key] = hit
+                if len(_SHARDED) > _SHARDED_SIZE:
+                    _SHARDED.popitem(last=False)
+            _SHARDED.move_to_end(key)
         return hit[1](params, xs, carry, mask, h_mask)
 
     return run

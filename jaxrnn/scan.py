@@ -109,8 +109,8 @@ def run(
     batch_shape, steps = validate.sequence(xs, input_size, time_major, source=source)
     validate.boolean(reverse, "reverse")
     validate.choice(backend, dispatch.BACKENDS, "backend")
-    validate.positive_int(unroll, "unroll", allow_bool=True)
-    validate.positive_int(remat, "remat", allow_bool=True)
+    unroll = validate.positive_int(unroll, "unroll", allow_bool=True)
+    remat = validate.positive_int(remat, "remat", allow_bool=True)
     if lengths is not None:
         validate.lengths(lengths, batch_shape, steps)
     if mask is not None:

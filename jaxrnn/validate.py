@@ -205,13 +205,15 @@ def prng_key(value: Any, argument: str) -> None:
     )
 
 
-def positive_int(value: Any, argument: str, *, allow_bool: bool = False) -> None:
-    """``value`` must be a positive int (a Python or NumPy integer; or, with ``allow_bool``, a bool)."""
+def positive_int(value: Any, argument: str, *, allow_bool: bool = False) -> int | bool:
+    """``value`` must be a positive int (a Python or NumPy integer; or, with ``allow_bool``, a bool); returns
+    it as a Python ``int`` or ``bool`` (``np.True_ is True`` is false, and ``True == 1``: callers that test
+    for ``True`` or key a cache on the value need the canonical type)."""
     if isinstance(value, (bool, np.bool_)):
         if allow_bool:
-            return
+            return bool(value)
     elif isinstance(value, numbers.Integral) and value >= 1:
-        return
+        return int(value)
     expected = "True, False or a positive int" if allow_bool else "a positive int"
     raise ValueError(f"{argument}: got {value!r}, expected {expected}")
 

@@ -105,6 +105,15 @@ SCRIPT = textwrap.dedent(
     replicated = jax.device_put(params, jax.sharding.NamedSharding(
         jax.sharding.Mesh(np.array(jax.devices()), ("batch",)), jax.sharding.PartitionSpec()))
     out["committed_all"] = len(jaxrnn.scan(cell, replicated, jnp.ones((4, 5, 3)))[0].sharding.device_set)
+    reversed_mesh = jax.sharding.Mesh(np.array(jax.devices()[::-1]), ("batch",))
+    reversed_params = jax.device_put(
+        params, jax.sharding.NamedSharding(reversed_mesh, jax.sharding.PartitionSpec()))
+    ys_reversed = jaxrnn.scan(cell, reversed_params, jnp.ones((4, 5, 3)))[0]
+    out["committed_reversed"] = list(ys_reversed.sharding.mesh.axis_names)  # the split's mesh axis is "rows"
+    host_split._SHARDED.clear()
+    unrolled = jaxrnn.scan(cell, params, jnp.ones((4, 5, 3)), unroll=True)[0]
+    rolled = jaxrnn.scan(cell, params, jnp.ones((4, 5, 3)), unroll=1)[0]
+    out["unroll_wrappers"] = [len(host_split._SHARDED), max_err(unrolled, rolled)]
     vmapped = jax.vmap(lambda x: jaxrnn.scan(cell, params, x)[0])(jnp.ones((2, 4, 5, 3)))
     one = run(cell, params, jnp.ones((4, 5, 3)), None, "xla")[0]
     out["vmap"] = [len(vmapped.sharding.device_set), max_err(vmapped[1], one)]
@@ -171,6 +180,10 @@ def test_split_runs_on_two_devices_and_matches_the_reference():
     assert out["committed_one"] == 1  # arrays put on one device stay there
     assert out["committed_all"] == 2  # params replicated on both devices (data parallelism) split
     assert out["committed_lengths"] == 1
+    # on both devices, but in the other order: no split (which failed with "incompatible devices")
+    assert out["committed_reversed"] == ["batch"]
+    # unroll=True and unroll=1 (equal in Python) get their own wrappers, and the same values
+    assert out["unroll_wrappers"][0] == 2 and out["unroll_wrappers"][1] < 1e-12
     assert out["eager_reuses"]  # the second eager call compiles nothing new
     assert out["set_mesh"] is not None and out["set_mesh"] < 1e-12  # no split under jax.set_mesh
     assert out["fit_one_device_splits"] == 0 and out["fit_all_devices_splits"] > 0

@@ -326,3 +326,18 @@ def test_remat_uneven_chunks_never_feed_the_projection_zeros():
     got = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, 3)  # 7 steps: chunks of 3, 3 and 1
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(got))
     assert_relative_error(got, want, 1e-6)
+
+
+def test_numpy_bools_and_ints_for_remat_and_unroll_trace_as_python_ones():
+    """``np.True_ is True`` is false: remat=np.True_ must still checkpoint sqrt(T)-step chunks, not 1-step
+    ones."""
+    cell = jaxrnn.lstm(3)
+    params = cell.init(jax.random.key(0), 2)
+    xs = jnp.ones((2, 16, 2))
+
+    def jaxpr(**options):
+        loss = lambda p: jnp.sum(jaxrnn.scan(cell, p, xs, backend="xla", **options)[0])  # noqa: E731
+        return str(jax.make_jaxpr(jax.grad(loss))(params))
+
+    assert jaxpr(remat=np.True_) == jaxpr(remat=True) != jaxpr(remat=1)
+    assert jaxpr(unroll=np.int64(2)) == jaxpr(unroll=2) and jaxpr(unroll=np.True_) == jaxpr(unroll=True)

@@ -12,6 +12,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrnn import validate
+
 Array = jax.Array
 
 
@@ -51,6 +53,7 @@ def _identity_grad(a: Array, h: Array) -> Array:
 
 def leaky_relu(negative_slope: float) -> Activation:
     """``leaky_relu(a) = a if a > 0 else negative_slope * a``."""
+    negative_slope = validate.real(negative_slope, "negative_slope")  # (a Python float keeps a's dtype)
 
     def fn(a: Array) -> Array:
         return jnp.where(a > 0, a, negative_slope * a)
@@ -87,5 +90,9 @@ def get(name: str, *, negative_slope: float = 0.01) -> Activation:
     if name == "leaky_relu":
         return leaky_relu(negative_slope)
     if name not in _FIXED:
-        raise ValueError(f"activation: got {name!r}, expected a callable or one of {list(ELMAN_ACTIVATIONS)}")
+        names = [*_FIXED, "leaky_relu"]
+        raise ValueError(
+            f"activation: got {name!r}, expected one of {names} ('prelu' has a parameter: jaxrnn.elman "
+            "builds it)"
+        )
     return _FIXED[name]

@@ -262,6 +262,9 @@ def elman(
     prelu_init = validate.real(prelu_init, "prelu_init")
     if callable(activation):
         act_name, act_fn = "custom", activation
+    elif activation not in activations.ELMAN_ACTIVATIONS:
+        names = list(activations.ELMAN_ACTIVATIONS)
+        raise ValueError(f"activation: got {activation!r}, expected a callable or one of {names}")
     elif activation == "prelu":
         act_name, act_fn = "prelu", None
     else:

@@ -7,6 +7,7 @@ Composable pieces for your own loop::
   params = model.init(jax.random.key(0), input_size=8)
   opt = jaxrnn.train.optimizer(1e-3, clip_norm=1.0)
   train_step = jaxrnn.train.make_train_step(model, "cross_entropy", opt, metrics=["accuracy"])
+  batch = {"x": xs, "y": labels}  # optionally "lengths" (B,) and "weights" (B,)
   params, opt_state, metrics = train_step(params, opt.init(params), batch, key)
 
 or the ready loop::

@@ -161,6 +161,9 @@ def make_train_step(
       optimizer: an optax transformation, e.g. :func:`~jaxrnn.train.optimizer`.
       metrics: names from :data:`~jaxrnn.train.losses.METRICS` or a ``{name: fn}`` dict.
       jit: return the ``jax.jit``-compiled step (default) or the pure function.
+
+    ``batch`` is a dict: ``"x"`` the inputs, ``"y"`` the targets, optionally ``"lengths"`` ``(B,)`` and
+    ``"weights"`` (see the module docstring).
     """
     fn = objective(model, loss, metrics)
 

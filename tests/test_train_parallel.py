@@ -35,7 +35,30 @@ SCRIPT = textwrap.dedent(
         error = None
     except ValueError as e:
         error = str(e)
+    # one device of eight: everything runs there
+    on_three = fit(m, params, (x, y, lengths), **{**kwargs, "epochs": 1, "devices": jax.devices()[3:4]})
+    three_ids = sorted(d.id for d in jax.tree_util.tree_leaves(on_three.params)[0].sharding.device_set)
+    # the devices in another order: the host split (forced on for these small shapes) is left out, not refused
+    from jaxrnn import host_split
+    host_split.MIN_RECURRENT_MACS = 0
+    reversed_run = fit(m, params, (x, y, lengths), **{**kwargs, "devices": jax.devices()[::-1]})
+    host_split.MIN_RECURRENT_MACS = 1 << 27
+    # resuming a run with dropout: the restored key goes where the params are
+    import tempfile
+    net = jaxrnn.rnn(jaxrnn.gru(6), num_layers=2, dropout=0.3)
+    dropout_model = model(net, jaxrnn.dense(1), output="sequence")
+    dropout_params = dropout_model.init(jax.random.key(2), 2)
+    data = (x, y, lengths)
+    with tempfile.TemporaryDirectory() as directory:
+        fit(dropout_model, dropout_params, data, checkpoint_dir=directory, **{**kwargs, "epochs": 1})
+        resumed = fit(dropout_model, dropout_params, data, checkpoint_dir=directory, **kwargs)
+    whole = fit(dropout_model, dropout_params, data, **kwargs)
+    resume_error = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(
+        jax.tree_util.tree_leaves(resumed.params), jax.tree_util.tree_leaves(whole.params)))
     print(json.dumps({
+        "three_ids": three_ids,
+        "reversed_loss": reversed_run.history["loss"].tolist(),
+        "resume_error": resume_error,
         "multi": [np.asarray(a).ravel().tolist() for a in jax.tree_util.tree_leaves(multi.params)],
         "single": [np.asarray(a).ravel().tolist() for a in jax.tree_util.tree_leaves(single.params)],
         "multi_loss": multi.history["loss"].tolist(),
@@ -62,3 +85,6 @@ def test_fit_on_eight_devices_matches_one_device():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out["multi_loss"], out["single_loss"], rtol=1e-4)
     assert out["error"] == "batch_size: got 12, expected a multiple of the 8 devices"
+    assert out["three_ids"] == [3]
+    np.testing.assert_allclose(out["reversed_loss"], out["multi_loss"], rtol=1e-4)
+    assert out["resume_error"] == 0.0  # bit for bit, as the uninterrupted run

@@ -31,7 +31,8 @@ class FitResult(NamedTuple):
       history: ``{name: (epochs,) array}``: "loss", "grad_norm", "update_norm" (per-batch means), each
         metric, "seq_per_s" (training throughput), and "val_loss"/"val_<metric>" with validation data.
       step: the number of training batches done (one optimizer update each; with ``tbptt`` one per chunk).
-      best_epoch: the 0-based epoch with the best monitored loss.
+      best_epoch: the 0-based epoch that last improved the monitored loss by more than ``min_delta`` (as
+        Keras' ``EarlyStopping``; with ``min_delta=0`` the epoch of the lowest loss, the first if tied).
       stopped_early: whether early stopping ended the run.
     """
 
@@ -88,16 +89,17 @@ def fit(
 
     Early stopping: with ``patience``, training stops once the monitored loss ("val_loss" with validation
     data, else "loss") has not improved by more than ``min_delta`` for ``patience`` epochs; with
-    ``restore_best`` the best epoch's params are returned.
+    ``restore_best`` the params of ``best_epoch`` (the last such improvement) are returned.
 
     Checkpoints: with ``checkpoint_dir`` the state (params, optimizer state, step, key, best params) and a
     JSON config (``config``, the history and the early-stopping state) are saved after every epoch; if the
     directory already holds a checkpoint, ``fit`` resumes from it (its key replaces ``key``) and reproduces
     the uninterrupted run bit for bit on CPU.
 
-    Multi-device: with more than one device in ``devices`` (default ``jax.devices()``) each batch is sharded
-    over a 1-D mesh (``NamedSharding`` on the batch axis) with params replicated; ``batch_size`` must then be
-    a multiple of the device count. For multi-host use see :mod:`jaxrnn.train.parallel`.
+    Devices: the params, optimizer state and key are placed on ``devices`` (default ``jax.devices()``) and
+    each batch is sharded over them (a 1-D mesh, ``NamedSharding`` on the batch axis; one device: everything
+    on that device); ``batch_size`` must be a multiple of the device count. For multi-host use see
+    :mod:`jaxrnn.train.parallel`.
 
     A non-finite loss, gradient norm or update stops ``fit`` with a ``FloatingPointError`` naming the step;
     that step's params are discarded and the last checkpoint (the previous epoch's) is left as it was.
@@ -146,8 +148,8 @@ def fit(
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices: got an empty list, expected at least one device (or None: all)")
-    mesh = parallel.data_mesh(devices) if len(devices) > 1 else None
-    if mesh is not None and batch_size % len(devices):
+    mesh = parallel.data_mesh(devices)
+    if batch_size % len(devices):
         raise ValueError(f"batch_size: got {batch_size}, expected a multiple of the {len(devices)} devices")
     metric_fns = losses.get_metrics(metrics)
     fns = [losses.get_loss(loss), *metric_fns.values()]
@@ -160,11 +162,8 @@ def fit(
         train_step = make_tbptt_train_step(model, loss, optimizer, tbptt, metrics=metric_fns)
     eval_step = make_eval_step(model, loss, metrics=metric_fns)
     opt_state = optimizer.init(params)
-    if mesh is not None:
-        params, opt_state = parallel.replicate((params, opt_state), mesh)
-        place = lambda batch: parallel.shard_batch(batch, mesh)  # noqa: E731
-    else:
-        place = lambda batch: batch  # noqa: E731
+    params, opt_state = parallel.replicate((params, opt_state), mesh)
+    place = lambda batch: parallel.shard_batch(batch, mesh)  # noqa: E731
 
     monitor = "val_loss" if validation is not None else "loss"
     fit_config = {"batch_size": batch_size, "tbptt": tbptt, "shuffle": shuffle}
@@ -172,8 +171,8 @@ def fit(
     best, best_epoch, wait, best_params = math.inf, -1, 0, params
     ckpt = Checkpointer(checkpoint_dir, max_to_keep=max_to_keep) if checkpoint_dir is not None else None
     scope = contextlib.ExitStack()
-    if set(devices) != set(jax.local_devices()):
-        # the batch split of small recurrences (jaxrnn.host_split) runs on every local device
+    if devices != jax.local_devices():
+        # the batch split of small recurrences (jaxrnn.host_split) runs on every local device, in their order
         scope.enter_context(host_split.disabled())
     try:
         if ckpt is not None and ckpt.latest_step() is not None:
@@ -194,6 +193,8 @@ def fit(
             best, best_epoch, wait = saved["best"], saved["best_epoch"], saved["wait"]
             if best is None:
                 best = math.inf
+        # where the params are (a restored key is on one device, a user's may be committed to another)
+        key = parallel.replicate(key, mesh)
 
         n_batches = data_lib.num_batches(size, batch_size)
         # a run that early stopping had ended stays ended when it is resumed (as the uninterrupted run did)

@@ -125,6 +125,9 @@ def run(
         carry = zero_carry
     else:
         validate.carry(carry, zero_carry, promotes=is_built_in(cell))
+    if h_mask is not None and tuple(h_mask.shape) != (*batch_shape, cell.hidden_size):
+        expected = (*batch_shape, cell.hidden_size)
+        raise ValueError(f"h_mask: got shape {tuple(h_mask.shape)}, expected {expected} (*batch, H)")
     if h_mask is not None and not runs_split(cell):
         raise ValueError(
             "recurrent dropout: the cell's step runs alone (a custom cell with only step, or a replaced step "

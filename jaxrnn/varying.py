@@ -29,6 +29,12 @@ def in_manual_axes() -> bool:
     return bool(getattr(_context_mesh(), "manual_axes", ()))
 
 
+def explicit_axes() -> tuple[str, ...]:
+    """The context mesh's axes of type ``Explicit`` (``jax.set_mesh`` with ``jax.make_mesh``'s default axis
+    types): values traced there carry their sharding in their type."""
+    return tuple(getattr(_context_mesh(), "explicit_axes", ()))
+
+
 def in_mesh_context() -> bool:
     """Whether tracing runs with a mesh in context: ``jax.set_mesh``, ``shard_map`` or ``pmap``."""
     return not getattr(_context_mesh(), "empty", True)

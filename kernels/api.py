@@ -12,7 +12,8 @@ is ignored. Not supported, so routed to the XLA path by ``backend="auto"``:
 * recurrent weights larger than the platform's on-chip budget (:data:`kernels.layout.WEIGHT_BUDGET_BYTES`):
   the kernel holds the whole ``W_h`` on chip and has no blocked-``W_h`` variant;
 * tracing inside ``jax.shard_map`` or ``pmap``: there ``pallas_call`` needs each output's manual-axis type,
-  which the kernels do not set (and Pallas' interpret mode does not type-check under ``shard_map``).
+  which the kernels do not set (and Pallas' interpret mode does not type-check under ``shard_map``); likewise
+  under ``jax.set_mesh`` with ``Explicit`` axes (``jax.make_mesh``'s default), whose values carry shardings.
 
 An empty recurrence (no steps or no rows) has nothing to run and goes to the XLA path whatever the backend.
 """
@@ -68,9 +69,19 @@ def unsupported(
         return f"remat={remat!r} needs the XLA scan (the kernel saves its own residuals)"
     if varying.in_manual_axes():
         return "the kernel does not run inside jax.shard_map or pmap (its outputs carry no manual-axis types)"
+    if varying.explicit_axes():
+        return (
+            f"the kernel does not run under jax.set_mesh with Explicit axes {list(varying.explicit_axes())} "
+            "(its outputs carry no sharding types)"
+        )
+    supported = "supported: float32, bfloat16, float64"
+    for what, dtype in (
+        ("params", jnp.dtype(params["w_h"].dtype)),
+        ("compute_dtype", _matmul_dtype(cell, params)),
+    ):
+        if dtype not in _DTYPES:
+            return f"{what} dtype {dtype} is not supported ({supported})"
     dtypes = {jnp.dtype(params["w_h"].dtype), _matmul_dtype(cell, params)}
-    if not dtypes <= set(_DTYPES):
-        return f"dtype {sorted(map(str, dtypes))} is not supported (supported: float32, bfloat16, float64)"
     carry_dtypes = {jnp.dtype(jnp.result_type(c)) for c in jax.tree_util.tree_leaves(carry)}
     if platform != "cpu" and jnp.dtype(jnp.float64) in dtypes | carry_dtypes:
         return f"float64 (params or carry) runs only in CPU interpret mode, not on {platform}"

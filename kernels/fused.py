@@ -440,6 +440,12 @@ def run(
     """
     steps, batch, width = xp.shape
     hidden = width // cell.gates
+    # padding, not broadcasting, fills the layout: a (T, 1) mask or a (B, 1) h_mask would be read as zeros
+    for name, value, expected in (("mask", mask, (steps, batch)), ("h_mask", h_mask, (batch, hidden))):
+        if value is not None and tuple(value.shape) != expected:
+            raise ValueError(
+                f"{name}: got shape {tuple(value.shape)}, expected {expected} (xp is {xp.shape})"
+            )
     if not steps or not batch:  # nothing to run (the kernel's grid would be empty)
         return jnp.zeros((steps, batch, hidden), carry0[0].dtype), tuple(carry0)
     tp, bp, hp = layout.steps, layout.batch, layout.hidden

@@ -154,3 +154,35 @@ def test_kernels_run_an_empty_recurrence(shape):
     hs, final = jaxrnn.kernels.recurrence(cell, params, jnp.zeros(shape), carry, None, reverse=False)
     assert hs.shape == shape
     np.testing.assert_array_equal(final, carry)
+
+
+@pytest.mark.parametrize(
+    "name, shape, expected",
+    [("mask", (4, 1), r"\(4, 2\)"), ("h_mask", (2, 1), r"\(2, 3\)")],
+    ids=["mask", "h_mask"],
+)
+def test_masks_that_would_need_broadcasting_are_refused(name, shape, expected):
+    """The kernel pads its inputs to its layout with zeros: a broadcastable mask would be read as zeros."""
+    options = {"mask": None, "h_mask": None, name: jnp.ones(shape, bool if name == "mask" else jnp.float32)}
+    with pytest.raises(ValueError, match=rf"{name}: got shape \({shape[0]}, 1\), expected {expected}"):
+        elman.elman(jnp.ones((4, 2, 3)), jnp.ones((2, 3)), jnp.ones((3, 3)), **options)
+
+
+def test_pallas_under_a_mesh_with_explicit_axes_is_refused_and_auto_runs():
+    cell = jaxrnn.gru(3)
+    params = cell.init(jax.random.key(0), 2)
+    xs = jnp.ones((2, 4, 2))
+    with jax.set_mesh(jax.make_mesh((1,), ("d",), axis_types=(jax.sharding.AxisType.Explicit,))):
+        with pytest.raises(ValueError, match=r"backend='pallas': .*jax.set_mesh with Explicit axes \['d'\]"):
+            jaxrnn.scan(cell, params, xs, backend="pallas")
+        ys = jaxrnn.scan(cell, params, xs, backend="auto")[0]
+    np.testing.assert_allclose(ys, jaxrnn.scan(cell, params, xs, backend="xla")[0], rtol=1e-6, atol=1e-6)
+
+
+def test_an_unsupported_dtype_is_named_with_its_setting():
+    cell = jaxrnn.elman(3, compute_dtype=jnp.float16)
+    params = cell.init(jax.random.key(0), 2)
+    with pytest.raises(
+        ValueError, match=r"compute_dtype dtype float16 is not supported \(supported: float32"
+    ):
+        jaxrnn.scan(cell, params, jnp.ones((2, 4, 2)), backend="pallas")

@@ -537,3 +537,11 @@ def test_dense_bias_as_a_list():
     params = {"w": jnp.ones((4, 2)), "b": [0.0, 0.0]}
     with pytest.raises(TypeError, match=r"params\['b'\]: got a list, expected an array"):
         head.apply(params, jnp.ones((3, 4)))
+
+
+def test_recurrent_dropout_mask_of_a_broadcastable_shape():
+    """The driver's h_mask must be (*batch, H) exactly: the fused kernel pads, it does not broadcast."""
+    from jaxrnn.scan import run
+
+    with pytest.raises(ValueError, match=r"h_mask: got shape \(3, 1\), expected \(3, 5\) \(\*batch, H\)"):
+        run(CELL, PARAMS, XS, h_mask=jnp.ones((3, 1)))

@@ -378,8 +378,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if devices > 1 and config.batch_size % devices:
         parser.error(
             f"argument --batch-size: got {config.batch_size}{default}, expected a multiple of the {devices} "
-            "devices "
-            f"(each batch is sharded over them)"
+            "devices (each batch is sharded over them)"
         )
     model = build_model(task, config, data)
     out = args.out if args.out is not None else Path("runs") / task.name

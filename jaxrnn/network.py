@@ -25,6 +25,11 @@ _MERGE_FNS: dict[str, Callable[[Array, Array], Array]] = {
 }
 
 
+def merge_directions(merge: str, forward: Array, backward: Array) -> Array:
+    """The two directions' outputs (or final ``h``), combined as a bidirectional network with ``merge``."""
+    return _MERGE_FNS[merge](forward, backward)
+
+
 class Network(NamedTuple):
     """A stack of recurrent layers, as pure functions.
 
@@ -199,7 +204,7 @@ def rnn(
                     h_mask=h_mask,
                 )
                 outputs.append(ys)
-            xs = _MERGE_FNS[merge](*outputs) if bidirectional else outputs[0]
+            xs = merge_directions(merge, *outputs) if bidirectional else outputs[0]
             if train and dropout > 0 and i < len(layer_cells) - 1:
                 xs = xs * _dropout(keys[i, 2], dropout, xs.shape, xs.dtype)
             final_carries.append(layer_carries)

@@ -82,7 +82,7 @@ def test_pallas_rejects_remat():
 
 def test_pallas_rejects_float16():
     cell, params = _lstm(4, jnp.float16)
-    with pytest.raises(ValueError, match=r"backend='pallas': dtype \['float16'\] is not supported"):
+    with pytest.raises(ValueError, match=r"backend='pallas': params dtype float16 is not supported"):
         jaxrnn.scan(cell, params, jnp.ones((2, 5, 3), jnp.float16), backend="pallas")
 
 

@@ -100,6 +100,16 @@ def test_bidirectional_last_output_is_forward_last_and_backward_first():
     np.testing.assert_allclose(y, jnp.concatenate([ys[:, -1, :4], ys[:, 0, 4:]], -1), **TOL)
 
 
+@pytest.mark.parametrize("merge_mode", ["ave", "mul"])
+def test_bidirectional_return_sequences_false_is_the_final_readout(merge_mode):
+    """For a merge whose outputs cannot be split, jaxrnn.train.model(output="final") is Keras' output."""
+    layer = _randomized(L.Bidirectional(L.GRU(4, **INIT), merge_mode), (2, 5, 3), seed=4)
+    x = np.random.default_rng(1).standard_normal((2, 5, 3), np.float32)
+    net, params = from_keras(layer)
+    out, _ = jaxrnn.train.model(net, output="final").apply({"rnn": params}, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(layer(x)), out, **TOL)
+
+
 ALL = {"return_sequences": True}
 
 

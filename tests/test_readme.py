@@ -22,3 +22,13 @@ def test_readme_training_step_example_trains():
         params, opt_state, loss = namespace["train_step"](params, opt_state, xs, lengths, targets)
         first = loss if first is None else first
     assert loss < 0.5 * first
+
+
+def test_readme_fit_example_trains_checkpoints_and_predicts(tmp_path, monkeypatch):
+    (code,) = re.findall(r"## Training with `jaxrnn.train`\n\n```python\n(.*?)```", README.read_text(), re.S)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(code.replace("epochs=20", "epochs=2"), namespace)  # noqa: S102 - the README's own example
+    assert namespace["probs"].shape == (56, 2)
+    assert namespace["result"].history["val_accuracy"].shape == (2,)
+    assert any((tmp_path / "runs" / "clf").iterdir())

@@ -44,6 +44,42 @@ def test_sequence_reads_every_step():
     assert carries[0]["forward"].shape == (4, 5)
 
 
+def test_final_is_last_for_a_unidirectional_network():
+    m, head, params, xs, lengths, _ = setup("final")
+    out, _ = m.apply(params, xs, lengths=lengths)
+    last = model(m.network, head, output="last").apply(params, xs, lengths=lengths)[0]
+    np.testing.assert_allclose(out, last, rtol=1e-6)
+
+
+@pytest.mark.parametrize("merge", ["concat", "mul"])
+def test_final_merges_each_directions_whole_sequence_state(merge):
+    """Forward: h after the last valid step; backward: h after step 0 (PyTorch's h_n, Keras' output)."""
+    net = jaxrnn.rnn(jaxrnn.lstm(4), num_layers=2, bidirectional=True, merge=merge)
+    m = model(net, output="final")
+    params = m.init(jax.random.key(int(rng.integers(1 << 30))), 2)
+    xs = jnp.asarray(rng.normal(size=(3, 6, 2)), jnp.float32)
+    lengths = jnp.asarray([6, 1, 4], jnp.int32)
+    out, _ = m.apply(params, xs, lengths=lengths)
+    ys, _ = net.apply(params["rnn"], xs, lengths=lengths)
+    if merge == "concat":
+        expected = jnp.concatenate([ys[jnp.arange(3), lengths - 1, :4], ys[:, 0, 4:]], -1)
+    else:  # the merged outputs cannot be split: run the last layer's two directions separately
+        below, _ = jaxrnn.rnn(jaxrnn.lstm(4), bidirectional=True, merge=merge).apply(
+            params["rnn"][:1], xs, lengths=lengths
+        )
+        cell = net.cells[1]
+        fwd, _ = jaxrnn.scan(cell, params["rnn"][1]["forward"], below, lengths=lengths)
+        bwd, _ = jaxrnn.scan(cell, params["rnn"][1]["backward"], below, lengths=lengths, reverse=True)
+        expected = fwd[jnp.arange(3), lengths - 1] * bwd[:, 0]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_final_readout_needs_the_carries():
+    m, _, params, _, _, ys = setup("final")
+    with pytest.raises(ValueError, match=r"carries: got None, expected the network's final carries"):
+        m.readout(params, ys)
+
+
 def test_without_head_the_features_are_the_output():
     net = jaxrnn.rnn(jaxrnn.elman(4))
     m = model(net, output="last")
@@ -60,7 +96,7 @@ def test_network_of_the_wrong_type_is_rejected():
 
 def test_unknown_output_is_rejected():
     with pytest.raises(
-        ValueError, match=r"output: got 'first', expected one of \['last', 'mean', 'sequence'\]"
+        ValueError, match=r"output: got 'first', expected one of \['last', 'final', 'mean', 'sequence'\]"
     ):
         model(jaxrnn.rnn(jaxrnn.gru(4)), output="first")
 

@@ -115,10 +115,10 @@ def from_keras(layer: Any) -> tuple[Network, list]:
 
     Returns ``(net, params)``: a one-layer, batch-major network. ``net.apply(params, x)`` returns the full
     ``ys (B, T, D)`` and the final carries whatever ``return_sequences``/``return_state`` say: Keras'
-    ``return_sequences=False`` output is ``ys[:, -1]`` (Bidirectional: forward ``ys[:, -1]`` and backward
-    ``ys[:, 0]``, merged), its states are ``carries[0]["forward"]`` (then ``["backward"]``), an LSTM's
-    ``[h, c]`` as ``(h, c)``. ``use_bias=False`` gives zero biases. Train-time ``dropout`` and
-    ``recurrent_dropout`` are not carried over (they do not change inference).
+    ``return_sequences=False`` output is ``ys[:, -1]`` (Bidirectional: the two directions' final ``h``
+    merged, ``jaxrnn.train.model(net, output="final")``'s readout), its states are ``carries[0]["forward"]``
+    (then ``["backward"]``), an LSTM's ``[h, c]`` as ``(h, c)``. ``use_bias=False`` gives zero biases.
+    Train-time ``dropout`` and ``recurrent_dropout`` are not carried over (they do not change inference).
 
     Raises ``ValueError`` naming the setting for: an activation other than tanh (SimpleRNN: tanh, relu,
     sigmoid, linear), a ``recurrent_activation`` other than sigmoid, ``go_backwards`` outside Bidirectional,

@@ -88,10 +88,12 @@ def _state_grads(static: Static, params: Any, batch: Mapping[str, Array]) -> Arr
         for i, cell in enumerate(cells):
             layer_params = params["rnn"][i]["forward"]
             if i == layer:
-                ys, _ = scan(_probed(cell), layer_params, jnp.concatenate([ys, delta], -1), lengths=lengths)
+                ys, carry = scan(
+                    _probed(cell), layer_params, jnp.concatenate([ys, delta], -1), lengths=lengths
+                )
             else:
-                ys, _ = scan(cell, layer_params, ys, lengths=lengths)
-        return loss_fn(model.readout(params, ys, lengths), batch["y"], mask)
+                ys, carry = scan(cell, layer_params, ys, lengths=lengths)
+        return loss_fn(model.readout(params, ys, lengths, [{"forward": carry}]), batch["y"], mask)
 
     return jax.grad(loss_of)(jnp.zeros((*xs.shape[:2], cells[layer].hidden_size), xs.dtype))
 

@@ -8,12 +8,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.network import Dense, Network, last_output
+from jaxrnn.network import Dense, Network, last_output, merge_directions
 
 Array = jax.Array
 
 #: Names accepted for ``model(output=...)``.
-OUTPUTS: tuple[str, ...] = ("last", "mean", "sequence")
+OUTPUTS: tuple[str, ...] = ("last", "final", "mean", "sequence")
 
 
 class Model(NamedTuple):
@@ -23,13 +23,14 @@ class Model(NamedTuple):
       init: ``init(key, input_size, dtype=jnp.float32) -> params``, ``{"rnn": [...], "head": {...}}``
         (no ``"head"`` without a head).
       apply: ``apply(params, xs, carries=None, *, lengths=None, key=None, train=False) -> (outputs,
-        final_carries)`` for ``xs (B, T, I)``; outputs are ``(B, O)`` for ``output`` "last"/"mean" and
-        ``(B, T, O)`` for "sequence".
-      readout: ``readout(params, ys, lengths=None) -> outputs``, the part of ``apply`` after the network.
+        final_carries)`` for ``xs (B, T, I)``; outputs are ``(B, O)`` for ``output`` "last"/"final"/"mean"
+        and ``(B, T, O)`` for "sequence".
+      readout: ``readout(params, ys, lengths=None, carries=None) -> outputs``, the part of ``apply`` after
+        the network (``carries``, the network's final carries, are read by "final" only).
       initial_carries: the network's ``initial_carries(batch_shape, dtype)``.
       network: the :class:`jaxrnn.Network`.
       head: the :class:`jaxrnn.Dense` head, or None.
-      output: "last", "mean" or "sequence" (see :func:`model`).
+      output: "last", "final", "mean" or "sequence" (see :func:`model`).
     """
 
     init: Callable[..., dict]
@@ -47,8 +48,11 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
     ``output`` chooses what the head reads from the network's outputs ``ys (B, T, H)``:
 
     * "last": ``ys[b, lengths[b] - 1]``, the last valid step (sequence classification/regression);
-    * "mean": ``Σ_{t < lengths[b]} ys[b, t] / lengths[b]`` (mean pooling; the better choice for a
-      bidirectional network, whose backward half has seen one step at the last position);
+    * "final": the last layer's final ``h`` of each direction, merged as the network merges its outputs:
+      the forward direction's after its last valid step and the backward direction's after step 0, so each
+      has read the whole sequence (PyTorch's ``h_n``, Keras' ``Bidirectional(return_sequences=False)``);
+      for a unidirectional network the same as "last";
+    * "mean": ``Σ_{t < lengths[b]} ys[b, t] / lengths[b]`` (mean pooling);
     * "sequence": every step, ``(B, T, O)`` (seq2seq regression, language models, per-step labels).
 
     For cross-entropy losses give the head no activation: the losses take logits.
@@ -80,8 +84,15 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
             params["head"] = head.init(k_head, network.output_size, dtype)
         return params
 
-    def readout(params: dict, ys: Array, lengths: Array | None = None) -> Array:
-        if output == "last":
+    def readout(params: dict, ys: Array, lengths: Array | None = None, carries: list | None = None) -> Array:
+        if output == "final":
+            if carries is None:
+                raise ValueError('carries: got None, expected the network\'s final carries (output="final")')
+            final_h = {d: c[0] if isinstance(c, tuple) else c for d, c in carries[-1].items()}
+            feats = final_h["forward"]
+            if network.bidirectional:
+                feats = merge_directions(network.merge, final_h["forward"], final_h["backward"])
+        elif output == "last":
             feats = last_output(ys, lengths)
         elif output == "mean":
             steps = ys.shape[-2]
@@ -106,7 +117,7 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
             want = ["head", "rnn"] if head is not None else ["rnn"]
             raise ValueError(f"params: got {got}, expected a dict with keys {want}")
         ys, carries = network.apply(params["rnn"], xs, carries, lengths=lengths, key=key, train=train)
-        return readout(params, ys, lengths), carries
+        return readout(params, ys, lengths, carries), carries
 
     return Model(
         init=init,

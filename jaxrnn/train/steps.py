@@ -1,8 +1,9 @@
 """Pure, jit-compiled training and evaluation steps, plus ``evaluate`` and ``predict``.
 
-A batch is a dict: ``"x" (B, T, I)``, ``"y"`` targets (``(B, ...)`` for a model with output "last"/"mean",
-``(B, T, ...)`` for "sequence"), and optionally ``"lengths" (B,)`` int and ``"weights" (B,)`` (0 marks a
-padding example). The loss mask is ``weights[b]`` per sequence, or ``weights[b] · [t < lengths[b]]`` per step.
+A batch is a dict: ``"x" (B, T, I)``, ``"y"`` targets (``(B, ...)`` for a model with output "last", "final"
+or "mean", ``(B, T, ...)`` for "sequence"), and optionally ``"lengths" (B,)`` int and ``"weights" (B,)`` (0
+marks a padding example). The loss mask is ``weights[b]`` per sequence, or ``weights[b] · [t < lengths[b]]``
+per step.
 """
 
 from __future__ import annotations
@@ -232,8 +233,8 @@ def _predict_batch(static: Static, params: Any, batch: Batch) -> Array:
 
 def predict(model: Model, params: Any, xs: Any, *, lengths: Any = None, batch_size: int = 256) -> np.ndarray:
     """The model's outputs for ``xs`` (``(N, T, I)`` or a list of ``(T_i, I)`` arrays), in batches:
-    ``(N, O)`` for output "last"/"mean", ``(N, T, O)`` for "sequence" (past a sequence's length the head
-    reads zero features)."""
+    ``(N, O)`` for output "last"/"final"/"mean", ``(N, T, O)`` for "sequence" (past a sequence's length the
+    head reads zero features)."""
     if isinstance(xs, (list, tuple)):
         if lengths is not None:
             raise ValueError("lengths: got lengths with a list of sequences, expected one or the other")

@@ -406,3 +406,9 @@ def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(ImportError, match=r"pip install 'jaxrnn\[torch\]'"):
         from_torch({})
+
+
+def test_a_float64_module_without_x64_warns_that_it_becomes_float32():
+    with pytest.warns(UserWarning, match=r"float64, but jax_enable_x64 is off: the params are float32"):
+        _, params = from_torch(torch.nn.LSTM(3, 4).double())
+    assert params[0]["forward"]["w_h"].dtype == jnp.float32

@@ -152,3 +152,17 @@ def test_best_params_are_restored_whether_or_not_the_template_has_them(tmp_path)
         restored, _ = ckpt.restore(template._replace(best_params=template.params))
     assert restored.best_params is None
     assert_trees_equal(restored.params, saved.params)
+
+
+def test_a_template_of_other_shapes_or_structure_is_named(tmp_path):
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(state(step=1))
+        template = state()
+        wider = template._replace(params={**template.params, "w": jnp.zeros((3, 5))})
+        with pytest.raises(
+            ValueError, match=r"template: \['params'\]\['w'\] has shape \(3, 5\), the checkpoint 1"
+        ):
+            ckpt.restore(wider)
+        other = template._replace(params={**template.params, "extra": jnp.zeros(2)})
+        with pytest.raises(ValueError, match=r"template: \['params'\]\['extra'\] \(shape \(2,\)\) is not in"):
+            ckpt.restore(other)

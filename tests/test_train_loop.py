@@ -236,3 +236,28 @@ def test_resuming_an_early_stopped_run_trains_no_further(tmp_path):
     again = fit(m, params, train, **kwargs)
     assert first.stopped_early and again.stopped_early and again.step == first.step
     assert len(again.history["val_loss"]) == len(first.history["val_loss"]) == 3
+
+
+def test_resuming_a_checkpoint_of_another_model_names_the_directory(tmp_path):
+    train = sign_task()
+    kwargs = dict(loss="cross_entropy", optimizer=optimizer(0.05), batch_size=16, progress=False, epochs=1)
+    kwargs["key"] = jax.random.key(0)
+    m, params = classifier()
+    fit(m, params, train, checkpoint_dir=tmp_path, **kwargs)
+    wider = model(jaxrnn.rnn(jaxrnn.elman(9)), jaxrnn.dense(2), output="last")
+    with pytest.raises(
+        ValueError, match=r"checkpoint_dir: .* holds a run whose params or optimizer state do not"
+    ):
+        fit(
+            wider, wider.init(jax.random.key(0), 1), train, checkpoint_dir=tmp_path, **{**kwargs, "epochs": 2}
+        )
+
+
+def test_resuming_says_so_with_the_progress_bar_on(tmp_path, capsys):
+    train = sign_task()
+    kwargs = dict(loss="cross_entropy", optimizer=optimizer(0.05), batch_size=16, checkpoint_dir=tmp_path)
+    kwargs["key"] = jax.random.key(0)
+    m, params = classifier()
+    fit(m, params, train, epochs=1, progress=False, **kwargs)
+    fit(m, params, train, epochs=2, progress=True, **kwargs)
+    assert f"fit: resumed from {tmp_path}, at epoch 1 (step 3)" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -121,5 +122,17 @@ def blocks(w: Any, order: tuple[int, ...]) -> np.ndarray:
 
 
 def to_jax(tree: Any) -> Any:
-    """Numpy leaves -> jax arrays (a transfer; conversions work in numpy to avoid compiling per shape)."""
+    """Numpy leaves -> jax arrays (a transfer; conversions work in numpy to avoid compiling per shape).
+
+    JAX without ``jax_enable_x64`` makes float64 arrays float32: that narrowing is announced, not silent.
+    """
+    if not jax.config.jax_enable_x64 and any(
+        np.asarray(leaf).dtype == np.float64 for leaf in jax.tree_util.tree_leaves(tree)
+    ):
+        warnings.warn(
+            "the source weights are float64, but jax_enable_x64 is off: the params are float32 (enable it, "
+            "e.g. jax.config.update('jax_enable_x64', True), to keep float64)",
+            UserWarning,
+            stacklevel=3,
+        )
     return jax.tree.map(jnp.asarray, tree)

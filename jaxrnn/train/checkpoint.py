@@ -74,7 +74,33 @@ def _to_arrays(state: TrainState) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     if state.best_params is not None:
         tree["best_params"] = state.best_params
+    info["layout"] = _layout(tree)
     return tree, info
+
+
+def _layout(tree: Any) -> list[list]:
+    """Each array's path and shape, for a clear error when a template does not fit a checkpoint."""
+    return [
+        [jax.tree_util.keystr(path), list(np.shape(leaf))]
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    ]
+
+
+def _check_layout(saved: list[list], tree: Any, where: str) -> None:
+    """Raises ``ValueError`` naming the first array of ``tree`` whose path or shape the checkpoint lacks."""
+    mine = _layout(tree)
+    if mine == saved:
+        return
+    stored = dict(map(tuple, saved)) if saved else {}
+    for path, shape in mine:
+        if path not in stored:
+            raise ValueError(f"template: {path} (shape {tuple(shape)}) is not in the checkpoint {where}")
+        if stored[path] != shape:
+            raise ValueError(
+                f"template: {path} has shape {tuple(shape)}, the checkpoint {where} {tuple(stored[path])}"
+            )
+    extra = sorted(set(stored) - {path for path, _ in mine})
+    raise ValueError(f"template: lacks {extra[:3]} of the checkpoint {where}")
 
 
 class Checkpointer:
@@ -140,6 +166,8 @@ class Checkpointer:
         elif template.best_params is None:
             template = template._replace(best_params=template.params)
         tree, _ = _to_arrays(template)
+        if "layout" in facts:  # (checkpoints written before it was stored go straight to orbax's own checks)
+            _check_layout(facts["layout"], tree, f"{step} in {self.directory}")
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(tree), config=ocp.args.JsonRestore())
         )

@@ -29,7 +29,8 @@ class FitResult(NamedTuple):
       params: the trained params (those of the best epoch when early stopping restored them).
       opt_state: the optimizer state after the last step.
       history: ``{name: (epochs,) array}``: "loss", "grad_norm", "update_norm" (per-batch means), each
-        metric, "seq_per_s" (training throughput), and "val_loss"/"val_<metric>" with validation data.
+        metric, "seq_per_s" (training throughput; the first epoch of a call includes compilation), and
+        "val_loss"/"val_<metric>" with validation data.
       step: the number of training batches done (one optimizer update each; with ``tbptt`` one per chunk).
       best_epoch: the 0-based epoch that last improved the monitored loss by more than ``min_delta`` (as
         Keras' ``EarlyStopping``; with ``min_delta=0`` the epoch of the lowest loss, the first if tied).
@@ -94,7 +95,9 @@ def fit(
     Checkpoints: with ``checkpoint_dir`` the state (params, optimizer state, step, key, best params) and a
     JSON config (``config``, the history and the early-stopping state) are saved after every epoch; if the
     directory already holds a checkpoint, ``fit`` resumes from it (its key replaces ``key``) and reproduces
-    the uninterrupted run bit for bit on CPU.
+    the uninterrupted run bit for bit on CPU. Resuming checks ``batch_size``, ``tbptt`` and ``shuffle``
+    against the checkpoint and the params' and optimizer state's shapes; the optimizer's settings (e.g. its
+    learning rate) are not stored, so a changed one goes unnoticed.
 
     Devices: the params, optimizer state and key are placed on ``devices`` (default ``jax.devices()``) and
     each batch is sharded over them (a 1-D mesh, ``NamedSharding`` on the batch axis; one device: everything
@@ -176,7 +179,14 @@ def fit(
         scope.enter_context(host_split.disabled())
     try:
         if ckpt is not None and ckpt.latest_step() is not None:
-            state, saved = ckpt.restore(TrainState(params, opt_state, 0, key, best_params))
+            try:
+                state, saved = ckpt.restore(TrainState(params, opt_state, 0, key, best_params))
+            except (ValueError, TypeError) as err:  # orbax: other shapes or tree structures
+                raise ValueError(
+                    f"checkpoint_dir: {ckpt.directory} holds a run whose params or optimizer state do not "
+                    f"match these (another model, size or optimizer); pass a new directory, or delete it to "
+                    f"start over ({type(err).__name__}: {str(err)[:300]})"
+                ) from err
             if "fit" not in saved or state.best_params is None:
                 raise ValueError(
                     f"checkpoint_dir: got {ckpt.directory}, whose checkpoint fit did not write (it has no "
@@ -193,6 +203,12 @@ def fit(
             best, best_epoch, wait = saved["best"], saved["best_epoch"], saved["wait"]
             if best is None:
                 best = math.inf
+            if progress:
+                done = "stopped early" if patience is not None and wait >= patience else "at"
+                print(
+                    f"fit: resumed from {ckpt.directory}, {done} epoch {first_epoch} (step {step})",
+                    flush=True,
+                )
         # where the params are (a restored key is on one device, a user's may be committed to another)
         key = parallel.replicate(key, mesh)
 

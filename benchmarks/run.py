@@ -581,7 +581,9 @@ def run_workload(
                 if not all(np.all(np.isfinite(a)) for a in (ys, loss, dxs, *leaves)):
                     raise FloatingPointError("non-finite outputs or gradients: no reference to check against")
                 rng = np.random.default_rng(0)
-                direction = treedef.unflatten([rng.standard_normal(np.shape(leaf)) for leaf in leaves])
+                direction = treedef.unflatten(
+                    [rng.standard_normal(np.shape(leaf), np.float32) for leaf in leaves]
+                )
                 reference, reference_name = (ys, float(loss), dxs, dparams, direction), impl.name
             errors = [
                 _rel_err(ys, reference[0]),

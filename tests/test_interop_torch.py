@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import jaxrnn
-from jaxrnn.interop import from_torch, to_torch
+from jaxrnn.interop import carries_from_torch, carries_to_torch, from_torch, to_torch
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -412,3 +412,58 @@ def test_a_float64_module_without_x64_warns_that_it_becomes_float32():
     with pytest.warns(UserWarning, match=r"float64, but jax_enable_x64 is off: the params are float32"):
         _, params = from_torch(torch.nn.LSTM(3, 4).double())
     assert params[0]["forward"]["w_h"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (torch.nn.LSTM, {"num_layers": 2, "bidirectional": True}),
+        (torch.nn.GRU, {"num_layers": 3}),
+        (torch.nn.RNN, {"bidirectional": True, "nonlinearity": "relu"}),
+    ],
+    ids=["lstm-2layer-bi", "gru-3layer", "rnn-bi"],
+)
+def test_torch_states_in_and_out_match_the_module(cls, kwargs):
+    torch.manual_seed(0)
+    module = cls(3, 5, batch_first=True, **kwargs)
+    net, params = from_torch(module)
+    x = torch.randn(4, 6, 3)
+    states = (torch.randn(module.num_layers * (2 if module.bidirectional else 1), 4, 5) for _ in range(2))
+    h_0 = next(states)
+    initial = (h_0, next(states)) if cls is torch.nn.LSTM else h_0
+    with torch.no_grad():
+        y, final = module(x, initial)
+    carries = carries_from_torch(net, *(initial if cls is torch.nn.LSTM else (initial,)))
+    ys, finals = jax.jit(net.apply)(params, jnp.asarray(x.numpy()), carries)
+    np.testing.assert_allclose(ys, _np(y), **TOL)
+    back = carries_to_torch(net, finals)
+    for mine, theirs in zip(jax.tree.leaves(back), jax.tree.leaves(final)):
+        assert isinstance(mine, torch.Tensor) and mine.shape == theirs.shape
+        np.testing.assert_allclose(_np(mine), _np(theirs), **TOL)
+
+
+def test_torch_states_of_the_wrong_shape_are_refused():
+    net, _ = from_torch(torch.nn.GRU(3, 5, num_layers=2))
+    with pytest.raises(ValueError, match=r"h_0: got shape \(1, 4, 5\), expected \(2, B, 5\)"):
+        carries_from_torch(net, torch.zeros(1, 4, 5))
+
+
+def test_an_lstm_needs_its_cell_state_and_a_gru_has_none():
+    lstm_net, _ = from_torch(torch.nn.LSTM(3, 5))
+    with pytest.raises(ValueError, match=r"c_0: got None, expected the LSTM's c_0"):
+        carries_from_torch(lstm_net, torch.zeros(1, 2, 5))
+    gru_net, _ = from_torch(torch.nn.GRU(3, 5))
+    with pytest.raises(ValueError, match=r"c_0: got a state, expected None"):
+        carries_from_torch(gru_net, torch.zeros(1, 2, 5), torch.zeros(1, 2, 5))
+
+
+def test_carries_of_another_structure_are_refused():
+    net, _ = from_torch(torch.nn.GRU(3, 5, bidirectional=True))
+    with pytest.raises(ValueError, match=r"carries\[0\]: got \['forward'\], expected a dict with keys"):
+        carries_to_torch(net, [{"forward": jnp.zeros((2, 5))}])
+
+
+def test_torch_states_of_layers_of_different_sizes_are_refused():
+    net = jaxrnn.rnn([jaxrnn.gru(4), jaxrnn.gru(5)], num_layers=2)
+    with pytest.raises(ValueError, match=r"net: got layers of kinds \['gru'\] and hidden sizes \[4, 5\]"):
+        carries_to_torch(net, net.initial_carries(2))

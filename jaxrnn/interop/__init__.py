@@ -8,6 +8,15 @@ one raises ``ImportError`` naming the extra to install (``pip install 'jaxrnn[to
 
 from jaxrnn.interop._flax import from_flax, to_flax
 from jaxrnn.interop._keras import from_keras, to_keras
-from jaxrnn.interop._torch import from_torch, to_torch
+from jaxrnn.interop._torch import carries_from_torch, carries_to_torch, from_torch, to_torch
 
-__all__ = ["from_flax", "from_keras", "from_torch", "to_flax", "to_keras", "to_torch"]
+__all__ = [
+    "carries_from_torch",
+    "carries_to_torch",
+    "from_flax",
+    "from_keras",
+    "from_torch",
+    "to_flax",
+    "to_keras",
+    "to_torch",
+]

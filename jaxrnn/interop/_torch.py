@@ -339,3 +339,72 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> 
             for name in ("b_x", "b_h") if mode == "gru" else ("b",):
                 require_zero(p[name], f"{argument}[{name!r}]", "bias=False drops the biases")
     return state_dict
+
+
+def _torch_layout(net: Any, caller: str) -> tuple[tuple[str, ...], list[tuple[int, str]], int, bool]:
+    """``net``'s directions, its (layer, direction) pairs in torch's state order ``l * D + d``, its hidden
+    size and whether its carries are LSTM ``(h, c)`` pairs; refuses what torch's ``(L * D, B, H)`` states
+    cannot hold."""
+    if not isinstance(net, Network):
+        raise TypeError(f"net: got {type(net).__name__}, expected a jaxrnn.Network (from jaxrnn.rnn)")
+    kinds = {cell.kind for cell in net.cells}
+    sizes = {cell.hidden_size for cell in net.cells}
+    if len(kinds) != 1 or len(sizes) != 1 or not kinds <= {"elman", "lstm", "gru"}:
+        raise ValueError(
+            f"net: got layers of kinds {sorted(kinds)} and hidden sizes {sorted(sizes, key=str)}, expected "
+            f"one built-in cell kind and one hidden size ({caller} stacks torch's states of every layer)"
+        )
+    directions = ("forward", "backward") if net.bidirectional else ("forward",)
+    order = [(layer, d) for layer in range(len(net.cells)) for d in directions]
+    return directions, order, sizes.pop(), kinds.pop() == "lstm"
+
+
+def carries_from_torch(net: Network, h_0: Any, c_0: Any = None) -> list[dict[str, Any]]:
+    """PyTorch's initial states as ``net``'s carries, for ``net.apply(params, xs, carries)``.
+
+    Args:
+      net: a network as :func:`from_torch` returns (or one that :func:`to_torch` exports).
+      h_0: torch's ``h_0``, ``(L * D, B, H)`` (``(L * D, H)`` unbatched), a tensor or an array.
+      c_0: an LSTM's ``c_0``, of the same shape; ``None`` for RNN and GRU.
+
+    Returns:
+      ``carries[l]["forward" / "backward"]`` is ``h_0[l * D + d]`` (an LSTM's ``(h_0[...], c_0[...])``).
+    """
+    torch = require("torch", "torch", "carries_from_torch")
+    _, order, hidden, is_lstm = _torch_layout(net, "carries_from_torch")
+    if is_lstm != (c_0 is not None):
+        expected = "the LSTM's c_0" if is_lstm else "None (only an LSTM has a cell state)"
+        raise ValueError(f"c_0: got {'None' if c_0 is None else 'a state'}, expected {expected}")
+    states = {"h_0": _to_numpy(torch, h_0)} | ({"c_0": _to_numpy(torch, c_0)} if is_lstm else {})
+    for name, value in states.items():
+        if value.ndim not in (2, 3) or value.shape[0] != len(order) or value.shape[-1] != hidden:
+            raise ValueError(
+                f"{name}: got shape {value.shape}, expected ({len(order)}, B, {hidden}) or ({len(order)}, "
+                f"{hidden}) (num_layers * directions, batch, hidden_size)"
+            )
+    if is_lstm and states["c_0"].shape != states["h_0"].shape:
+        raise ValueError(f"c_0: got shape {states['c_0'].shape}, expected h_0's {states['h_0'].shape}")
+    h = to_jax(states["h_0"])
+    c = to_jax(states["c_0"]) if is_lstm else None
+    carries: list[dict[str, Any]] = [{} for _ in net.cells]
+    for k, (layer, direction) in enumerate(order):
+        carries[layer][direction] = (h[k], c[k]) if is_lstm else h[k]
+    return carries
+
+
+def carries_to_torch(net: Network, carries: Any) -> Any:
+    """``net``'s (final) carries as PyTorch's states: ``h_n`` for RNN and GRU, ``(h_n, c_n)`` for an LSTM,
+    each a ``(L * D, B, H)`` tensor with ``h_n[l * D + d] = carries[l]["forward" / "backward"]`` (as
+    ``nn.RNN``/``nn.LSTM``/``nn.GRU`` return them)."""
+    torch = require("torch", "torch", "carries_to_torch")
+    directions, order, _, is_lstm = _torch_layout(net, "carries_to_torch")
+    if not isinstance(carries, (list, tuple)) or len(carries) != len(net.cells):
+        raise ValueError(f"carries: got {type(carries).__name__}, expected a list of {len(net.cells)} layers")
+    for layer, value in enumerate(carries):
+        if not isinstance(value, Mapping) or set(value) != set(directions):
+            got = sorted(value) if isinstance(value, Mapping) else type(value).__name__
+            raise ValueError(f"carries[{layer}]: got {got}, expected a dict with keys {list(directions)}")
+    states = [carries[layer][d] for layer, d in order]
+    if is_lstm:
+        return tuple(_to_torch(torch, np.stack([np.asarray(s[k]) for s in states])) for k in (0, 1))
+    return _to_torch(torch, np.stack([np.asarray(s) for s in states]))

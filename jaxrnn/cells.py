@@ -120,6 +120,11 @@ def _zeros_carry(hidden_size: int, count: int) -> Callable[..., Carry]:
 _FACTORY_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def carry_h(carry: Carry) -> Array:
+    """A built-in cell's ``h`` from its carry: the carry itself, or an LSTM's first leaf of ``(h, c)``."""
+    return carry[0] if isinstance(carry, tuple) else carry
+
+
 def is_built_in(cell: Cell) -> bool:
     """Whether ``cell`` still has the functions its factory made (none replaced, e.g. with ``_replace``):
     only then may a backend run its own implementation of the cell's ``kind`` instead of the functions."""

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrnn import activations, varying
-from jaxrnn.cells import Cell, is_built_in
+from jaxrnn.cells import Cell, carry_h, is_built_in
 from jaxrnn.recurrence import scan_in_chunks
 
 Array = jax.Array
@@ -81,10 +81,6 @@ class _Spec(NamedTuple):
     weight_grads: Callable
     claims: tuple[int | None, ...] = ()
     loop_weights: Callable[[dict], dict] = lambda w: w
-
-
-def _h(carry: Any) -> Array:
-    return carry[0] if isinstance(carry, tuple) else carry
 
 
 def _rows(a: Array, b: Array) -> Array:
@@ -382,7 +378,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool, batch_major: bool) -> 
 
         def body(carry, inputs):
             new, _ = step(p, carry, *inputs)
-            return new, _h(new)
+            return new, carry_h(new)
 
         return lax.scan(body, carry, (_project(spec, p, xs), mask), reverse=reverse, unroll=unroll)
 
@@ -409,7 +405,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool, batch_major: bool) -> 
 
         def body(carry, reads):
             new, res = step(w, carry, reads[: spec.gates], reads[-1] if mask is not None else None)
-            return new, [_h(new), *res]
+            return new, [carry_h(new), *res]
 
         bufs = _project(spec, p, xs) + (() if mask is None else (mask,))
         final, (hs, *res) = _in_place_loop(body, carry0, bufs, spec.claims, reverse=reverse, unroll=unroll)
@@ -430,7 +426,7 @@ def _make(spec: _Spec, reverse: bool, unroll: int | bool, batch_major: bool) -> 
         def outer_row(i):
             """Row ``i`` of the outputs, or the initial carry's output where ``i`` is outside them."""
             row = lax.dynamic_index_in_dim(hs, jnp.clip(i, 0, steps - 1), keepdims=False)
-            return jnp.where(jnp.logical_and(i >= 0, i < steps), row, _h(carry0))
+            return jnp.where(jnp.logical_and(i >= 0, i < steps), row, carry_h(carry0))
 
         def h_prev(start, length):
             """The outputs entering steps ``[start, start + length)``: a shifted copy of one chunk's rows

@@ -74,19 +74,16 @@ def unsupported(
             f"the kernel does not run under jax.set_mesh with Explicit axes {list(varying.explicit_axes())} "
             "(its outputs carry no sharding types)"
         )
-    supported = "supported: float32, bfloat16, float64"
-    for what, dtype in (
-        ("params", jnp.dtype(params["w_h"].dtype)),
-        ("compute_dtype", _matmul_dtype(cell, params)),
-    ):
+    params_dtype, matmul_dtype = jnp.dtype(params["w_h"].dtype), _matmul_dtype(cell, params)
+    for what, dtype in (("params", params_dtype), ("compute_dtype", matmul_dtype)):
         if dtype not in _DTYPES:
-            return f"{what} dtype {dtype} is not supported ({supported})"
-    dtypes = {jnp.dtype(params["w_h"].dtype), _matmul_dtype(cell, params)}
+            return f"{what} dtype {dtype} is not supported (supported: float32, bfloat16, float64)"
+    dtypes = {params_dtype, matmul_dtype}
     carry_dtypes = {jnp.dtype(jnp.result_type(c)) for c in jax.tree_util.tree_leaves(carry)}
     if platform != "cpu" and jnp.dtype(jnp.float64) in dtypes | carry_dtypes:
         return f"float64 (params or carry) runs only in CPU interpret mode, not on {platform}"
     hidden = layout.padded_hidden(platform, cell.hidden_size)
-    size = layout.weight_bytes(hidden, GATES[cell.kind], _matmul_dtype(cell, params))
+    size = layout.weight_bytes(hidden, GATES[cell.kind], matmul_dtype)
     budget = layout.WEIGHT_BUDGET_BYTES[platform]
     if size > budget:
         return (

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrnn.cells import carry_h
 from jaxrnn.network import Dense, Network, last_output, merge_directions
 
 Array = jax.Array
@@ -88,7 +89,7 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
         if output == "final":
             if carries is None:
                 raise ValueError('carries: got None, expected the network\'s final carries (output="final")')
-            final_h = {d: c[0] if isinstance(c, tuple) else c for d, c in carries[-1].items()}
+            final_h = {d: carry_h(c) for d, c in carries[-1].items()}
             feats = final_h["forward"]
             if network.bidirectional:
                 feats = merge_directions(network.merge, final_h["forward"], final_h["backward"])

@@ -174,6 +174,24 @@ def _pallas_call(cfg: Config, kernel, out_shape, in_specs, out_specs, name: str)
     )
 
 
+def _chunk_start(cfg: Config, state_refs, initial_values) -> tuple:
+    """The values a time chunk's loop starts from: ``initial_values()`` in the first chunk, else what the
+    previous chunk left in ``state_refs`` (output blocks that stay put along the sequential time axis).
+
+    With one chunk (always on GPU) the initial values are used directly: writing an output block and reading
+    it back in the same program is not ordered across a Triton program's threads.
+    """
+    if cfg.layout.time_chunks == 1:
+        return tuple(initial_values())
+
+    @pl.when(pl.program_id(1) == 0)
+    def _start():
+        for ref, value in zip(state_refs, initial_values()):
+            ref[...] = value
+
+    return tuple(ref[...] for ref in state_refs)
+
+
 def _forward_kernel(cfg: Config, *refs) -> None:
     cell, layout, acc = cfg.cell, cfg.layout, cfg.acc_dtype
     it = iter(refs)
@@ -187,11 +205,7 @@ def _forward_kernel(cfg: Config, *refs) -> None:
     residual_refs = [next(it) for _ in range(cell.residuals)]
     final_refs = [next(it) for _ in range(cell.carries)]
 
-    @pl.when(pl.program_id(1) == 0)
-    def _start():
-        for final_ref, carry0_ref in zip(final_refs, carry0_refs):
-            final_ref[...] = carry0_ref[...].astype(acc)
-
+    start = _chunk_start(cfg, final_refs, lambda: [ref[...].astype(acc) for ref in carry0_refs])
     weights = cell.load_forward(w_ref, extra_refs)
     h_mask = None if h_mask_ref is None else h_mask_ref[...].astype(acc)
     hidden, chunk = layout.hidden, layout.time_chunk
@@ -208,7 +222,7 @@ def _forward_kernel(cfg: Config, *refs) -> None:
             ref[t] = value.astype(ref.dtype)
         return new_carry
 
-    carry = lax.fori_loop(0, chunk, step, tuple(ref[...] for ref in final_refs))
+    carry = lax.fori_loop(0, chunk, step, start)
     for final_ref, value in zip(final_refs, carry):
         final_ref[...] = value
 
@@ -229,13 +243,14 @@ def _backward_kernel(cfg: Config, *refs) -> None:
     d_carry0_refs = [next(it) for _ in range(cell.carries)]
     accumulator_refs = [next(it) for _ in range(cell.accumulators + cfg.has_h_mask)]
 
-    @pl.when(pl.program_id(1) == 0)
-    def _start():
-        for d_carry_ref, d_final_ref in zip(d_carry0_refs, d_final_refs):
-            d_carry_ref[...] = d_final_ref[...].astype(acc)
-        for ref in accumulator_refs:
-            ref[...] = jnp.zeros(ref.shape, acc)
-
+    start = _chunk_start(
+        cfg,
+        (*d_carry0_refs, *accumulator_refs),
+        lambda: (
+            [ref[...].astype(acc) for ref in d_final_refs]
+            + [jnp.zeros(ref.shape, acc) for ref in accumulator_refs]
+        ),
+    )
     weights = cell.load_backward(w_t_ref, extra_refs)
     h_mask = None if h_mask_ref is None else h_mask_ref[...].astype(acc)
     hidden, chunk = layout.hidden, layout.time_chunk
@@ -265,7 +280,7 @@ def _backward_kernel(cfg: Config, *refs) -> None:
             ref[t] = value.astype(ref.dtype)
         return tuple(d_prev), tuple(s + c for s, c in zip(sums, contributions))
 
-    init = (tuple(ref[...] for ref in d_carry0_refs), tuple(ref[...] for ref in accumulator_refs))
+    init = (start[: cell.carries], start[cell.carries :])
     grads, sums = lax.fori_loop(0, chunk, step, init)
     for ref, value in zip((*d_carry0_refs, *accumulator_refs), (*grads, *sums)):
         ref[...] = value

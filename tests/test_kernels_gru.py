@@ -43,6 +43,20 @@ def test_gru_matches_reference_with_mask_and_recurrent_dropout(reset_after, reve
         compare(run(gru.gru), run(gru.gru_reference), (xp, h0, w_h, b_h, h_mask), key)
 
 
+def test_gru_long_sequence_crosses_time_chunks_with_its_accumulators():
+    with jax.enable_x64(True):
+        key = jax.random.key(27)
+        xp, h0, w_h, b_h, h_mask = _inputs(key, 37, 2, 5)
+        mask = step_mask(jax.random.fold_in(key, 1), 37, 2)
+
+        def run(fn):
+            return lambda xp, h0, w_h, b_h, h_mask: fn(
+                xp, h0, w_h, b_h, reset_after=True, mask=mask, h_mask=h_mask, reverse=True
+            )
+
+        compare(run(gru.gru), run(gru.gru_reference), (xp, h0, w_h, b_h, h_mask), key)
+
+
 def test_gru_single_step_batch_one_odd_hidden():
     reset_after = False
     with jax.enable_x64(True):

@@ -49,6 +49,18 @@ def test_lstm_single_step_batch_one_odd_hidden():
         compare(lstm.lstm, lstm.lstm_reference, (xp, carry, w_h), key)
 
 
+def test_lstm_long_sequence_crosses_time_chunks_with_both_carries():
+    with jax.enable_x64(True):
+        key = jax.random.key(16)
+        xp, carry, w_h, h_mask = _inputs(key, 37, 2, 5)
+        mask = step_mask(jax.random.fold_in(key, 1), 37, 2)
+
+        def run(fn):
+            return lambda xp, carry, w_h, h_mask: fn(xp, carry, w_h, mask=mask, h_mask=h_mask)
+
+        compare(run(lstm.lstm), run(lstm.lstm_reference), (xp, carry, w_h, h_mask), key)
+
+
 def test_lstm_custom_vjp_passes_check_grads():
     with jax.enable_x64(True):
         xp, carry, w_h, _ = _inputs(jax.random.key(13), 4, 2, 5)

@@ -140,6 +140,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def pin_float32_matmuls() -> str:
+    """Makes every implementation multiply float32 in full float32 and returns how, for the result files.
+
+    On GPUs, JAX's default matmul precision (also inside the Pallas kernels) and cuDNN's RNNs may round
+    float32 operands to TF32 (a 10-bit mantissa): peers would then differ by more than float rounding and
+    time unlike work. CPUs multiply float32 in float32 by default, so nothing is set there.
+    """
+    if jax.default_backend() == "cpu":
+        return "float32 (the CPU default)"
+    jax.config.update("jax_default_matmul_precision", "highest")
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return "float32, TF32 off (jax_default_matmul_precision='highest'; torch allow_tf32=False)"
+
+
 #: A timed sample lasts at least this long: shorter calls run back to back and the sample is their mean
 #: (as ``timeit`` does), so sub-millisecond workloads are not one timer reading each.
 MIN_SAMPLE_S = 0.005
@@ -686,6 +706,7 @@ def markdown(
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; devices {m['jax_devices']}; "
         f"load average at start {m['load_average']}.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        f"Matmul precision: {info['matmul_precision']}.",
         *(
             [
                 f"{len(m['jax_devices'])} CPU devices (`--host-devices`): `jaxrnn auto` splits small "
@@ -951,6 +972,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not cases:
         parser.error("--cells and --shape select no workload")
     info = {"machine": machine(), "repeats": repeats, "budget_s": args.budget, "quick": args.quick}
+    info["matmul_precision"] = pin_float32_matmuls()
     info["peak"] = matmul_peak(512 if args.quick else 2048)
     peak = max(info["peak"]["xla_gflops"], info["peak"]["numpy_gflops"])
     try:

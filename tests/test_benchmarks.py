@@ -62,6 +62,8 @@ def test_quick_run_checks_agreement_and_writes_json_markdown_and_chart(tmp_path,
 
     text = (tmp_path / "bench.md").read_text()
     assert saved["machine"]["cpu"] in text
+    assert saved["matmul_precision"] == "float32 (the CPU default)"
+    assert "Matmul precision: float32 (the CPU default)." in text
     assert "| lstm (16, 2, 8, 16) | jaxrnn auto |" in text
     assert (
         "## Matmul floor" in text and "| lstm (16, 2, 8, 16) | " + f"{floor['fwd']['floor_ms']:.2f} |" in text
@@ -187,6 +189,23 @@ def test_the_reference_must_be_finite(monkeypatch):
     workload = harness.Workload("elman", (2, 1, 4, 3))
     result = harness.run_workload(workload, 1, None, 1e-4, SimpleNamespace(update=id))
     assert any("jaxrnn auto: failed (FloatingPointError: non-finite" in note for note in result["notes"])
+
+
+def test_on_an_accelerator_every_implementation_is_pinned_to_full_float32_matmuls(monkeypatch):
+    import torch
+
+    harness = _harness()
+    monkeypatch.setattr(harness.jax, "default_backend", lambda: "gpu")
+    before = (jax.config.jax_default_matmul_precision, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        assert "TF32 off" in harness.pin_float32_matmuls()
+        assert jax.config.jax_default_matmul_precision == "highest"
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    finally:
+        jax.config.update("jax_default_matmul_precision", before[0])
+        torch.backends.cuda.matmul.allow_tf32 = before[1]
+        torch.backends.cudnn.allow_tf32 = True  # torch's default
 
 
 def test_rounds_time_all_forwards_first_in_an_order_that_varies(monkeypatch):

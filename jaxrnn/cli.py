@@ -36,6 +36,7 @@ from jaxrnn.dispatch import BACKENDS
 from jaxrnn.tasks import DEFAULT_TASK, TASKS, charlm, digits
 from jaxrnn.tasks import plots as task_plots
 from jaxrnn.tasks.base import (
+    READOUTS,
     TASK_OPTIONS,
     TRAINING_DEFAULTS,
     MissingDependency,
@@ -44,6 +45,7 @@ from jaxrnn.tasks.base import (
     TaskData,
     build_model,
     check_options,
+    default_readout,
     require,
     subset,
 )
@@ -142,6 +144,13 @@ def build_parser() -> Parser:
         "--bidirectional",
         action="store_true",
         help="add a backward direction to every layer; not for charlm (default: off)",
+    )
+    trainer.add_argument(
+        "--readout",
+        choices=READOUTS,
+        help="how a task with one output per sequence reads the network: the last step's output, each "
+        "direction's final state (PyTorch's h_n) or the mean over steps; not for copy and charlm, which "
+        "predict every step (default: final with --bidirectional, else last)",
     )
     budget = trainer.add_mutually_exclusive_group()
     budget.add_argument(
@@ -289,8 +298,13 @@ def resolve_config(args: argparse.Namespace, task: Task, parser: argparse.Argume
             f"argument --bidirectional: the {task.name} task predicts the next step, so it must not "
             "see the future"
         )
+    if args.readout is not None and task.output == "sequence":
+        parser.error(
+            f"argument --readout: the {task.name} task predicts every step, so it reads out every step"
+        )
     return RunConfig(
         task=task.name,
+        readout=args.readout or default_readout(task, args.bidirectional),
         activation="tanh" if settings["cell"] == "elman" and args.activation is None else args.activation,
         layers=args.layers,
         bidirectional=args.bidirectional,
@@ -352,6 +366,7 @@ def describe(task: Task, config: RunConfig, n_params: int) -> str:
     cell = config.cell + (f"({config.activation})" if config.cell == "elman" else "")
     layers = f"{config.layers} layer{'s' if config.layers > 1 else ''} x {config.hidden}"
     direction = ", bidirectional" if config.bidirectional else ""
+    direction += f", {config.readout} readout" if task.output != "sequence" else ""
     options = "".join(f", {name} {getattr(config, name)}" for name in task.options)
     budget = f"{config.steps} steps" if config.steps is not None else f"{config.epochs} epochs"
     clip = f"clip-norm {config.clip_norm}" if config.clip_norm else "no clipping"
@@ -494,7 +509,10 @@ def load_run(
         parser.error(f"argument --out: {path} is not the record of a jaxrnn run")
     if needs is not None and record["config"]["task"] != needs:
         parser.error(f"argument --out: {out} holds a {record['config']['task']} run, expected a {needs} run")
-    config = RunConfig(**record["config"])
+    settings = record["config"]
+    if "readout" not in settings and settings["bidirectional"] and TASKS[settings["task"]].output == "last":
+        settings["readout"] = "mean"  # what bidirectional runs read out before the setting was recorded
+    config = RunConfig(**settings)
     task = TASKS[config.task]
     require(task)
     sizes = TaskData({}, {}, record["sizes"]["input"], record["sizes"]["output"])

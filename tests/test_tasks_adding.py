@@ -47,8 +47,25 @@ def test_bidirectional_elman_run_writes_its_files_without_a_gradient_flow(tmp_pa
     record = assert_run_files(tmp_path, "predictions.png", gradient_flow=False)
     assert "gradient flow: not plotted" in stdout
     assert record["config"]["activation"] == "relu" and record["config"]["bidirectional"]
+    assert record["config"]["readout"] == "final" and "bidirectional, final readout" in stdout
     assert record["metrics"]["baseline_mse"] == pytest.approx(1 / 6, abs=0.02)
     assert record["steps"] == 2 and np.isfinite(record["metrics"]["test_mse"])
+    assert "matches the metrics saved" in run_cli(["evaluate", "--out", tmp_path])
+
+
+def test_a_bidirectional_run_recorded_without_a_readout_is_reloaded_with_the_mean_it_was_trained_with(
+    tmp_path,
+):
+    argv = ["train", "--task", "adding", "--length", 6, "--hidden", 4, "--steps", 2, "--out", tmp_path]
+    run_cli([*argv, "--bidirectional", "--readout", "mean"])
+    path = tmp_path / "metrics.json"
+    record = json.loads(path.read_text())
+    assert record["config"].pop("readout") == "mean"
+    path.write_text(json.dumps(record))
+    assert "matches the metrics saved" in run_cli(["evaluate", "--out", tmp_path])
+    record["metrics"]["test_mse"] *= 1.5  # the check above can fail
+    path.write_text(json.dumps(record))
+    assert "differs from the metrics saved" in run_cli(["evaluate", "--out", tmp_path])
 
 
 def test_plot_title_gives_the_test_sets_own_baseline(monkeypatch, tmp_path):

@@ -58,6 +58,7 @@ class RunConfig:
     variant: str | None = None
     length: int | None = None
     horizon: int | None = None
+    readout: str | None = None
 
 
 class TaskData(NamedTuple):
@@ -153,10 +154,22 @@ def require(task: Task) -> None:
             ) from err
 
 
+#: ``--readout`` values for a task with one output per sequence (see ``jaxrnn.train.model``).
+READOUTS: tuple[str, ...] = ("last", "final", "mean")
+
+
+def default_readout(task: Task, bidirectional: bool) -> str:
+    """A task's readout when none is given: "sequence" for a task with one output per step, else each
+    direction's final state ("final", PyTorch's ``h_n`` and Keras' ``Bidirectional`` default) for a
+    bidirectional network and the last step's output ("last") for a unidirectional one."""
+    if task.output == "sequence":
+        return "sequence"
+    return "final" if bidirectional else "last"
+
+
 def build_model(task: Task, config: RunConfig, data: TaskData) -> Model:
-    """The network and linear head that ``config`` describes, reading out as the task needs. A bidirectional
-    network pools over time ("mean") instead of reading the last step, where its backward half has seen one
-    input."""
+    """The network and linear head that ``config`` describes, reading out as ``config.readout`` says (the
+    task's :func:`default_readout` where it is None)."""
     if config.cell == "elman":
         cell = jaxrnn.elman(config.hidden, config.activation or "tanh")
     else:
@@ -164,7 +177,7 @@ def build_model(task: Task, config: RunConfig, data: TaskData) -> Model:
     network = jaxrnn.rnn(
         cell, num_layers=config.layers, bidirectional=config.bidirectional, backend=config.backend
     )
-    output = "mean" if config.bidirectional and task.output == "last" else task.output
+    output = config.readout or default_readout(task, config.bidirectional)
     return train.model(network, jaxrnn.dense(data.output_size), output=output)
 
 

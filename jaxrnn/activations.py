@@ -51,6 +51,11 @@ def _identity_grad(a: Array, h: Array) -> Array:
     return jnp.ones_like(a)
 
 
+def _hard_sigmoid_grad(a: Array, h: Array) -> Array:
+    del h
+    return jnp.where((a > -3.0) & (a < 3.0), 1.0 / 6.0, 0.0).astype(a.dtype)
+
+
 def leaky_relu(negative_slope: float) -> Activation:
     """``leaky_relu(a) = a if a > 0 else negative_slope * a``."""
     negative_slope = validate.real(negative_slope, "negative_slope")  # (a Python float keeps a's dtype)
@@ -75,10 +80,15 @@ _FIXED: dict[str, Activation] = {
     "sigmoid": Activation("sigmoid", jax.nn.sigmoid, _sigmoid_grad),
     "relu": Activation("relu", jax.nn.relu, _relu_grad),
     "identity": Activation("identity", lambda a: a, _identity_grad),
+    # Keras' piecewise-linear sigmoid, relu6(a + 3) / 6 (the gates' default in Keras 2)
+    "hard_sigmoid": Activation("hard_sigmoid", jax.nn.hard_sigmoid, _hard_sigmoid_grad),
 }
 
 #: Names an Elman cell accepts for ``activation``.
 ELMAN_ACTIVATIONS: tuple[str, ...] = (*_FIXED, "leaky_relu", "prelu")
+
+#: Names an LSTM or GRU cell accepts for ``activation`` and ``recurrent_activation`` (Keras' arguments).
+GATED_ACTIVATIONS: tuple[str, ...] = tuple(_FIXED)
 
 
 def get(name: str, *, negative_slope: float = 0.01) -> Activation:

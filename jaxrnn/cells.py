@@ -131,6 +131,25 @@ def is_built_in(cell: Cell) -> bool:
     return cell.kind != "custom" and _FACTORY_STEPS.get(cell.step) == (cell.project, cell.recur_step)
 
 
+#: An LSTM's or GRU's default ``activation`` and ``recurrent_activation``, the only ones the fast CPU path,
+#: the fused kernels and PyTorch compute.
+DEFAULT_GATED_ACTIVATIONS: dict[str, str] = {"activation": "tanh", "recurrent_activation": "sigmoid"}
+
+
+def other_activations(cell: Cell) -> str | None:
+    """For an LSTM or GRU cell with an ``activation`` or ``recurrent_activation`` other than the defaults
+    (tanh, sigmoid): the settings that differ, e.g. ``"recurrent_activation='hard_sigmoid'"``; else None."""
+    options = cell.options or {}
+    if cell.kind not in ("lstm", "gru"):
+        return None
+    differing = [
+        f"{name}={options[name]!r}"
+        for name, default in DEFAULT_GATED_ACTIVATIONS.items()
+        if options.get(name, default) != default
+    ]
+    return ", ".join(differing) or None
+
+
 def runs_split(cell: Cell) -> bool:
     """Whether the driver runs ``project`` then ``recur_step`` (hoisting the projection) rather than ``step``.
 
@@ -215,6 +234,17 @@ def _masked(h: Array, h_mask: Array | None) -> Array:
     return h if h_mask is None else h * h_mask
 
 
+def _gated_activation(value: str | Callable[[Array], Array], argument: str) -> tuple[str, Callable]:
+    """``(name, fn)`` of an LSTM/GRU ``activation`` or ``recurrent_activation``: a name from
+    :data:`jaxrnn.activations.GATED_ACTIVATIONS`, or a callable (named "custom")."""
+    if callable(value):
+        return "custom", value
+    if not isinstance(value, str) or value not in activations.GATED_ACTIVATIONS:
+        names = list(activations.GATED_ACTIVATIONS)
+        raise ValueError(f"{argument}: got {value!r}, expected a callable or one of {names}")
+    return value, activations.get(value).fn
+
+
 def _init_weights(key, input_size, hidden_size, gates, kernel_init, recurrent_init, dtype):
     kx, kh = jax.random.split(key)
     w_x = initializers.blockwise(kernel_init, kx, (input_size, gates * hidden_size), gates, dtype)
@@ -242,7 +272,8 @@ def elman(
 
     Args:
       hidden_size: ``H``.
-      activation: "tanh" (default), "relu", "sigmoid", "leaky_relu", "prelu", "identity", or a callable.
+      activation: "tanh" (default), "relu", "sigmoid", "hard_sigmoid", "leaky_relu", "prelu", "identity", or
+        a callable.
       negative_slope: the slope of "leaky_relu" for negative inputs (default 0.01, as PyTorch).
       prelu_init: the initial value of ``alpha`` for "prelu" (default 0.25, as PyTorch).
       kernel_init: initializer of ``w_x`` (default "glorot_uniform", as Keras).
@@ -303,6 +334,8 @@ def elman(
 def lstm(
     hidden_size: int,
     *,
+    activation: str | Callable[[Array], Array] = "tanh",
+    recurrent_activation: str | Callable[[Array], Array] = "sigmoid",
     forget_bias: float | None = 1.0,
     kernel_init: str | initializers.Initializer = "glorot_uniform",
     recurrent_init: str | initializers.Initializer = "orthogonal",
@@ -317,10 +350,17 @@ def lstm(
       c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g)
       h' = σ(o) ⊙ tanh(c')
 
+    with ``σ`` the ``recurrent_activation`` (default sigmoid) and ``tanh`` the ``activation`` (default tanh).
+
     Params: ``w_x (I, 4H)``, ``w_h (H, 4H)``, ``b (4H,)``. The carry is ``(h, c)``.
 
     Args:
       hidden_size: ``H``.
+      activation: of the candidate ``g`` and the cell state's output, as Keras' ``activation`` and Flax's
+        ``activation_fn``: "tanh" (default), "sigmoid", "hard_sigmoid", "relu", "identity" or a callable.
+      recurrent_activation: of the gates ``i, f, o``, as Keras' ``recurrent_activation`` and Flax's
+        ``gate_fn``: "sigmoid" (default), or any name or callable ``activation`` takes. The fast CPU path
+        and the fused kernel run the defaults; other choices run on the XLA reference.
       forget_bias: the *initial* value of the forget-gate block of ``b`` (default 1.0, as Keras'
         ``unit_forget_bias``); nothing is added in the forward pass. ``None`` leaves ``bias_init``'s values.
       kernel_init: initializer of each gate block of ``w_x`` (default "glorot_uniform").
@@ -335,6 +375,8 @@ def lstm(
       ys, (h, c) = jaxrnn.scan(cell, params, xs)                    # xs: (batch, T, 16)
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
+    act_name, act = _gated_activation(activation, "activation")
+    gate_name, gate = _gated_activation(recurrent_activation, "recurrent_activation")
     if forget_bias is not None:
         forget_bias = validate.real(forget_bias, "forget_bias")
     compute_dtype = _compute_dtype(compute_dtype)
@@ -360,19 +402,20 @@ def lstm(
         h, c = carry
         z = xp + _matmul(_masked(h, h_mask), params["w_h"], compute_dtype)
         i, f, g, o = jnp.split(z, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        c = gate(f) * c + gate(i) * act(g)
+        h = gate(o) * act(c)
         return (h, c), h
 
-    return _built_cell(
-        "lstm", H, 2, init, param_shapes, project, recur_step, {"compute_dtype": compute_dtype}
-    )
+    options = {"activation": act_name, "recurrent_activation": gate_name, "compute_dtype": compute_dtype}
+    return _built_cell("lstm", H, 2, init, param_shapes, project, recur_step, options)
 
 
 def gru(
     hidden_size: int,
     reset_after: bool = True,
     *,
+    activation: str | Callable[[Array], Array] = "tanh",
+    recurrent_activation: str | Callable[[Array], Array] = "sigmoid",
     kernel_init: str | initializers.Initializer = "glorot_uniform",
     recurrent_init: str | initializers.Initializer = "orthogonal",
     bias_init: str | initializers.Initializer = "zeros",
@@ -388,13 +431,16 @@ def gru(
       h' = (1 - z) ⊙ n + z ⊙ h
 
     With ``reset_after=False`` (the original formulation) the candidate is
-    ``n = tanh(x w_xn + b_xn + (r ⊙ h) w_hn + b_hn)``.
+    ``n = tanh(x w_xn + b_xn + (r ⊙ h) w_hn + b_hn)``. ``σ`` is the ``recurrent_activation`` (default
+    sigmoid), ``tanh`` the ``activation`` (default tanh).
 
     Params: ``w_x (I, 3H)``, ``w_h (H, 3H)``, ``b_x (3H,)``, ``b_h (3H,)``.
 
     Args:
       hidden_size: ``H``.
       reset_after: where the reset gate applies (see above).
+      activation: of the candidate ``n``, as for :func:`lstm`.
+      recurrent_activation: of the gates ``r, z``, as for :func:`lstm`.
       kernel_init: initializer of each gate block of ``w_x`` (default "glorot_uniform").
       recurrent_init: initializer of each gate block of ``w_h`` (default "orthogonal").
       bias_init: initializer of ``b_x`` and ``b_h`` (default "zeros").
@@ -408,6 +454,8 @@ def gru(
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
     compute_dtype = _compute_dtype(compute_dtype)
+    act_name, act = _gated_activation(activation, "activation")
+    gate_name, gate = _gated_activation(recurrent_activation, "recurrent_activation")
     if not isinstance(reset_after, bool):
         raise TypeError(f"reset_after: got {reset_after!r}, expected True or False")
     kernel_init = initializers.get(kernel_init, "kernel_init")
@@ -436,12 +484,12 @@ def gru(
         xr, xz, xn = jnp.split(xp, 3, axis=-1)
         if reset_after:
             hr, hz, hn = jnp.split(_matmul(h_in, w_h, compute_dtype) + b_h, 3, axis=-1)
-            r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
-            n = jnp.tanh(xn + r * hn)
+            r, z = gate(xr + hr), gate(xz + hz)
+            n = act(xn + r * hn)
         else:
             hr, hz = jnp.split(_matmul(h_in, w_h[:, : 2 * H], compute_dtype) + b_h[: 2 * H], 2, -1)
-            r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
-            n = jnp.tanh(xn + _matmul(r * h_in, w_h[:, 2 * H :], compute_dtype) + b_h[2 * H :])
+            r, z = gate(xr + hr), gate(xz + hz)
+            n = act(xn + _matmul(r * h_in, w_h[:, 2 * H :], compute_dtype) + b_h[2 * H :])
         h = (1.0 - z) * n + z * h
         return h, h
 
@@ -453,5 +501,10 @@ def gru(
         param_shapes,
         project,
         recur_step,
-        {"reset_after": reset_after, "compute_dtype": compute_dtype},
+        {
+            "reset_after": reset_after,
+            "activation": act_name,
+            "recurrent_activation": gate_name,
+            "compute_dtype": compute_dtype,
+        },
     )

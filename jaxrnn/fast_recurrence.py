@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrnn import activations, varying
-from jaxrnn.cells import Cell, carry_h, is_built_in
+from jaxrnn.cells import Cell, carry_h, is_built_in, other_activations
 from jaxrnn.recurrence import scan_in_chunks
 
 Array = jax.Array
@@ -236,8 +236,11 @@ def unsupported(cell: Cell, *, remat: bool | int = False, h_mask: Array | None =
             f"the {cell.kind} cell's step, project or recur_step was replaced (it has the built-in math only)"
         )
     options = cell.options or {}
-    if options.get("activation") == "custom":
+    if options.get("activation") == "custom" and cell.kind == "elman":
         return "callable Elman activations have no known derivative"
+    others = other_activations(cell)
+    if others is not None:
+        return f"the fast path has the {cell.kind}'s tanh activation and sigmoid gates only (got {others})"
     if options.get("compute_dtype") is not None:
         return "compute_dtype is not supported"
     if remat:

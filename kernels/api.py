@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import varying
-from jaxrnn.cells import Cell, is_built_in
+from jaxrnn.cells import Cell, is_built_in, other_activations
 
 from . import elman, gru, layout, lstm
 
@@ -49,6 +49,9 @@ def cell_unsupported(cell: Cell) -> str | None:
     activation = (cell.options or {}).get("activation")
     if cell.kind == "elman" and activation not in elman.ACTIVATIONS:
         return f"Elman activation {activation!r} has no fused kernel (supported: {list(elman.ACTIVATIONS)})"
+    others = other_activations(cell)
+    if others is not None:
+        return f"the fused {cell.kind} kernel has tanh activations and sigmoid gates only (got {others})"
     return None
 
 

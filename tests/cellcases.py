@@ -16,10 +16,19 @@ CELLS = {
     "elman_leaky_relu": lambda h: jaxrnn.elman(h, "leaky_relu", negative_slope=0.2),
     "elman_prelu": lambda h: jaxrnn.elman(h, "prelu"),
     "elman_identity": lambda h: jaxrnn.elman(h, "identity"),
+    "elman_hard_sigmoid": lambda h: jaxrnn.elman(h, "hard_sigmoid"),
     "elman_callable": lambda h: jaxrnn.elman(h, jax.nn.softplus),
     "lstm": lambda h: jaxrnn.lstm(h),
     "gru": lambda h: jaxrnn.gru(h),
     "gru_reset_before": lambda h: jaxrnn.gru(h, reset_after=False),
+    # activations other than tanh and sigmoid gates: the reference path only
+    "lstm_relu_hard_sigmoid": lambda h: jaxrnn.lstm(
+        h, activation="relu", recurrent_activation="hard_sigmoid"
+    ),
+    "gru_callable_tanh_gates": lambda h: jaxrnn.gru(
+        h, activation=jax.nn.softplus, recurrent_activation="tanh"
+    ),
+    "gru_reset_before_identity_sigmoid": lambda h: jaxrnn.gru(h, reset_after=False, activation="identity"),
 }
 
 

@@ -58,6 +58,18 @@ def test_auto_routes_a_callable_activation_to_xla():
     assert dispatch.choose(jaxrnn.elman(4, jnp.sin), "auto") is dispatch.reference_layer
 
 
+@pytest.mark.parametrize("platform", ["cpu", "gpu"])
+def test_auto_routes_gated_activations_other_than_the_defaults_to_xla(platform):
+    cell = jaxrnn.gru(4, recurrent_activation="hard_sigmoid")
+    params = cell.init(jax.random.key(0), 3)
+    chosen, reason = dispatch.select(cell, params, backend="auto", remat=False, platform=platform)
+    assert chosen == "xla" and "recurrent_activation='hard_sigmoid'" in reason
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    assert_trees_close(
+        jaxrnn.scan(cell, params, xs, backend="auto"), jaxrnn.scan(cell, params, xs, backend="xla"), 0, 0
+    )
+
+
 def test_xla_is_the_scan_reference():
     assert dispatch.choose(jaxrnn.gru(4), "xla") is dispatch.reference_layer
 
@@ -72,6 +84,13 @@ def test_pallas_rejects_a_custom_cell():
 def test_pallas_rejects_a_callable_activation():
     with pytest.raises(ValueError, match="backend='pallas': Elman activation 'custom'"):
         dispatch.choose(jaxrnn.elman(4, jnp.sin), "pallas")
+
+
+def test_pallas_rejects_gated_activations_other_than_the_defaults():
+    with pytest.raises(
+        ValueError, match=r"backend='pallas': the fused lstm kernel has tanh .*\(got activation='relu'\)"
+    ):
+        dispatch.choose(jaxrnn.lstm(4, activation="relu"), "pallas")
 
 
 def test_pallas_rejects_remat():

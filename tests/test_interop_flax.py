@@ -56,6 +56,9 @@ CELLS = [
     (lambda: nn.OptimizedLSTMCell(6), 2, (1,), 3),
     (lambda: nn.GRUCell(7), 3, (4,), 6),
     (lambda: nn.GRUCell(1), 1, (2,), 2),
+    (lambda: nn.LSTMCell(5, gate_fn=nn.hard_sigmoid, activation_fn=nn.relu), 3, (2,), 4),
+    (lambda: nn.GRUCell(4, gate_fn=nn.hard_sigmoid, activation_fn=nn.sigmoid), 2, (3,), 4),
+    (lambda: nn.SimpleCell(3, activation_fn=nn.hard_sigmoid), 2, (2,), 3),
 ]
 CELL_IDS = [
     "simple-h37-t1",
@@ -65,6 +68,9 @@ CELL_IDS = [
     "optimized-lstm",
     "gru",
     "gru-h1",
+    "lstm-hard-sigmoid-gates-relu",
+    "gru-hard-sigmoid-gates-sigmoid",
+    "simple-hard-sigmoid",
 ]
 
 
@@ -105,8 +111,18 @@ def _random_params(cell, input_size: int, seed: int = 0):
         (jaxrnn.lstm(5), None),
         (jaxrnn.lstm(4), nn.OptimizedLSTMCell(4)),
         (jaxrnn.gru(6), None),
+        (jaxrnn.gru(3, activation="relu", recurrent_activation="hard_sigmoid"), None),
+        (jaxrnn.lstm(4, recurrent_activation="tanh"), nn.OptimizedLSTMCell(4, gate_fn=nn.tanh)),
     ],
-    ids=["elman-relu-h37", "elman-sigmoid", "lstm", "optimized-lstm", "gru"],
+    ids=[
+        "elman-relu-h37",
+        "elman-sigmoid",
+        "lstm",
+        "optimized-lstm",
+        "gru",
+        "gru-gates",
+        "optimized-lstm-gates",
+    ],
 )
 def test_round_trip_is_exact_and_flax_computes_the_same(cell, flax_cell):
     params = _random_params(cell, 3, seed=cell.hidden_size)
@@ -156,14 +172,14 @@ def test_unsupported_simple_activation_raises():
         from_flax({}, nn.SimpleCell(4, activation_fn=nn.gelu))
 
 
-def test_gate_fn_other_than_sigmoid_raises():
-    with pytest.raises(ValueError, match=r"cell.gate_fn: got hard_sigmoid, expected flax.linen.sigmoid"):
-        from_flax({}, nn.LSTMCell(4, gate_fn=nn.hard_sigmoid))
+def test_unsupported_gate_fn_raises():
+    with pytest.raises(ValueError, match=r"cell.gate_fn: got softplus, expected flax.linen.tanh, relu"):
+        from_flax({}, nn.LSTMCell(4, gate_fn=nn.softplus))
 
 
-def test_gated_activation_other_than_tanh_raises():
-    with pytest.raises(ValueError, match=r"cell.activation_fn: got relu, expected flax.linen.tanh"):
-        from_flax({}, nn.GRUCell(4, activation_fn=nn.relu))
+def test_unsupported_gated_activation_fn_raises():
+    with pytest.raises(ValueError, match=r"cell.activation_fn: got gelu, expected flax.linen.tanh, relu"):
+        from_flax({}, nn.GRUCell(4, activation_fn=nn.gelu))
 
 
 def test_separate_compute_dtype_raises():
@@ -247,6 +263,20 @@ def test_to_flax_unsupported_activation_raises():
     cell = jaxrnn.elman(4, "leaky_relu")
     with pytest.raises(ValueError, match=r"activation: got 'leaky_relu', expected one of"):
         to_flax(cell, _random_params(cell, 2))
+
+
+def test_to_flax_recurrent_activation_flax_lacks_raises():
+    cell = jaxrnn.lstm(4, recurrent_activation="identity")
+    with pytest.raises(ValueError, match=r"recurrent_activation: got 'identity', expected one of"):
+        to_flax(cell, _random_params(cell, 2))
+
+
+def test_to_flax_gate_fn_mismatch_raises():
+    cell = jaxrnn.gru(4, recurrent_activation="hard_sigmoid")
+    with pytest.raises(
+        ValueError, match=r"flax_cell: got recurrent_activation 'sigmoid', expected 'hard_sigmoid'"
+    ):
+        to_flax(cell, _random_params(cell, 2), nn.GRUCell(4))
 
 
 def test_to_flax_features_mismatch_raises():

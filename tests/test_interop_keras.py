@@ -53,6 +53,9 @@ LAYERS = [
     (lambda: L.Bidirectional(L.GRU(5, **INIT, **SEQ), "sum"), 2, 1, 4),
     (lambda: L.Bidirectional(L.SimpleRNN(6, activation="sigmoid", **INIT, **SEQ), "ave"), 4, 2, 1),
     (lambda: L.Bidirectional(L.GRU(3, reset_after=False, **INIT, **SEQ), "mul"), 2, 3, 6),
+    (lambda: L.LSTM(6, activation="relu", recurrent_activation="hard_sigmoid", **INIT, **SEQ), 3, 2, 6),
+    (lambda: L.GRU(5, activation="sigmoid", recurrent_activation="tanh", **INIT, **SEQ), 4, 2, 5),
+    (lambda: L.SimpleRNN(4, activation="hard_sigmoid", **INIT, **SEQ), 3, 2, 4),
 ]
 
 
@@ -74,6 +77,9 @@ LAYER_IDS = [
     "bi-gru-sum",
     "bi-simple-sigmoid-ave",
     "bi-gru-reset-before-mul",
+    "lstm-relu-hard-sigmoid-gates",
+    "gru-sigmoid-tanh-gates",
+    "simple-hard-sigmoid",
 ]
 
 
@@ -124,8 +130,12 @@ ALL = {"return_sequences": True}
         ),
         (jaxrnn.rnn(jaxrnn.gru(4), bidirectional=True), lambda: L.Bidirectional(L.GRU(4, **INIT, **ALL))),
         (jaxrnn.rnn(jaxrnn.gru(6, reset_after=False)), lambda: L.GRU(6, reset_after=False, **INIT, **ALL)),
+        (
+            jaxrnn.rnn(jaxrnn.lstm(4, activation="identity", recurrent_activation="hard_sigmoid")),
+            lambda: L.LSTM(4, activation="linear", recurrent_activation="hard_sigmoid", **INIT, **ALL),
+        ),
     ],
-    ids=["elman-relu", "elman-identity", "lstm-bi-mean", "gru-bi-concat", "gru-reset-before"],
+    ids=["elman-relu", "elman-identity", "lstm-bi-mean", "gru-bi-concat", "gru-reset-before", "lstm-gates"],
 )
 def test_round_trip_is_exact_and_keras_computes_the_same(net, make):
     params = _random_params(net, 3, seed=net.cells[0].hidden_size)
@@ -168,16 +178,16 @@ def _built(layer, input_size: int = 3):
     return layer
 
 
-def test_recurrent_activation_other_than_sigmoid_raises():
+def test_unsupported_recurrent_activation_raises():
     with pytest.raises(
-        ValueError, match=r"layer.recurrent_activation: got 'hard_sigmoid', expected 'sigmoid'"
+        ValueError, match=r"layer.recurrent_activation: got 'softsign', expected one of \['tanh'"
     ):
-        from_keras(_built(L.LSTM(4, **INIT, recurrent_activation="hard_sigmoid")))
+        from_keras(_built(L.LSTM(4, **INIT, recurrent_activation="softsign")))
 
 
-def test_gated_activation_other_than_tanh_raises():
-    with pytest.raises(ValueError, match=r"layer.activation: got 'relu', expected one of \['tanh'\]"):
-        from_keras(_built(L.GRU(4, **INIT, activation="relu")))
+def test_unsupported_gated_activation_raises():
+    with pytest.raises(ValueError, match=r"layer.activation: got 'elu', expected one of \['tanh'"):
+        from_keras(_built(L.GRU(4, **INIT, activation="elu")))
 
 
 def test_simple_rnn_unsupported_activation_raises():
@@ -257,6 +267,20 @@ def test_to_keras_reset_after_mismatch_raises():
     net = jaxrnn.rnn(jaxrnn.gru(4))
     with pytest.raises(ValueError, match=r"layer.reset_after: got False, expected True"):
         to_keras(net, _random_params(net, 3), L.GRU(4, **INIT, reset_after=False))
+
+
+def test_to_keras_recurrent_activation_mismatch_raises():
+    net = jaxrnn.rnn(jaxrnn.gru(4, recurrent_activation="hard_sigmoid"))
+    with pytest.raises(
+        ValueError, match=r"layer.recurrent_activation: got 'sigmoid', expected 'hard_sigmoid'"
+    ):
+        to_keras(net, _random_params(net, 3), L.GRU(4, **INIT))
+
+
+def test_to_keras_callable_gated_activation_raises():
+    net = jaxrnn.rnn(jaxrnn.lstm(4, activation=jax.nn.softplus))
+    with pytest.raises(ValueError, match=r"activation: got 'custom', expected one of \['tanh'"):
+        to_keras(net, _random_params(net, 3), L.LSTM(4, **INIT))
 
 
 def test_to_keras_unsupported_activation_raises():

@@ -295,6 +295,14 @@ def test_to_torch_unsupported_activation_raises():
         to_torch(net, _random_params(net, 3))
 
 
+def test_to_torch_gated_activations_torch_lacks_raise():
+    net = jaxrnn.rnn(jaxrnn.lstm(4, recurrent_activation="hard_sigmoid"))
+    with pytest.raises(
+        ValueError, match=r"cell activations: got recurrent_activation='hard_sigmoid', expected activation="
+    ):
+        to_torch(net, _random_params(net, 3))
+
+
 def test_to_torch_gru_reset_before_raises():
     net = jaxrnn.rnn(jaxrnn.gru(4, reset_after=False))
     with pytest.raises(ValueError, match=r"reset_after: got False, expected True"):

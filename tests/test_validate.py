@@ -70,6 +70,23 @@ def test_unknown_activation():
         jaxrnn.elman(4, "swish")
 
 
+def test_unknown_lstm_activation():
+    with pytest.raises(ValueError, match=r"activation: got 'elu', expected a callable or one of \['tanh'"):
+        jaxrnn.lstm(4, activation="elu")
+
+
+def test_unknown_gru_recurrent_activation():
+    with pytest.raises(
+        ValueError, match=r"recurrent_activation: got 'prelu', expected a callable or one of \['tanh'"
+    ):
+        jaxrnn.gru(4, recurrent_activation="prelu")
+
+
+def test_recurrent_activation_neither_a_name_nor_a_callable():
+    with pytest.raises(ValueError, match=r"recurrent_activation: got 3, expected a callable or one of"):
+        jaxrnn.lstm(4, recurrent_activation=3)
+
+
 def test_unknown_merge():
     with pytest.raises(
         ValueError, match=r"merge: got 'max', expected one of \['concat', 'sum', 'mean', 'mul'\]"

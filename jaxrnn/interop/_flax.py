@@ -27,12 +27,15 @@ _KINDS: dict[str, str] = {
     "OptimizedLSTMCell": "lstm",
     "GRUCell": "gru",
 }
-#: A Flax SimpleCell's activation_fn -> jaxrnn Elman activation.
+#: A Flax cell's activation_fn (and an LSTM's or GRU's gate_fn) -> jaxrnn activation name.
 _ACTIVATIONS: tuple[tuple[Any, str], ...] = (
     (jnp.tanh, "tanh"),
     (jax.nn.relu, "relu"),
     (jax.nn.sigmoid, "sigmoid"),
+    (jax.nn.hard_sigmoid, "hard_sigmoid"),
 )
+#: The Flax functions above, as users write them.
+_SPELLED = "flax.linen.tanh, relu, sigmoid or hard_sigmoid"
 _GATES: dict[str, tuple[str, ...]] = {"elman": ("",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 
 
@@ -49,30 +52,29 @@ def _flax_spec(nn: Any, cell: Any, argument: str) -> dict[str, Any]:
             f"{argument}: got {type(cell).__name__}, expected a flax.linen SimpleCell, LSTMCell, "
             "OptimizedLSTMCell or GRUCell"
         )
-    activation = next((name for fn, name in _ACTIVATIONS if cell.activation_fn is fn), None)
-    if kind == "elman":
-        if activation is None:
-            raise ValueError(
-                f"{argument}.activation_fn: got {_name(cell.activation_fn)}, expected flax.linen.tanh, relu "
-                "or sigmoid"
-            )
-        if cell.residual:
-            raise ValueError(
-                f"{argument}.residual: got True, expected False (jaxrnn's Elman cell has no residual)"
-            )
-    else:
-        if cell.gate_fn is not jax.nn.sigmoid:
-            raise ValueError(f"{argument}.gate_fn: got {_name(cell.gate_fn)}, expected flax.linen.sigmoid")
-        if activation != "tanh":
-            raise ValueError(
-                f"{argument}.activation_fn: got {_name(cell.activation_fn)}, expected flax.linen.tanh"
-            )
+    functions = {"activation_fn": cell.activation_fn}
+    if kind != "elman":
+        functions["gate_fn"] = cell.gate_fn
+    names = {}
+    for attribute, fn in functions.items():
+        names[attribute] = next((name for known, name in _ACTIVATIONS if fn is known), None)
+        if names[attribute] is None:
+            raise ValueError(f"{argument}.{attribute}: got {_name(fn)}, expected {_SPELLED}")
+    if kind == "elman" and cell.residual:
+        raise ValueError(
+            f"{argument}.residual: got True, expected False (jaxrnn's Elman cell has no residual)"
+        )
     if cell.dtype is not None and jnp.dtype(cell.dtype) != jnp.dtype(cell.param_dtype):
         raise ValueError(
             f"{argument}.dtype: got {jnp.dtype(cell.dtype)}, expected None or the param_dtype "
             f"{jnp.dtype(cell.param_dtype)} (a separate compute dtype is not converted)"
         )
-    return {"kind": kind, "features": cell.features, "activation": activation if kind == "elman" else None}
+    return {
+        "kind": kind,
+        "features": cell.features,
+        "activation": names["activation_fn"],
+        "recurrent_activation": names.get("gate_fn"),
+    }
 
 
 def _has_bias(kind: str, module: str) -> bool:
@@ -107,8 +109,9 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell, dict[str, 
 
     Args:
       variables: ``cell.init(...)``'s result, ``{"params": {...}}``, or the inner params dict.
-      cell: the ``flax.linen`` SimpleCell (tanh, relu or sigmoid; no ``residual``), LSTMCell,
-        OptimizedLSTMCell or GRUCell (sigmoid gates, tanh activation) the variables belong to.
+      cell: the ``flax.linen`` SimpleCell (no ``residual``), LSTMCell, OptimizedLSTMCell or GRUCell the
+        variables belong to, with ``activation_fn`` (and ``gate_fn``) among ``flax.linen.tanh``, ``relu``,
+        ``sigmoid`` and ``hard_sigmoid``.
 
     Returns:
       ``(jaxrnn_cell, params)``; ``jaxrnn_cell.step(params, carry, x)`` matches ``cell.apply(variables, carry,
@@ -142,16 +145,19 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell, dict[str, 
 
     if kind == "elman":
         return elman(H, spec["activation"]), to_jax({"w_x": w_x, "w_h": w_h, "b": biases("i")})
+    gated = {"activation": spec["activation"], "recurrent_activation": spec["recurrent_activation"]}
     if kind == "lstm":
-        return lstm(H), to_jax({"w_x": w_x, "w_h": w_h, "b": biases("h")})
-    return gru(H, reset_after=True), to_jax({"w_x": w_x, "w_h": w_h, "b_x": biases("i"), "b_h": biases("h")})
+        return lstm(H, **gated), to_jax({"w_x": w_x, "w_h": w_h, "b": biases("h")})
+    params = {"w_x": w_x, "w_h": w_h, "b_x": biases("i"), "b_h": biases("h")}
+    return gru(H, reset_after=True, **gated), to_jax(params)
 
 
 def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> tuple[Any, dict[str, Any]]:
     """Exports a jaxrnn cell's params as Flax linen variables.
 
     Args:
-      cell: a jaxrnn Elman (tanh, relu or sigmoid), LSTM or GRU (``reset_after=True``) cell.
+      cell: a jaxrnn Elman, LSTM or GRU (``reset_after=True``) cell whose activations Flax has (tanh, relu,
+        sigmoid, hard_sigmoid).
       params: its params.
       flax_cell: the target Flax cell (checked against ``cell``); ``None`` makes a SimpleCell, LSTMCell or
         GRUCell with ``param_dtype`` the params' dtype.
@@ -164,22 +170,24 @@ def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> t
     nn = require("flax.linen", "flax", "to_flax")
     check_cell(cell, params)
     kind, H = cell.kind, cell.hidden_size
-    activation = cell.options["activation"] if kind == "elman" else None
     fns = {name: fn for fn, name in _ACTIVATIONS}
-    if kind == "elman" and activation not in fns:
-        raise ValueError(f"activation: got {activation!r}, expected one of {list(fns)} (Flax's SimpleCell)")
+    activation, gate = cell.options["activation"], cell.options.get("recurrent_activation")
+    for option, value in (("activation", activation), ("recurrent_activation", gate)):
+        if value is not None and value not in fns:
+            raise ValueError(f"{option}: got {value!r}, expected one of {list(fns)} (the ones Flax has)")
     if kind == "gru" and not cell.options["reset_after"]:
         raise ValueError(
             "reset_after: got False, expected True (Flax's GRUCell applies the reset gate after the matmul)"
         )
     dtype = jnp.result_type(params["w_x"])
     if flax_cell is None:
+        functions = {"activation_fn": fns[activation], "param_dtype": dtype}
         if kind == "elman":
-            flax_cell = nn.SimpleCell(features=H, activation_fn=fns[activation], param_dtype=dtype)
+            flax_cell = nn.SimpleCell(features=H, **functions)
         else:
-            flax_cell = (nn.LSTMCell if kind == "lstm" else nn.GRUCell)(features=H, param_dtype=dtype)
+            flax_cell = (nn.LSTMCell if kind == "lstm" else nn.GRUCell)(H, gate_fn=fns[gate], **functions)
     spec = _flax_spec(nn, flax_cell, "flax_cell")
-    expected = {"kind": kind, "features": H, "activation": activation}
+    expected = {"kind": kind, "features": H, "activation": activation, "recurrent_activation": gate}
     for name, value in expected.items():
         if spec[name] != value:
             raise ValueError(f"flax_cell: got {name} {spec[name]!r}, expected {value!r} to match the cell")

@@ -16,8 +16,16 @@ from jaxrnn.interop._common import blocks, check_network, require, require_zero,
 from jaxrnn.network import Network, rnn
 
 _KINDS: dict[str, str] = {"SimpleRNN": "elman", "LSTM": "lstm", "GRU": "gru"}
-#: Keras activation name -> jaxrnn Elman activation.
-_ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "linear": "identity"}
+#: Keras activation name -> jaxrnn activation name (an Elman ``activation``, an LSTM's or GRU's
+#: ``activation`` and ``recurrent_activation``).
+_ACTIVATIONS: dict[str, str] = {
+    "tanh": "tanh",
+    "relu": "relu",
+    "sigmoid": "sigmoid",
+    "hard_sigmoid": "hard_sigmoid",
+    "linear": "identity",
+}
+_GATED = ("activation", "recurrent_activation")
 #: Keras merge_mode -> jaxrnn merge.
 _MERGES: dict[str, str] = {"concat": "concat", "sum": "sum", "ave": "mean", "mul": "mul"}
 #: Keras GRU gate blocks (z, r, h) <-> jaxrnn (r, z, n); the swap is its own inverse.
@@ -33,15 +41,12 @@ def _rnn_spec(keras: Any, layer: Any, argument: str, go_backwards: bool) -> dict
             "Bidirectional of one"
         )
     config = layer.get_config()
-    activation = config["activation"]
-    allowed = tuple(_ACTIVATIONS) if kind == "elman" else ("tanh",)
-    if not isinstance(activation, str) or activation not in allowed:
-        raise ValueError(f"{argument}.activation: got {activation!r}, expected one of {list(allowed)}")
-    if kind != "elman" and config["recurrent_activation"] != "sigmoid":
-        raise ValueError(
-            f"{argument}.recurrent_activation: got {config['recurrent_activation']!r}, expected 'sigmoid' "
-            "(jaxrnn's gates are sigmoids)"
-        )
+    activations = {}
+    for name in _GATED if kind != "elman" else _GATED[:1]:
+        value = config[name]
+        if not isinstance(value, str) or value not in _ACTIVATIONS:
+            raise ValueError(f"{argument}.{name}: got {value!r}, expected one of {list(_ACTIVATIONS)}")
+        activations[name] = _ACTIVATIONS[value]
     if config["go_backwards"] != go_backwards:
         raise ValueError(
             f"{argument}.go_backwards: got {config['go_backwards']}, expected {go_backwards} (a jaxrnn layer "
@@ -60,7 +65,8 @@ def _rnn_spec(keras: Any, layer: Any, argument: str, go_backwards: bool) -> dict
     return {
         "kind": kind,
         "units": config["units"],
-        "activation": _ACTIVATIONS[activation] if kind == "elman" else None,
+        "activation": activations["activation"],
+        "recurrent_activation": activations.get("recurrent_activation"),
         "reset_after": config["reset_after"] if kind == "gru" else None,
         "use_bias": config["use_bias"],
     }
@@ -85,9 +91,10 @@ def _layer_spec(keras: Any, layer: Any) -> tuple[dict[str, Any], list[Any], str 
 def _cell_for(spec: dict[str, Any]) -> Cell:
     if spec["kind"] == "elman":
         return elman(spec["units"], spec["activation"])
+    gated = {name: spec[name] for name in _GATED}
     if spec["kind"] == "lstm":
-        return lstm(spec["units"])
-    return gru(spec["units"], reset_after=spec["reset_after"])
+        return lstm(spec["units"], **gated)
+    return gru(spec["units"], reset_after=spec["reset_after"], **gated)
 
 
 def _params_from(spec: dict[str, Any], weights: list[Any]) -> dict[str, Any]:
@@ -120,8 +127,8 @@ def from_keras(layer: Any) -> tuple[Network, list]:
     (then ``["backward"]``), an LSTM's ``[h, c]`` as ``(h, c)``. ``use_bias=False`` gives zero biases.
     Train-time ``dropout`` and ``recurrent_dropout`` are not carried over (they do not change inference).
 
-    Raises ``ValueError`` naming the setting for: an activation other than tanh (SimpleRNN: tanh, relu,
-    sigmoid, linear), a ``recurrent_activation`` other than sigmoid, ``go_backwards`` outside Bidirectional,
+    Raises ``ValueError`` naming the setting for: an ``activation`` or (LSTM, GRU) ``recurrent_activation``
+    other than tanh, relu, sigmoid, hard_sigmoid and linear, ``go_backwards`` outside Bidirectional,
     ``stateful``, mixed precision, ``merge_mode=None`` and differing forward/backward layers.
     """
     keras = require("keras", "keras", "from_keras")
@@ -163,7 +170,7 @@ def to_keras(net: Network, params: list, layer: Any) -> Any:
     """Writes a one-layer jaxrnn network's params into a matching Keras 3 layer and returns the layer.
 
     ``layer`` is a ``SimpleRNN``/``LSTM``/``GRU`` (or a ``Bidirectional`` of one when ``net`` is
-    bidirectional) with the net's ``units``, activation, ``reset_after`` and merge; an unbuilt layer is built
+    bidirectional) with the net's ``units``, activations, ``reset_after`` and merge; an unbuilt layer is built
     for the params' input size. A GRU with ``reset_after=False`` gets ``b_x + b_h`` as its single bias (the
     same function); ``use_bias=False`` requires zero biases.
     """
@@ -185,19 +192,14 @@ def to_keras(net: Network, params: list, layer: Any) -> Any:
             f"layer.merge_mode: got {layer.merge_mode!r}, expected the net's merge {net.merge!r}"
         )
     kind = cell.kind
-    activation = cell.options["activation"] if kind == "elman" else None
-    if kind == "elman" and activation not in _ACTIVATIONS.values():
-        raise ValueError(
-            f"activation: got {activation!r}, expected one of {list(_ACTIVATIONS.values())} (Keras' "
-            "SimpleRNN activations)"
-        )
+    gated = {name: cell.options.get(name) for name in _GATED}
+    for name, value in gated.items():
+        if value is not None and value not in _ACTIVATIONS.values():
+            raise ValueError(
+                f"{name}: got {value!r}, expected one of {list(_ACTIVATIONS.values())} (the ones Keras has)"
+            )
     reset_after = cell.options["reset_after"] if kind == "gru" else None
-    expected = {
-        "kind": kind,
-        "units": cell.hidden_size,
-        "activation": activation,
-        "reset_after": reset_after,
-    }
+    expected = {"kind": kind, "units": cell.hidden_size, **gated, "reset_after": reset_after}
     for name, value in expected.items():
         if spec[name] != value:
             raise ValueError(f"layer.{name}: got {spec[name]!r}, expected {value!r} to match the net's cell")

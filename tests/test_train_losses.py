@@ -67,6 +67,32 @@ def test_accuracy_counts_argmax_hits_under_the_mask():
     np.testing.assert_allclose(losses.accuracy(logits, np.eye(3)[labels], mask), hits.mean(), 1e-6)
 
 
+def test_integer_one_hot_labels_count_as_one_hot():
+    logits = rng.normal(size=(6, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 6)
+    one_hot = np.eye(4, dtype=np.int32)[labels]
+    np.testing.assert_allclose(
+        losses.softmax_cross_entropy(logits, one_hot), losses.softmax_cross_entropy(logits, labels), 1e-6
+    )
+    np.testing.assert_allclose(losses.accuracy(logits, one_hot), losses.accuracy(logits, labels), 0)
+
+
+def test_binary_accuracy_thresholds_logits_at_zero_under_the_mask():
+    logits = rng.normal(size=(5, 6, 2)).astype(np.float32)
+    labels = rng.integers(0, 2, (5, 6, 2)).astype(np.float32)
+    lengths = np.array([6, 3, 0, 1, 5])
+    valid = np.arange(6)[None, :] < lengths[:, None]
+    hits = ((logits > 0) == (labels > 0.5))[valid]
+    np.testing.assert_allclose(losses.binary_accuracy(logits, labels, lengths=lengths), hits.mean(), 1e-6)
+
+
+def test_accuracy_of_one_logit_per_element_is_binary_accuracy():
+    logits = np.array([[2.0], [-1.0], [0.5], [-3.0]], np.float32)
+    labels = np.array([[1.0], [1.0], [0.0], [0.0]], np.float32)  # right, wrong, wrong, right
+    assert float(losses.accuracy(logits, labels)) == 0.5
+    assert losses.get_metrics(["binary_accuracy"])["binary_accuracy"] is losses.binary_accuracy
+
+
 def test_nothing_valid_gives_zero_not_nan():
     logits, labels = rng.normal(size=(3, 4)), rng.integers(0, 4, 3)
     assert float(losses.softmax_cross_entropy(jnp.asarray(logits), labels, np.zeros(3))) == 0.0

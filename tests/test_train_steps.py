@@ -227,6 +227,18 @@ def test_evaluate_refuses_labels_outside_the_classes(clf):
         evaluate(m, params, data, loss="cross_entropy")
 
 
+def test_per_sequence_labels_for_a_per_step_model_are_named():
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(3), output="sequence")
+    params = m.init(jax.random.key(0), 2)
+    data = {"x": np.ones((2, 5, 2), np.float32), "y": np.array([0, 1]), "lengths": np.array([5, 3])}
+    with pytest.raises(
+        ValueError,
+        match=r"data\['y'\]: got integer labels of shape \(2,\), expected per-step class indices of "
+        r"shape \(2, 5\)",
+    ):
+        evaluate(m, params, data, loss="cross_entropy")
+
+
 def test_evaluate_ignores_labels_past_a_sequence_end():
     """Per-step labels are checked on valid steps only: padding may hold any value."""
     m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(3), output="sequence")

@@ -93,6 +93,26 @@ def test_one_chunk_covering_the_sequence_is_plain_bptt(lm):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7)
 
 
+def test_fractional_weights_give_the_metrics_of_plain_bptt(lm):
+    """The metrics are weighted means over the true total weight, also when it is below 1."""
+    m, params = lm
+    x, y = stream(steps=6)
+    batch = {
+        "x": x,
+        "y": y,
+        "lengths": np.array([6, 4, 2], np.int32),
+        "weights": np.full(3, 0.05, np.float32),
+    }
+    opt = optax.sgd(0.5)
+    step = make_tbptt_train_step(m, "cross_entropy", opt, 8, metrics=["accuracy"])
+    _, _, chunked = step(params, opt.init(params), batch, KEY)
+    _, _, plain = make_train_step(m, "cross_entropy", opt, metrics=["accuracy"])(
+        params, opt.init(params), batch, KEY
+    )
+    for name in ("loss", "accuracy", "count"):
+        np.testing.assert_allclose(chunked[name], plain[name], rtol=1e-5)
+
+
 def test_tbptt_train_step_makes_one_update_per_nonempty_chunk(lm):
     m, params = lm
     x, y = stream(steps=3 * K)

@@ -25,6 +25,7 @@ from jaxrnn.train.diagnostics import gradient_flow, plot_gradient_flow
 from jaxrnn.train.loop import FitResult, fit
 from jaxrnn.train.losses import (
     accuracy,
+    binary_accuracy,
     binary_cross_entropy,
     mae,
     masked_mean,
@@ -44,6 +45,7 @@ __all__ = [
     "TrainState",
     "accuracy",
     "batches",
+    "binary_accuracy",
     "binary_cross_entropy",
     "dataset",
     "evaluate",

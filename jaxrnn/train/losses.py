@@ -146,7 +146,7 @@ def _check_labels(logits: Any, labels: Any) -> bool:
     l_shape, y_shape = _shape(logits), _shape(labels)
     if len(l_shape) < 1:
         raise ValueError(f"logits: got shape {l_shape}, expected (..., num_classes)")
-    if jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+    if jnp.issubdtype(jnp.result_type(labels), jnp.integer) and y_shape != l_shape:
         if y_shape != l_shape[:-1]:
             raise ValueError(
                 f"labels: got integer labels of shape {y_shape} for logits of shape {l_shape}, "
@@ -198,9 +198,23 @@ def binary_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, leng
     return masked_mean(optax.sigmoid_binary_cross_entropy(logits, labels), mask, lengths=lengths)
 
 
+def binary_accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
+    """The fraction of valid elements where ``logit > 0`` (``σ(logit) > 0.5``) agrees with ``label > 0.5``;
+    logits and labels ``y ∈ [0, 1]`` of the same shape, as for :func:`binary_cross_entropy` (Keras'
+    ``binary_accuracy`` for a head without activation). Each element counts, so multi-label outputs score
+    per label."""
+    _check_floating(logits, "logits")
+    _check_same_shape(logits, labels, "logits", "labels")
+    hits = ((logits > 0) == (labels > 0.5)).astype(jnp.float32)
+    return masked_mean(hits, mask, lengths=lengths)
+
+
 def accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """The fraction of valid elements whose ``argmax`` over the last axis equals the label (integer or
-    one-hot, as for :func:`softmax_cross_entropy`)."""
+    one-hot, as for :func:`softmax_cross_entropy`). With one logit per element (``(..., 1)``, a binary head
+    trained with :func:`binary_cross_entropy`) it is :func:`binary_accuracy`, as Keras' "accuracy" is."""
+    if len(_shape(logits)) >= 1 and _shape(logits)[-1] == 1:
+        return binary_accuracy(logits, labels, mask, lengths=lengths)
     logits, labels, integer = _class_inputs(logits, labels, mask, lengths)
     if not integer:
         labels = jnp.argmax(labels, axis=-1)
@@ -229,7 +243,12 @@ LOSSES: dict[str, LossFn] = {
 RESERVED_NAMES: tuple[str, ...] = ("loss", "count", "grad_norm", "update_norm", "seq_per_s")
 
 #: Metric names accepted by ``make_train_step``/``fit``/``evaluate``.
-METRICS: dict[str, LossFn] = {**LOSSES, "accuracy": accuracy, "perplexity": perplexity}
+METRICS: dict[str, LossFn] = {
+    **LOSSES,
+    "accuracy": accuracy,
+    "binary_accuracy": binary_accuracy,
+    "perplexity": perplexity,
+}
 
 
 def get_loss(loss: str | LossFn) -> LossFn:

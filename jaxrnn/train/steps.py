@@ -103,6 +103,13 @@ def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str)
         return
     classes = model.network.output_size if model.head is None else model.head.out_size
     if model.output == "sequence":
+        steps = np.shape(data["x"])[:2]
+        if y.shape[:2] != steps:
+            raise ValueError(
+                f"{argument}['y']: got integer labels of shape {y.shape}, expected per-step class indices of "
+                f"shape {steps} (as {argument}['x'] of shape {np.shape(data['x'])}) for a model with output "
+                "'sequence'"
+            )
         y = y[np.arange(y.shape[1]) < data["lengths"][:, None]]
     losses.check_label_range(y, classes, f"{argument}['y']", "the model's output size")
 

@@ -166,7 +166,8 @@ def make_tbptt_train_step(
         carries = model.initial_carries(size, _carry_dtype(params, x))
         (params, opt_state, _), per_chunk = lax.scan(body, (params, opt_state, carries), xs)
         counts = per_chunk["count"]
-        total = jnp.maximum(jnp.sum(counts), 1.0)
+        total = jnp.sum(counts)
+        total = jnp.where(total > 0, total, 1.0)  # (the sums below are 0 when nothing was valid)
         out = {}
         for name, values in per_chunk.items():
             if name in ("grad_norm", "update_norm"):

@@ -169,7 +169,7 @@ def fit(
     place = lambda batch: parallel.shard_batch(batch, mesh)  # noqa: E731
 
     monitor = "val_loss" if validation is not None else "loss"
-    fit_config = {"batch_size": batch_size, "tbptt": tbptt, "shuffle": shuffle}
+    fit_config = {"batch_size": batch_size, "tbptt": tbptt, "shuffle": shuffle, "monitor": monitor}
     step, first_epoch, history = 0, 0, {}
     best, best_epoch, wait, best_params = math.inf, -1, 0, params
     ckpt = Checkpointer(checkpoint_dir, max_to_keep=max_to_keep) if checkpoint_dir is not None else None
@@ -193,9 +193,16 @@ def fit(
                     f"fit settings or best params), expected an empty directory or one of fit's"
                 )
             for name, value in fit_config.items():
-                if saved["fit"][name] != value:
+                was = saved["fit"].get(name, value)  # (checkpoints before "monitor" was saved lack it)
+                if name == "monitor" and was != value:
                     raise ValueError(
-                        f"{name}: got {value!r}, expected {saved['fit'][name]!r} as in the checkpoint in "
+                        f"validation: got {'data' if validation is not None else None}, expected "
+                        f"{'validation data' if was == 'val_loss' else None} as in the checkpoint in "
+                        f"{ckpt.directory} (its early stopping and history follow {was!r})"
+                    )
+                if was != value:
+                    raise ValueError(
+                        f"{name}: got {value!r}, expected {was!r} as in the checkpoint in "
                         f"{ckpt.directory} (resuming needs the same setting)"
                     )
             params, opt_state, step, key, best_params = state

@@ -43,7 +43,8 @@ def scan(
         Values outside ``[0, T]`` raise ``ValueError`` when ``lengths`` is concrete; traced under ``jit``
         they cannot be checked, and a length above ``T`` runs as ``T``, a negative one as ``0``.
       mask: bool, ``xs``'s shape less the feature axis. On a masked step the carry is held and the output is
-        zero. May be combined with ``lengths``.
+        zero. May be combined with ``lengths``. Inputs past a length or masked are never read: whatever
+        they hold (NaN included) reaches neither outputs nor gradients, and their own gradient is zero.
       reverse: run from the last step to the first. With ``lengths``, each sequence is reversed within its
         own length: position t holds the state after consuming ``x[n-1], ..., x[t]`` (PyTorch's packed
         bidirectional convention).
@@ -144,6 +145,9 @@ def run(
         else (jnp.swapaxes(xs.reshape(batch, steps, xs.shape[-1]), 0, 1))
     )
     step_mask = _step_mask(lengths, mask, batch, steps, time_major)
+    if step_mask is not None:
+        # padding never enters the cell: a NaN there would reach the gradients through 0 * NaN
+        xs = jnp.where(step_mask[..., None], xs, jnp.zeros((), xs.dtype))
     # (jnp.asarray: a NumPy float64 carry becomes the float32 JAX computes in when x64 is off)
     carry = jax.tree_util.tree_map(
         lambda c: jnp.asarray(c).reshape(batch, *c.shape[len(batch_shape) :]), carry

@@ -67,6 +67,22 @@ def test_lengths_equal_running_each_unpadded_sequence_alone(name, reverse):
     assert_trees_close(take(final, 2), take(carry, 2), 0, 0)  # length 0: the initial carry
 
 
+@pytest.mark.parametrize("backend", ["auto", "xla"])
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru"])
+def test_a_nan_in_the_padding_reaches_neither_outputs_nor_gradients(name, backend):
+    cell, params, xs, carry = setup(name, batch_shape=(3,), steps=6)
+    lengths = jnp.array([6, 2, 4])
+    padded = xs.at[1, 2:].set(jnp.nan).at[2, 4:].set(jnp.inf)
+
+    def loss(p, x, c):
+        ys, final = jaxrnn.scan(cell, p, x, c, lengths=lengths, backend=backend)
+        return jnp.sum(ys**2) + sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(final))
+
+    got = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, padded, carry)
+    want = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, carry)
+    assert_trees_close(got, want, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", KINDS)
 def test_mask_equals_dropping_the_masked_steps(name):
     cell, params, xs, carry = setup(name, batch_shape=(3,), steps=8)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
@@ -144,14 +145,22 @@ def _sharded(layer: Callable, cell: Any, static: tuple, carry: Any, mask: Any) -
     def body(params: Any, xs: jax.Array, carry: Any, mask: Any, h_mask: Any) -> tuple[jax.Array, Any]:
         params, xs, carry = varying.align((params, xs, carry), also=(mask,))
         options = {"reverse": reverse, "unroll": unroll, "remat": remat, "h_mask": h_mask}
-        return layer(cell, params, xs, carry, mask, concurrent=True, batch_major=batch_major, **options)
+        return layer(cell, params, xs, carry, mask, concurrent=True, batch_major=True, **options)
 
     carry_specs = jax.tree_util.tree_map(lambda _: rows, carry)
     mask_spec = None if mask is None else steps_rows
+    # The outputs leave the shard_map batch-major even for a time-major caller: a time-major out spec
+    # (P(None, rows)) under vmap and a VJP swapped the vmapped and time axes of the fast path's outputs
+    # (wrong values or a shape error), which the batch-major spec does not.
     sharded = jax.shard_map(
         body,
         mesh=mesh,
         in_specs=(P(), steps_rows, carry_specs, mask_spec, None if no_h_mask else rows),
-        out_specs=(rows if batch_major else steps_rows, carry_specs),
+        out_specs=(rows, carry_specs),
     )
-    return jax.jit(sharded)
+
+    def run(params: Any, xs: jax.Array, carry: Any, mask: Any, h_mask: Any) -> tuple[jax.Array, Any]:
+        hs, carry = sharded(params, xs, carry, mask, h_mask)
+        return (hs if batch_major else jnp.swapaxes(hs, 0, 1)), carry
+
+    return jax.jit(run)

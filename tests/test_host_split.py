@@ -117,6 +117,16 @@ SCRIPT = textwrap.dedent(
     vmapped = jax.vmap(lambda x: jaxrnn.scan(cell, params, x)[0])(jnp.ones((2, 4, 5, 3)))
     one = run(cell, params, jnp.ones((4, 5, 3)), None, "xla")[0]
     out["vmap"] = [len(vmapped.sharding.device_set), max_err(vmapped[1], one)]
+    # vmap over params of a time-major scan, differentiated: the split swapped the vmapped and time axes
+    stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a, 1.1 * a, 0.9 * a]), params)
+    xs_tm = jax.random.normal(key, (5, 4, 3), jnp.float64)
+    def vmapped_loss(backend):
+        def f(ps):
+            ys = jax.vmap(lambda q: jaxrnn.scan(cell, q, xs_tm, time_major=True, backend=backend)[0])(ps)
+            return jnp.sum(jnp.sin(ys) * jnp.arange(ys.size).reshape(ys.shape)), ys
+        return jax.value_and_grad(f, has_aux=True)(stacked)
+    got, want = vmapped_loss("auto"), vmapped_loss("xla")
+    out["vmap_time_major_grad"] = [len(got[0][1].sharding.device_set), max_err(got, want)]
     lengths = jax.device_put(jnp.array([5, 2, 3, 1]), jax.devices()[0])
     xs = jnp.ones((4, 5, 3))
     out["committed_lengths"] = len(jaxrnn.scan(cell, params, xs, lengths=lengths)[0].sharding.device_set)
@@ -188,6 +198,7 @@ def test_split_runs_on_two_devices_and_matches_the_reference():
     assert out["set_mesh"] is not None and out["set_mesh"] < 1e-12  # no split under jax.set_mesh
     assert out["fit_one_device_splits"] == 0 and out["fit_all_devices_splits"] > 0
     assert out["vmap"] == [2, out["vmap"][1]] and out["vmap"][1] < 1e-12  # split under vmap too
+    assert out["vmap_time_major_grad"][0] == 2 and out["vmap_time_major_grad"][1] < 1e-10
     assert out["wide"] == 1  # B·H above MAX_BATCH_HIDDEN
     assert out["hidden"] == 1  # H above MAX_HIDDEN
     assert out["small"] == 1  # recurrent work below MIN_RECURRENT_MACS

@@ -202,6 +202,7 @@ def rnn(
                     remat=remat,
                     backend=backend,
                     h_mask=h_mask,
+                    names=(argument, f"carries[{i}][{direction!r}]"),
                 )
                 outputs.append(ys)
             xs = merge_directions(merge, *outputs) if bidirectional else outputs[0]
@@ -312,6 +313,7 @@ def last_output(ys: Array, lengths: Array | None = None, *, time_major: bool = F
         # no step at all: the output of a length-0 sequence, as with lengths
         return ys[..., -1, :] if steps else jnp.zeros((*batch_shape, ys.shape[-1]), ys.dtype)
     validate.lengths(lengths, batch_shape, steps)
-    index = jnp.clip(lengths - 1, 0, steps - 1)[..., None, None]
+    lengths = validate.clipped_lengths(lengths, steps)
+    index = jnp.maximum(lengths - 1, 0)[..., None, None]
     last = jnp.take_along_axis(ys, index, axis=-2)[..., 0, :]
     return jnp.where((lengths > 0)[..., None], last, jnp.zeros_like(last))

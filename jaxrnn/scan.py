@@ -98,15 +98,18 @@ def run(
     remat: bool | int = False,
     backend: str = "auto",
     h_mask: Array | None = None,
+    names: tuple[str, str] = ("params", "carry"),
 ) -> tuple[Array, Any]:
     """:func:`scan`, plus ``h_mask (*batch, H)``: a per-sequence multiplier of the previous ``h`` where it
-    enters the recurrent matmul, reused at every step (variational recurrent dropout)."""
+    enters the recurrent matmul, reused at every step (variational recurrent dropout); ``names``: what the
+    caller calls ``params`` and ``carry`` in its errors (a network: ``params[i]['forward']``, ...)."""
+    params_name, carry_name = names
     # 1. validate
     if not isinstance(cell, Cell):
         raise TypeError(f"cell: got {type(cell).__name__}, expected a jaxrnn.Cell")
     validate.boolean(time_major, "time_major")
-    input_size = validate.params(cell, params)
-    source = "params" if input_size is None else f"params[{validate.input_leaf(cell)!r}]"
+    input_size = validate.params(cell, params, params_name)
+    source = params_name if input_size is None else f"{params_name}[{validate.input_leaf(cell)!r}]"
     batch_shape, steps = validate.sequence(xs, input_size, time_major, source=source)
     validate.boolean(reverse, "reverse")
     validate.choice(backend, dispatch.BACKENDS, "backend")
@@ -125,7 +128,7 @@ def run(
     if carry is None:
         carry = zero_carry
     else:
-        validate.carry(carry, zero_carry, promotes=is_built_in(cell))
+        validate.carry(carry, zero_carry, carry_name, promotes=is_built_in(cell))
     if h_mask is not None and tuple(h_mask.shape) != (*batch_shape, cell.hidden_size):
         expected = (*batch_shape, cell.hidden_size)
         raise ValueError(f"h_mask: got shape {tuple(h_mask.shape)}, expected {expected} (*batch, H)")
@@ -171,7 +174,8 @@ def _step_mask(lengths, mask, batch: int, steps: int, time_major: bool) -> Array
     """The combined ``(T, B)`` step mask, or ``None`` when every step is valid."""
     step_mask = None
     if lengths is not None:
-        step_mask = jnp.arange(steps)[:, None] < jnp.reshape(lengths, (1, batch))
+        lengths = jnp.reshape(validate.clipped_lengths(lengths, steps), (1, batch))
+        step_mask = jnp.arange(steps)[:, None] < lengths
     if mask is not None:
         mask = jnp.reshape(mask, (steps, batch)) if time_major else jnp.reshape(mask, (batch, steps)).T
         step_mask = mask if step_mask is None else step_mask & mask

@@ -139,6 +139,19 @@ def lengths(lengths: Any, batch_shape: tuple[int, ...], steps: int) -> None:
         )
 
 
+def clipped_lengths(lengths: Any, steps: int) -> jax.Array:
+    """Checked ``lengths`` as int32 in ``[0, T]``: a traced length above ``T`` counts as ``T``, a negative one
+    as 0 (the documented convention), and no arithmetic wraps in a narrow (``uint8``: ``T - 1`` may not fit)
+    or unsigned (``uint32`` above ``2**31``) dtype."""
+    lengths = jnp.asarray(lengths)
+    info = jnp.iinfo(lengths.dtype)
+    if info.max > steps:
+        lengths = jnp.minimum(lengths, jnp.asarray(steps, lengths.dtype))
+    if info.min < 0:
+        lengths = jnp.maximum(lengths, jnp.asarray(0, lengths.dtype))
+    return lengths.astype(jnp.int32)
+
+
 def mask(mask: Any, expected_shape: tuple[int, ...], layout: str) -> None:
     """``mask`` must be boolean with the sequence's shape less the feature axis."""
     array(mask, "mask")
@@ -197,7 +210,8 @@ def prng_key(value: Any, argument: str) -> None:
     shape = getattr(value, "shape", None)
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
         return
-    if dtype == np.uint32 and shape is not None and len(shape) == 1:
+    raw_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape  # (2,) for threefry
+    if dtype == np.uint32 and shape == raw_shape:
         return
     got = f"{dtype} of shape {shape}" if dtype is not None else repr(value)
     raise TypeError(

@@ -153,6 +153,14 @@ def test_dense_readout(activation, fn):
     np.testing.assert_allclose(head.apply(params, h), fn(h @ params["w"] + params["b"]), rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [jnp.uint8, jnp.int8, jnp.int16])
+def test_last_output_of_narrow_integer_lengths_past_their_dtype_range(dtype):
+    ys = jnp.broadcast_to(jnp.arange(300.0)[None, :, None], (2, 300, 1))  # ys[b, t] = t
+    n = min(int(jnp.iinfo(dtype).max), 300)  # T - 1 = 299 does not fit uint8 or int8
+    lengths = jnp.array([n, 1], dtype)
+    np.testing.assert_array_equal(jaxrnn.last_output(ys, lengths)[:, 0], [n - 1, 0])
+
+
 def test_last_output_picks_each_sequences_last_valid_step():
     ys = jax.random.normal(jax.random.key(0), (3, 5, 2))
     lengths = jnp.array([5, 1, 0])

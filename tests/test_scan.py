@@ -112,6 +112,12 @@ def test_traced_lengths_above_T_run_as_T_and_negative_ones_as_0(reverse):
     assert_trees_close(run(jnp.array([9, -2, 3])), run(jnp.array([5, 0, 3])), 0, 0)
 
 
+def test_traced_unsigned_lengths_beyond_int32_run_as_T():
+    cell, params, xs, carry = setup("gru", batch_shape=(2,), steps=5)
+    run = jax.jit(lambda n: jaxrnn.scan(cell, params, xs, carry, lengths=n))
+    assert_trees_close(run(jnp.array([3_000_000_000, 2], jnp.uint32)), run(jnp.array([5, 2])), 0, 0)
+
+
 @pytest.mark.filterwarnings("ignore:backend='pallas' on CPU:RuntimeWarning")
 @pytest.mark.parametrize("name", KINDS)
 def test_a_carry_wider_than_the_params_runs_on_every_backend(name):

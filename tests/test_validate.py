@@ -317,6 +317,31 @@ def test_initial_carry_with_a_bad_batch_shape(batch_shape):
         CELL.initial_carry(batch_shape)
 
 
+def test_dropout_key_of_raw_key_data_of_the_wrong_length():
+    net = jaxrnn.rnn(jaxrnn.gru(3), dropout=0.5, num_layers=2)
+    params = net.init(jax.random.key(0), 2)
+    with pytest.raises(TypeError, match=r"key: got uint32 of shape \(4,\), expected a PRNG key"):
+        net.apply(params, jnp.ones((4, 5, 2)), key=jnp.zeros((4,), jnp.uint32), train=True)
+
+
+def test_a_network_carry_of_the_wrong_shape_is_named_by_layer_and_direction():
+    net = jaxrnn.rnn(jaxrnn.gru(3), num_layers=2, bidirectional=True)
+    carries = net.initial_carries(4)
+    carries[1]["backward"] = jnp.zeros((4, 4))
+    with pytest.raises(
+        ValueError, match=r"carries\[1\]\['backward'\]: got shape \(4, 4\), expected \(4, 3\)"
+    ):
+        net.apply(net.init(jax.random.key(0), 2), jnp.ones((4, 5, 2)), carries)
+
+
+def test_network_inputs_of_the_wrong_width_name_the_first_layers_params():
+    net = jaxrnn.rnn(jaxrnn.lstm(3))
+    with pytest.raises(
+        ValueError, match=r"expected 2 \(the input size of params\[0\]\['forward'\]\['w_x'\]\)"
+    ):
+        net.apply(net.init(jax.random.key(0), 2), jnp.ones((4, 5, 7)))
+
+
 def test_dropout_key_that_is_not_a_prng_key():
     net = jaxrnn.rnn(CELL, recurrent_dropout=0.1)
     params = net.init(jax.random.key(0), 4)

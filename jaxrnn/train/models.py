@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrnn import validate
 from jaxrnn.cells import carry_h
 from jaxrnn.network import Dense, Network, last_output, merge_directions
 
@@ -97,7 +98,11 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
             feats = last_output(ys, lengths)
         elif output == "mean":
             steps = ys.shape[-2]
-            n = jnp.full(ys.shape[:-2], steps) if lengths is None else lengths
+            n = (
+                jnp.full(ys.shape[:-2], steps)
+                if lengths is None
+                else validate.clipped_lengths(lengths, steps)
+            )
             valid = (jnp.arange(steps) < n[..., None])[..., None]
             feats = jnp.sum(jnp.where(valid, ys, 0.0), axis=-2) / jnp.maximum(n, 1)[..., None]
         else:

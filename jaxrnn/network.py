@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from jaxrnn import initializers, validate
 from jaxrnn.cells import Cell
+from jaxrnn.dispatch import BACKENDS
 from jaxrnn.scan import run
 
 Array = jax.Array
@@ -113,6 +114,9 @@ def rnn(
     recurrent_dropout = validate.probability(recurrent_dropout, "recurrent_dropout")
     validate.boolean(bidirectional, "bidirectional")
     validate.boolean(time_major, "time_major")
+    unroll = validate.positive_int(unroll, "unroll", allow_bool=True)
+    remat = validate.positive_int(remat, "remat", allow_bool=True)
+    validate.choice(backend, BACKENDS, "backend")
     if len(layer_cells) > 1 or bidirectional:
         for cell in layer_cells:
             if cell.hidden_size is None:

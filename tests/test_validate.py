@@ -94,6 +94,19 @@ def test_unknown_merge():
         jaxrnn.rnn(CELL, bidirectional=True, merge="max")
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("backend", "cuda", r"backend: got 'cuda', expected one of \['auto', 'xla', 'pallas'\]"),
+        ("unroll", 0, r"unroll: got 0, expected True, False or a positive int"),
+        ("remat", -1, r"remat: got -1, expected True, False or a positive int"),
+    ],
+)
+def test_network_options_are_checked_when_the_network_is_made(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        jaxrnn.rnn(CELL, **{option: value})
+
+
 def test_unknown_backend():
     with pytest.raises(
         ValueError, match=r"backend: got 'cudnn', expected one of \['auto', 'xla', 'pallas'\]"

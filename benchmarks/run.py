@@ -20,6 +20,7 @@ Results: a table on stdout and ``bench.json``, ``bench.md`` and ``bench.png`` un
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.metadata
 import json
@@ -30,7 +31,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,24 +141,33 @@ def machine() -> dict[str, Any]:
     }
 
 
-def pin_float32_matmuls() -> str:
-    """Makes every implementation multiply float32 in full float32 and returns how, for the result files.
+@contextlib.contextmanager
+def float32_matmuls() -> Iterator[str]:
+    """Inside, every implementation multiplies float32 in full float32; yields how, for the result files.
 
     On GPUs, JAX's default matmul precision (also inside the Pallas kernels) and cuDNN's RNNs may round
     float32 operands to TF32 (a 10-bit mantissa): peers would then differ by more than float rounding and
-    time unlike work. CPUs multiply float32 in float32 by default, so nothing is set there.
+    time unlike work. CPUs multiply float32 in float32 by default, so nothing is set there. The settings are
+    restored on exit.
     """
     if jax.default_backend() == "cpu":
-        return "float32 (the CPU default)"
-    jax.config.update("jax_default_matmul_precision", "highest")
+        yield "float32 (the CPU default)"
+        return
     try:
         import torch
     except ImportError:
-        pass
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    return "float32, TF32 off (jax_default_matmul_precision='highest'; torch allow_tf32=False)"
+        torch = None
+    flags = (
+        None if torch is None else (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    )
+    with jax.default_matmul_precision("highest"):
+        try:
+            if torch is not None:
+                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+            yield "float32, TF32 off (jax_default_matmul_precision='highest'; torch allow_tf32=False)"
+        finally:
+            if flags is not None:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
 #: A timed sample lasts at least this long: shorter calls run back to back and the sample is their mean
@@ -972,7 +982,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not cases:
         parser.error("--cells and --shape select no workload")
     info = {"machine": machine(), "repeats": repeats, "budget_s": args.budget, "quick": args.quick}
-    info["matmul_precision"] = pin_float32_matmuls()
+    with float32_matmuls() as precision:
+        info["matmul_precision"] = precision
+        return _run(args, cases, info)
+
+
+def _run(args: argparse.Namespace, cases: list[Workload], info: dict[str, Any]) -> dict[str, Any]:
+    """The benchmarks of ``cases`` with ``main``'s options: the table, the result files and the document."""
+    repeats = info["repeats"]
     info["peak"] = matmul_peak(512 if args.quick else 2048)
     peak = max(info["peak"]["xla_gflops"], info["peak"]["numpy_gflops"])
     try:

@@ -80,7 +80,7 @@ _FIXED: dict[str, Activation] = {
     "sigmoid": Activation("sigmoid", jax.nn.sigmoid, _sigmoid_grad),
     "relu": Activation("relu", jax.nn.relu, _relu_grad),
     "identity": Activation("identity", lambda a: a, _identity_grad),
-    # Keras' piecewise-linear sigmoid, relu6(a + 3) / 6 (the gates' default in Keras 2)
+    # Keras 3's piecewise-linear sigmoid, relu6(a + 3) / 6 (Keras 2 and tf.keras used clip(0.2 a + 0.5))
     "hard_sigmoid": Activation("hard_sigmoid", jax.nn.hard_sigmoid, _hard_sigmoid_grad),
 }
 

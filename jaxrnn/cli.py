@@ -510,8 +510,10 @@ def load_run(
     if needs is not None and record["config"]["task"] != needs:
         parser.error(f"argument --out: {out} holds a {record['config']['task']} run, expected a {needs} run")
     settings = record["config"]
-    if "readout" not in settings and settings["bidirectional"] and TASKS[settings["task"]].output == "last":
-        settings["readout"] = "mean"  # what bidirectional runs read out before the setting was recorded
+    if "readout" not in settings:  # a run recorded before the setting: what it was trained with
+        recorded = TASKS[settings["task"]]
+        bidirectional_classifier = settings["bidirectional"] and recorded.output == "last"
+        settings["readout"] = "mean" if bidirectional_classifier else default_readout(recorded, False)
     config = RunConfig(**settings)
     task = TASKS[config.task]
     require(task)

@@ -199,11 +199,14 @@ def test_on_an_accelerator_every_implementation_is_pinned_to_full_float32_matmul
     before = (jax.config.jax_default_matmul_precision, torch.backends.cuda.matmul.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
-        assert "TF32 off" in harness.pin_float32_matmuls()
-        assert jax.config.jax_default_matmul_precision == "highest"
-        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        with harness.float32_matmuls() as precision:
+            assert "TF32 off" in precision
+            assert jax.config.jax_default_matmul_precision == "highest"
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        # and restored afterwards
+        assert jax.config.jax_default_matmul_precision == before[0]
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     finally:
-        jax.config.update("jax_default_matmul_precision", before[0])
         torch.backends.cuda.matmul.allow_tf32 = before[1]
         torch.backends.cudnn.allow_tf32 = True  # torch's default
 

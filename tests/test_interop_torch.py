@@ -298,7 +298,8 @@ def test_to_torch_unsupported_activation_raises():
 def test_to_torch_gated_activations_torch_lacks_raise():
     net = jaxrnn.rnn(jaxrnn.lstm(4, recurrent_activation="hard_sigmoid"))
     with pytest.raises(
-        ValueError, match=r"cell activations: got recurrent_activation='hard_sigmoid', expected activation="
+        ValueError,
+        match=r"recurrent_activation: got 'hard_sigmoid', expected 'sigmoid' \(torch's lstm has no",
     ):
         to_torch(net, _random_params(net, 3))
 

@@ -53,16 +53,21 @@ def test_bidirectional_elman_run_writes_its_files_without_a_gradient_flow(tmp_pa
     assert "matches the metrics saved" in run_cli(["evaluate", "--out", tmp_path])
 
 
-def test_a_bidirectional_run_recorded_without_a_readout_is_reloaded_with_the_mean_it_was_trained_with(
-    tmp_path,
+@pytest.mark.parametrize(
+    ("options", "readout"), [(["--bidirectional", "--readout", "mean"], "mean"), ([], "last")]
+)
+def test_a_run_recorded_without_a_readout_is_reloaded_with_the_one_it_was_trained_with(
+    tmp_path, options, readout
 ):
+    """Runs recorded before --readout: bidirectional ones read the mean, unidirectional ones the last step."""
     argv = ["train", "--task", "adding", "--length", 6, "--hidden", 4, "--steps", 2, "--out", tmp_path]
-    run_cli([*argv, "--bidirectional", "--readout", "mean"])
+    run_cli([*argv, *options])
     path = tmp_path / "metrics.json"
     record = json.loads(path.read_text())
-    assert record["config"].pop("readout") == "mean"
+    assert record["config"].pop("readout") == readout
     path.write_text(json.dumps(record))
-    assert "matches the metrics saved" in run_cli(["evaluate", "--out", tmp_path])
+    stdout = run_cli(["evaluate", "--out", tmp_path])
+    assert "matches the metrics saved" in stdout and f", {readout} readout," in stdout
     record["metrics"]["test_mse"] *= 1.5  # the check above can fail
     path.write_text(json.dumps(record))
     assert "differs from the metrics saved" in run_cli(["evaluate", "--out", tmp_path])

@@ -265,6 +265,16 @@ def test_resuming_without_the_validation_data_the_run_monitored_is_refused(tmp_p
         fit(m, params, train, epochs=2, **kwargs)
 
 
+def test_resuming_with_validation_data_the_run_did_not_monitor_is_refused(tmp_path):
+    train = sign_task()
+    kwargs = dict(loss="cross_entropy", optimizer=optimizer(0.05), batch_size=16, progress=False)
+    kwargs.update(key=jax.random.key(0), checkpoint_dir=tmp_path)
+    m, params = classifier()
+    fit(m, params, train, epochs=1, **kwargs)
+    with pytest.raises(ValueError, match=r"validation: got data, expected None as in the checkpoint"):
+        fit(m, params, train, epochs=2, validation=sign_task(), **kwargs)
+
+
 def test_resuming_says_so_with_the_progress_bar_on(tmp_path, capsys):
     train = sign_task()
     kwargs = dict(loss="cross_entropy", optimizer=optimizer(0.05), batch_size=16, checkpoint_dir=tmp_path)

@@ -77,6 +77,11 @@ def test_integer_one_hot_labels_count_as_one_hot():
     np.testing.assert_allclose(losses.accuracy(logits, one_hot), losses.accuracy(logits, labels), 0)
 
 
+def test_integer_labels_of_the_logits_shape_that_are_not_one_hot_are_rejected():
+    with pytest.raises(ValueError, match=r"got values in \[0, 3\], expected one-hot 0/1 rows"):
+        losses.softmax_cross_entropy(jnp.zeros((2, 4)), np.array([[0, 3, 1, 2], [1, 0, 0, 0]]))
+
+
 def test_binary_accuracy_thresholds_logits_at_zero_under_the_mask():
     logits = rng.normal(size=(5, 6, 2)).astype(np.float32)
     labels = rng.integers(0, 2, (5, 6, 2)).astype(np.float32)

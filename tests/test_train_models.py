@@ -36,6 +36,13 @@ def test_mean_pools_over_valid_steps():
     np.testing.assert_allclose(out, head.apply(params["head"], pooled), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("output", ["mean", "last"])
+def test_traced_lengths_above_T_read_out_as_T(output):
+    m, _, params, xs, lengths, _ = setup(output)
+    run = jax.jit(lambda n: m.apply(params, xs, lengths=n)[0])
+    np.testing.assert_array_equal(run(lengths.at[0].set(9)), run(lengths.at[0].set(6)))  # T = 6
+
+
 def test_sequence_reads_every_step():
     m, head, params, xs, lengths, ys = setup("sequence")
     out, carries = m.apply(params, xs, lengths=lengths)

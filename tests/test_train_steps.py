@@ -239,6 +239,33 @@ def test_per_sequence_labels_for_a_per_step_model_are_named():
         evaluate(m, params, data, loss="cross_entropy")
 
 
+def test_accuracy_of_a_one_logit_head_takes_integer_binary_labels():
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(1), output="last")
+    params = m.init(jax.random.key(0), 2)
+    data = {
+        "x": np.ones((4, 3, 2), np.float32),
+        "y": np.array([[0], [1], [1], [0]]),
+        "lengths": np.full(4, 3),
+    }
+    out = evaluate(m, params, data, loss="binary_cross_entropy", metrics=["accuracy"])
+    assert out["accuracy"] == 0.5  # the same logit for every sequence: right on half of them
+
+
+def test_integer_labels_with_a_class_axis_must_be_one_hot():
+    """Per-step class indices (B, T) given to a per-sequence model with C == T classes are not one-hot."""
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(3), output="last")
+    params = m.init(jax.random.key(0), 2)
+    data = {
+        "x": np.ones((2, 3, 2), np.float32),
+        "y": np.array([[0, 2, 1], [1, 1, 0]]),
+        "lengths": np.full(2, 3),
+    }
+    with pytest.raises(
+        ValueError, match=r"data\['y'\] \(integer labels with a class axis\): got values in \[0, 2\]"
+    ):
+        evaluate(m, params, data, loss="cross_entropy")
+
+
 def test_evaluate_ignores_labels_past_a_sequence_end():
     """Per-step labels are checked on valid steps only: padding may hold any value."""
     m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(3), output="sequence")

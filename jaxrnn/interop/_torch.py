@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import validate
-from jaxrnn.cells import Cell, elman, gru, lstm, other_activations
+from jaxrnn.cells import DEFAULT_GATED_ACTIVATIONS, Cell, elman, gru, lstm
 from jaxrnn.interop._common import check_cell, check_network, require, require_zero, to_jax
 from jaxrnn.network import Network, rnn
 
@@ -284,12 +284,12 @@ def _torch_mode(cell: Cell) -> str:
                 f"activation: got {activation!r}, expected 'tanh' or 'relu' (torch's nonlinearity)"
             )
         return "rnn"
-    others = other_activations(cell)
-    if others is not None:
-        raise ValueError(
-            f"cell activations: got {others}, expected activation='tanh', recurrent_activation='sigmoid' "
-            f"(torch's {cell.kind} has no others)"
-        )
+    for name, default in DEFAULT_GATED_ACTIVATIONS.items():
+        value = cell.options.get(name, default)
+        if value != default:
+            raise ValueError(
+                f"{name}: got {value!r}, expected {default!r} (torch's {cell.kind} has no other)"
+            )
     if cell.kind == "gru" and not cell.options["reset_after"]:
         raise ValueError("reset_after: got False, expected True (torch's GRU applies the reset gate after)")
     return cell.kind

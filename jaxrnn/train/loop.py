@@ -193,7 +193,12 @@ def fit(
                     f"fit settings or best params), expected an empty directory or one of fit's"
                 )
             for name, value in fit_config.items():
-                was = saved["fit"].get(name, value)  # (checkpoints before "monitor" was saved lack it)
+                if name in saved["fit"]:
+                    was = saved["fit"][name]
+                elif name == "monitor":  # a checkpoint from before "monitor" was saved: its history says
+                    was = "val_loss" if "val_loss" in saved["history"] else "loss"
+                else:
+                    was = value
                 if name == "monitor" and was != value:
                     raise ValueError(
                         f"validation: got {'data' if validation is not None else None}, expected "

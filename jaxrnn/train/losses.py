@@ -111,6 +111,17 @@ def check_label_range(
         )
 
 
+def check_one_hot(labels: Any, argument: str) -> None:
+    """Concrete integer labels with a class axis must be one-hot 0/1 (class indices of another shape, e.g.
+    per-step ones for a per-sequence output, would otherwise pass as one-hot rows)."""
+    values = validate.concrete(labels)
+    if values is not None and values.size and not np.isin(values, (0, 1)).all():
+        raise ValueError(
+            f"{argument}: got values in [{values.min()}, {values.max()}], expected one-hot 0/1 rows (or "
+            "class indices without the class axis)"
+        )
+
+
 def masked_mean(values: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """``Σ w ⊙ values / Σ w`` over all elements, with ``mask``/``lengths`` as in the module docstring; a
     masked-out value never contributes (not even a NaN); 0 when nothing is valid."""
@@ -146,7 +157,10 @@ def _check_labels(logits: Any, labels: Any) -> bool:
     l_shape, y_shape = _shape(logits), _shape(labels)
     if len(l_shape) < 1:
         raise ValueError(f"logits: got shape {l_shape}, expected (..., num_classes)")
-    if jnp.issubdtype(jnp.result_type(labels), jnp.integer) and y_shape != l_shape:
+    integer = jnp.issubdtype(jnp.result_type(labels), jnp.integer)
+    if integer and y_shape == l_shape:
+        check_one_hot(labels, f"labels (integer labels of the logits' shape {l_shape})")
+    if integer and y_shape != l_shape:
         if y_shape != l_shape[:-1]:
             raise ValueError(
                 f"labels: got integer labels of shape {y_shape} for logits of shape {l_shape}, "

@@ -102,6 +102,8 @@ def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str)
     if not np.issubdtype(y.dtype, np.integer) or not any(fn in losses.CLASS_LABEL_FNS for fn in fns):
         return
     classes = model.network.output_size if model.head is None else model.head.out_size
+    if classes == 1:
+        return  # a one-logit head reads binary 0/1 labels ("accuracy" is binary accuracy there)
     if model.output == "sequence":
         steps = np.shape(data["x"])[:2]
         if y.shape[:2] != steps:
@@ -111,6 +113,9 @@ def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str)
                 "'sequence'"
             )
         y = y[np.arange(y.shape[1]) < data["lengths"][:, None]]
+    if y.ndim == 2:  # (valid rows, classes): one-hot labels
+        losses.check_one_hot(y, f"{argument}['y'] (integer labels with a class axis)")
+        return
     losses.check_label_range(y, classes, f"{argument}['y']", "the model's output size")
 
 

@@ -140,7 +140,12 @@ def make_tbptt_train_step(
             )
         n_chunks = -(-steps // chunk)
         pad = n_chunks * chunk - steps
-        lengths = batch.get("lengths", jnp.full((size,), steps, jnp.int32))
+        lengths = batch.get("lengths")
+        lengths = (
+            jnp.full((size,), steps, jnp.int32)
+            if lengths is None
+            else validate.clipped_lengths(lengths, steps)
+        )
 
         def split(a):  # (B, T, ...) -> (n_chunks, B, chunk, ...)
             a = jnp.pad(a, [(0, 0), (0, pad)] + [(0, 0)] * (a.ndim - 2))

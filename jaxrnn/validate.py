@@ -6,6 +6,7 @@ what it got and what it expected.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -203,6 +204,12 @@ def array(value: Any, argument: str) -> None:
         raise TypeError(f"{argument}: got a {got}, expected an array (jax.Array or numpy.ndarray)")
 
 
+@functools.cache
+def _raw_key_shape(impl: str) -> tuple[int, ...]:
+    """The shape of a raw ``uint32`` key of the PRNG implementation ``impl`` (``(2,)`` for threefry)."""
+    return jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=impl))).shape
+
+
 def prng_key(value: Any, argument: str) -> None:
     """``value`` must be a PRNG key: a typed scalar key (``jax.random.key``) or a raw ``uint32`` key
     (``jax.random.PRNGKey``)."""
@@ -210,8 +217,7 @@ def prng_key(value: Any, argument: str) -> None:
     shape = getattr(value, "shape", None)
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
         return
-    raw_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape  # (2,) for threefry
-    if dtype == np.uint32 and shape == raw_shape:
+    if dtype == np.uint32 and shape == _raw_key_shape(jax.config.jax_default_prng_impl):
         return
     got = f"{dtype} of shape {shape}" if dtype is not None else repr(value)
     raise TypeError(

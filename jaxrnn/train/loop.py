@@ -192,14 +192,11 @@ def fit(
                     f"checkpoint_dir: got {ckpt.directory}, whose checkpoint fit did not write (it has no "
                     f"fit settings or best params), expected an empty directory or one of fit's"
                 )
+            # (a checkpoint from before "monitor" was saved: its history says which loss it monitored)
+            recorded = {"monitor": "val_loss" if "val_loss" in saved["history"] else "loss", **saved["fit"]}
             for name, value in fit_config.items():
-                if name in saved["fit"]:
-                    was = saved["fit"][name]
-                elif name == "monitor":  # a checkpoint from before "monitor" was saved: its history says
-                    was = "val_loss" if "val_loss" in saved["history"] else "loss"
-                else:
-                    was = value
-                if name == "monitor" and was != value:
+                was = recorded.get(name, value)
+                if was != value and name == "monitor":
                     raise ValueError(
                         f"validation: got {'data' if validation is not None else None}, expected "
                         f"{'validation data' if was == 'val_loss' else None} as in the checkpoint in "

@@ -160,7 +160,7 @@ def _check_labels(logits: Any, labels: Any) -> bool:
     integer = jnp.issubdtype(jnp.result_type(labels), jnp.integer)
     if integer and y_shape == l_shape:
         check_one_hot(labels, f"labels (integer labels of the logits' shape {l_shape})")
-    if integer and y_shape != l_shape:
+    elif integer:
         if y_shape != l_shape[:-1]:
             raise ValueError(
                 f"labels: got integer labels of shape {y_shape} for logits of shape {l_shape}, "

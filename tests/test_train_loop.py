@@ -33,6 +33,7 @@ def test_fit_learns_reports_history_and_shows_progress(capsys):
     m, params = classifier()
     train, val = sign_task(), sign_task(64)
     untrained = evaluate(m, params, val, loss="cross_entropy")["loss"]
+    untrained_train = evaluate(m, params, train, loss="cross_entropy")["loss"]
     result = fit(
         m,
         params,
@@ -48,9 +49,10 @@ def test_fit_learns_reports_history_and_shows_progress(capsys):
     h = result.history
     assert {"loss", "accuracy", "grad_norm", "update_norm", "seq_per_s", "val_loss", "val_accuracy"} <= set(h)
     assert all(v.shape == (8,) and np.all(np.isfinite(v)) for v in h.values())
-    # The task is mostly learnt within the first epoch, so later validation losses only wander: compare the
-    # best one with the untrained network's, not with epoch 1's (in 160 random runs: a ratio of 0.75 at most).
-    assert h["loss"][-1] < 0.7 * h["loss"][0] and h["val_loss"].min() < 0.9 * untrained
+    # The task is mostly learnt within the first epoch (whose mean training loss can already be low), so
+    # compare with the untrained network's losses, not with epoch 1's (the validation one: in 160 random runs
+    # a ratio of 0.75 at most).
+    assert h["loss"][-1] < 0.7 * untrained_train and h["val_loss"].min() < 0.9 * untrained
     assert result.step == 8 * 3 and not result.stopped_early
     final = evaluate(m, result.params, val, loss="cross_entropy", metrics=["accuracy"])
     np.testing.assert_allclose(final["loss"], h["val_loss"][-1], rtol=1e-5)

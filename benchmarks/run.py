@@ -5,6 +5,7 @@ One command, one process, the same weights and inputs for every implementation::
     python benchmarks/run.py            # the full run (10-16 minutes on 2 CPU cores)
     python benchmarks/run.py --quick    # one small config: checks that everything runs and writes its files
     python benchmarks/run.py --host-devices 2   # two CPU devices: auto splits small recurrences across them
+    python benchmarks/run.py --cells lstmp      # the LSTM with proj_size = H / 2 (PyTorch the only peer)
 
 Every implementation must agree with jaxrnn on the outputs, the loss, the input gradient and the weight
 gradients before it is timed (the weight gradients in each library's own layout, through their inner
@@ -68,26 +69,30 @@ FLOOR = "matmul floor"
 
 @dataclass
 class Workload:
-    """One benchmark case: a cell kind at (T, B, I, H), one layer or a 2-layer bidirectional stack."""
+    """One benchmark case: a cell kind at (T, B, I, H), one layer or a 2-layer bidirectional stack; an LSTM
+    may have a ``proj_size`` (its outputs and recurrent input that wide)."""
 
     kind: str
     shape: tuple[int, int, int, int]
     layers: int = 1
     bidirectional: bool = False
+    proj_size: int = 0
 
     @property
     def label(self) -> str:
         prefix = f"{self.layers}-layer bi-" if self.bidirectional else ""
-        return f"{prefix}{self.kind} {self.shape}"
+        suffix = f" proj {self.proj_size}" if self.proj_size else ""
+        return f"{prefix}{self.kind} {self.shape}{suffix}"
 
     def flops(self) -> float:
         """Matmul FLOPs of one forward pass (forward+backward counts 3x)."""
         T, B, n_in, H = self.shape
+        out = self.proj_size or H
         directions = 2 if self.bidirectional else 1
         total, width = 0.0, n_in
         for _ in range(self.layers):
-            total += directions * 2.0 * T * B * (width + H) * GATES[self.kind] * H
-            width = directions * H
+            total += directions * 2.0 * T * B * ((width + out) * GATES[self.kind] * H + H * self.proj_size)
+            width = directions * out
         return total
 
 
@@ -243,7 +248,10 @@ def jaxrnn_impls(wl: Workload, net_params: list, xs: jax.Array) -> tuple[list[Im
         notes.append("jaxrnn pallas: skipped on CPU (Pallas interpret mode is for checking, not speed)")
     for backend in backends:
         net = jaxrnn.rnn(
-            _cell(wl.kind, H), num_layers=wl.layers, bidirectional=wl.bidirectional, backend=backend
+            _cell(wl.kind, H, wl.proj_size),
+            num_layers=wl.layers,
+            bidirectional=wl.bidirectional,
+            backend=backend,
         )
         apply = functools.partial(_apply, net)
         impls.append(_jax_impl(f"jaxrnn {backend}", apply, _same, net_params, xs))
@@ -267,10 +275,10 @@ def _one_device(net: jaxrnn.Network, params: Any, xs: jax.Array) -> jax.Array:
         return _apply(net, params, xs)
 
 
-def _cell(kind: str, H: int) -> jaxrnn.Cell:
-    return {"elman": lambda: jaxrnn.elman(H), "lstm": lambda: jaxrnn.lstm(H), "gru": lambda: jaxrnn.gru(H)}[
-        kind
-    ]()
+def _cell(kind: str, H: int, proj_size: int = 0) -> jaxrnn.Cell:
+    if kind == "lstm":
+        return jaxrnn.lstm(H, proj_size=proj_size)
+    return {"elman": jaxrnn.elman, "gru": jaxrnn.gru}[kind](H)
 
 
 def lax_scan_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
@@ -286,6 +294,8 @@ def lax_scan_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
             i, f, g, o = jnp.split(x @ p["w_x"] + h @ p["w_h"] + p["b"], 4, axis=-1)
             c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
             h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            if "w_hr" in p:
+                h = h @ p["w_hr"]
             return (h, c), h
         xr, xz, xn = jnp.split(x @ p["w_x"] + p["b_x"], 3, axis=-1)
         hr, hz, hn = jnp.split(h @ p["w_h"] + p["b_h"], 3, axis=-1)
@@ -295,9 +305,9 @@ def lax_scan_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
         return h, h
 
     def direction(p, xs, reverse):
-        B, H = xs.shape[0], p["w_h"].shape[0]
-        h0 = jnp.zeros((B, H), xs.dtype)
-        carry = (h0, h0) if kind == "lstm" else h0
+        B, (out, width) = xs.shape[0], p["w_h"].shape
+        h0 = jnp.zeros((B, out), xs.dtype)
+        carry = (h0, jnp.zeros((B, width // 4), xs.dtype)) if kind == "lstm" else h0
         scan = functools.partial(jax.lax.scan, reverse=reverse)
         _, hs = scan(lambda c, x: step(p, c, x), carry, jnp.swapaxes(xs, 0, 1))
         return jnp.swapaxes(hs, 0, 1)
@@ -392,8 +402,11 @@ def torch_impl(wl: Workload, net_params: list, xs: jax.Array) -> Impl:
     T, B, n_in, H = wl.shape
     device = "cuda" if torch.cuda.is_available() else "cpu"
     module_cls = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[wl.kind]
-    module = module_cls(n_in, H, num_layers=wl.layers, bidirectional=wl.bidirectional, batch_first=True)
-    net = jaxrnn.rnn(_cell(wl.kind, H), num_layers=wl.layers, bidirectional=wl.bidirectional)
+    options = {"proj_size": wl.proj_size} if wl.proj_size else {}
+    module = module_cls(
+        n_in, H, num_layers=wl.layers, bidirectional=wl.bidirectional, batch_first=True, **options
+    )
+    net = jaxrnn.rnn(_cell(wl.kind, H, wl.proj_size), num_layers=wl.layers, bidirectional=wl.bidirectional)
 
     def layout(p):
         """torch's params for jaxrnn's ``p``. jaxrnn's one bias ``b`` of an Elman or LSTM cell stands for
@@ -440,28 +453,38 @@ def floor_impl(wl: Workload) -> Impl:
     floor takes the cheaper arrangement). No gate arithmetic and no stored sequences: an RNN whose every other
     operation were free. Where the per-step dots dominate this bounds any such program from below; at tiny
     sizes the fixed costs per call and per step dominate and it does not.
+
+    With a ``proj_size`` ``P`` the per-step dots are ``(B, P) x (P, G·H)`` and the projection ``(B, H) x
+    (H, P)`` (backward: ``(B, P) x (P, H)`` and ``(B, G·H) x (G·H, P)``), plus ``dW_hr`` over all rows.
     """
     T, B, n_in, H = wl.shape
+    out = wl.proj_size or H
     gates = GATES[wl.kind]
     directions = 2 if wl.bidirectional else 1
-    widths = [n_in if layer == 0 else directions * H for layer in range(wl.layers) for _ in range(directions)]
+    widths = [
+        n_in if layer == 0 else directions * out for layer in range(wl.layers) for _ in range(directions)
+    ]
     operands = []
     for k, width in enumerate(widths):
-        keys = jax.random.split(jax.random.key(100 + k), 6)
-        orthogonal = jnp.linalg.qr(jax.random.normal(keys[0], (H, H)))[0]
-        rest = jax.random.normal(keys[1], (H, (gates - 1) * H)) / math.sqrt(H)
-        first = orthogonal - rest.reshape(H, gates - 1, H).sum(1)
+        keys = jax.random.split(jax.random.key(100 + k), 7)
+        # the rows of an orthogonal matrix (all of them without a projection): h -> h q keeps the norm, and
+        # with a projection w_hr = qᵀ maps it back
+        q = jnp.linalg.qr(jax.random.normal(keys[0], (H, H)))[0][:out]
+        rest = jax.random.normal(keys[1], (out, (gates - 1) * H)) / math.sqrt(H)
+        first = q - rest.reshape(out, gates - 1, H).sum(1)
         operands.append(
             {
                 "x": jax.random.normal(keys[2], (T, B, width)),
                 "w_x": jax.random.normal(keys[3], (width, gates * H)) / math.sqrt(width),
                 "w_h": jnp.concatenate([first, rest], axis=1),
-                "h0": jnp.full((B, H), 1 / math.sqrt(H)),
+                "h0": jnp.full((B, out), 1 / math.sqrt(out)),
                 "d": jax.random.normal(keys[4], (T * B, gates * H)),
-                "hs": jax.random.normal(keys[5], (T * B, H)),
+                "hs": jax.random.normal(keys[5], (T * B, out)),
             }
         )
-    forward_operands = [{k: a[k] for k in ("x", "w_x", "w_h", "h0")} for a in operands]
+        if wl.proj_size:
+            operands[-1] |= {"w_hr": q.T, "ms": jax.random.normal(keys[6], (T * B, H))}
+    forward_operands = [{k: a[k] for k in ("x", "w_x", "w_h", "h0", "w_hr") if k in a} for a in operands]
 
     def project(a, steps):
         """``x W_x`` over ``steps``-step chunks; returns the last whole chunk's and the leftover steps'."""
@@ -478,7 +501,8 @@ def floor_impl(wl: Workload) -> Impl:
 
     def recurrent_dots(a):
         def step(h, _):
-            return (h @ a["w_h"]).reshape(B, gates, H).sum(1), None
+            m = (h @ a["w_h"]).reshape(B, gates, H).sum(1)
+            return (m @ a["w_hr"] if "w_hr" in a else m), None
 
         return lax.scan(step, a["h0"], None, length=T)[0]
 
@@ -487,19 +511,17 @@ def floor_impl(wl: Workload) -> Impl:
 
     def forward_backward(a):
         w_h_t = a["w_h"].T
+        w_hr_t = a["w_hr"].T if "w_hr" in a else None
 
         def step(d, _):
-            return jnp.tile(d @ w_h_t, (1, gates)), None
+            g = d @ w_h_t
+            return jnp.tile(g if w_hr_t is None else g @ w_hr_t, (1, gates)), None
 
-        loop = lax.scan(step, jnp.tile(a["h0"], (1, gates)), None, length=T)[0]
+        start = a["h0"] if w_hr_t is None else a["h0"] @ w_hr_t
+        loop = lax.scan(step, jnp.tile(start, (1, gates)), None, length=T)[0]
         x2 = a["x"].reshape(T * B, -1)
-        return (
-            forward(a),
-            loop,
-            x2.T @ a["d"],
-            a["d"] @ a["w_x"].T,
-            a["hs"].T @ a["d"],
-        )
+        grads = (x2.T @ a["d"], a["d"] @ a["w_x"].T, a["hs"].T @ a["d"])
+        return (forward(a), loop, *grads, *(() if w_hr_t is None else (a["ms"].T @ a["hs"],)))
 
     fwd = jax.jit(lambda ops: [forward(a) for a in ops])
     fwd_bwd = jax.jit(lambda ops: [forward_backward(a) for a in ops])
@@ -533,12 +555,15 @@ def _random_biases(net_params: list, key: jax.Array) -> list:
 def build(wl: Workload) -> tuple[list[Impl], list[str]]:
     """All implementations of ``wl`` with the same weights and inputs, and notes on skipped peers."""
     T, B, n_in, H = wl.shape
-    net = jaxrnn.rnn(_cell(wl.kind, H), num_layers=wl.layers, bidirectional=wl.bidirectional)
+    net = jaxrnn.rnn(_cell(wl.kind, H, wl.proj_size), num_layers=wl.layers, bidirectional=wl.bidirectional)
     net_params = _random_biases(net.init(jax.random.key(0), n_in), jax.random.key(2))
     xs = jax.random.normal(jax.random.key(1), (B, T, n_in))
     impls, notes = jaxrnn_impls(wl, net_params, xs)
     impls.append(lax_scan_impl(wl, net_params, xs))
     for lib, make in PEERS:
+        if wl.proj_size and lib != "torch":
+            notes.append(f"{lib}: skipped (it has no LSTM with an output projection)")
+            continue
         try:
             impls.append(make(wl, net_params, xs))
         except ImportError as error:
@@ -875,8 +900,9 @@ def plot(rows: list[dict[str, Any]], info: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-#: Names accepted by ``--cells``: the three single-layer cells and the 2-layer bidirectional LSTM.
-CELL_NAMES = ("elman", "lstm", "gru", "bi-lstm")
+#: Names accepted by ``--cells``: the three single-layer cells, the 2-layer bidirectional LSTM and "lstmp",
+#: the LSTM with ``proj_size = H // 2``, which only ``--cells`` runs (PyTorch is its only peer).
+CELL_NAMES = ("elman", "lstm", "gru", "bi-lstm", "lstmp")
 
 
 def workloads(
@@ -885,11 +911,11 @@ def workloads(
     """The configs of the full run (optionally only ``cells`` and ``shapes``), or the ``--quick`` one."""
     if quick:
         return [Workload("lstm", (16, 2, 8, 16))]
-    cells = cells or list(CELL_NAMES)
+    cells = cells or [name for name in CELL_NAMES if name != "lstmp"]
     single = [
-        Workload(kind, shape)
+        Workload("lstm", shape, proj_size=shape[3] // 2) if kind == "lstmp" else Workload(kind, shape)
         for shape in (shapes or CONFIGS)
-        for kind in ("elman", "lstm", "gru")
+        for kind in ("elman", "lstm", "gru", "lstmp")
         if kind in cells
     ]
     if "bi-lstm" in cells and (shapes is None or BI_CONFIG in shapes):
@@ -978,6 +1004,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         except RuntimeError:
             parser.error("--host-devices: JAX's CPU backend was initialised before it could apply")
     repeats = args.repeats if args.repeats is not None else 3 if args.quick else 10
+    if "lstmp" in (args.cells or []) and any(shape[3] < 2 for shape in args.shapes or []):
+        parser.error("--cells lstmp: the projection (proj_size = H // 2) needs H >= 2")
     cases = workloads(args.quick, args.cells, args.shapes)
     if not cases:
         parser.error("--cells and --shape select no workload")

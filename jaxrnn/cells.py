@@ -43,7 +43,8 @@ class Cell(NamedTuple):
         recurrent dropout).
       param_shapes: ``param_shapes(input_size) -> {name: shape}``, used to validate params.
       kind: ``"elman"``, ``"lstm"``, ``"gru"`` or ``"custom"``.
-      hidden_size: ``H``, the width of ``h``.
+      hidden_size: ``H``, the width of the state: of ``h`` and of an LSTM's ``c``, except that an LSTM with
+        ``proj_size`` has an ``h`` of that width (see :attr:`output_size`).
       options: static options that define the math (activation, reset_after, compute_dtype, ...).
     """
 
@@ -56,6 +57,11 @@ class Cell(NamedTuple):
     kind: str = "custom"
     hidden_size: int | None = None
     options: Mapping[str, Any] | None = None
+
+    @property
+    def output_size(self) -> int | None:
+        """The width of ``h`` (the output): an LSTM's ``proj_size`` if it has one, else ``hidden_size``."""
+        return (self.options or {}).get("proj_size") or self.hidden_size
 
     def __hash__(self) -> int:
         """Hashable (``options`` by its items), so a cell can be a static argument of ``jax.jit``; cells are
@@ -100,7 +106,9 @@ def _matmul(a: Array, w: Array, compute_dtype: Any) -> Array:
     return jnp.matmul(a.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=w.dtype)
 
 
-def _zeros_carry(hidden_size: int, count: int) -> Callable[..., Carry]:
+def _zeros_carry(widths: tuple[int, ...]) -> Callable[..., Carry]:
+    """``initial_carry`` of zero leaves ``(*batch_shape, width)``: one array for one width, else a tuple."""
+
     def initial_carry(batch_shape: int | tuple[int, ...] = (), dtype=jnp.float32) -> Carry:
         shape = (batch_shape,) if isinstance(batch_shape, numbers.Integral) else batch_shape
         if not isinstance(shape, (tuple, list)) or not all(
@@ -109,8 +117,8 @@ def _zeros_carry(hidden_size: int, count: int) -> Callable[..., Carry]:
             raise ValueError(
                 f"batch_shape: got {batch_shape!r}, expected an int or a tuple of non-negative ints"
             )
-        zeros = jnp.zeros((*shape, hidden_size), dtype)
-        return zeros if count == 1 else tuple(zeros for _ in range(count))
+        leaves = tuple(jnp.zeros((*shape, width), dtype) for width in widths)
+        return leaves[0] if len(leaves) == 1 else leaves
 
     return initial_carry
 
@@ -168,32 +176,38 @@ def runs_split(cell: Cell) -> bool:
 def _check_step(cell: Cell, params: Params, carry: Carry, x: Array) -> None:
     """Trace-time checks of one built-in step, so that nothing broadcasts: ``params`` in the cell's layout,
     ``x (*batch, I)`` with ``I`` the rows of ``params["w_x"]``, ``carry`` of the cell's structure with
-    every leaf ``(*batch, H)``."""
+    every leaf ``(*batch, width)`` (``H``; an LSTM's ``h`` is ``proj_size`` wide if it has one)."""
     input_size = validate.params(cell, params)
     validate.array(x, "x")
     x_shape = np.shape(x)
     if len(x_shape) < 1 or x_shape[-1] != input_size:
         raise ValueError(f"x: got shape {x_shape}, expected (..., {input_size}) to match params['w_x']")
-    structure = jax.tree_util.tree_structure(cell.initial_carry())
+    zeros = cell.initial_carry()
+    structure = jax.tree_util.tree_structure(zeros)
     if jax.tree_util.tree_structure(carry) != structure:
         got = f"an array of shape {carry.shape}" if hasattr(carry, "shape") else f"a {type(carry).__name__}"
-        want = (
-            "one (*batch, H) array h" if structure.num_leaves == 1 else "a tuple (h, c) of (*batch, H) arrays"
-        )
+        if structure.num_leaves == 1:
+            want = "one (*batch, H) array h"
+        elif cell.output_size != cell.hidden_size:
+            want = "a tuple (h, c) of (*batch, proj_size) and (*batch, H) arrays"
+        else:
+            want = "a tuple (h, c) of (*batch, H) arrays"
         raise ValueError(f"carry: got {got}, expected {want} (the carry of a {cell.kind} cell)")
-    expected = (*x_shape[:-1], cell.hidden_size)
-    for leaf in jax.tree_util.tree_leaves(carry):
+    names = ("h", "c") if structure.num_leaves == 2 else ("h",)
+    for name, leaf, zero in zip(names, jax.tree_util.tree_leaves(carry), jax.tree_util.tree_leaves(zeros)):
+        expected = (*x_shape[:-1], zero.shape[-1])
         if np.shape(leaf) != expected:
+            width = "proj_size" if zero.shape[-1] != cell.hidden_size else "hidden_size"
             raise ValueError(
-                f"carry: got a leaf of shape {np.shape(leaf)}, expected {expected} (x's batch shape "
-                f"{x_shape[:-1]}, hidden_size {cell.hidden_size})"
+                f"carry: got {name} of shape {np.shape(leaf)}, expected {expected} (x's batch shape "
+                f"{x_shape[:-1]}, {width} {zero.shape[-1]})"
             )
 
 
 def _built_cell(
     kind: str,
     hidden_size: int,
-    carry_count: int,
+    carry_widths: tuple[int, ...],
     init: Callable[..., Params],
     param_shapes: Callable[[int], dict[str, tuple[int, ...]]],
     project: Callable[[Params, Array], Array],
@@ -209,7 +223,7 @@ def _built_cell(
     _FACTORY_STEPS[step] = (project, recur_step)
     cell = Cell(
         init=_checked_init(init),
-        initial_carry=_zeros_carry(hidden_size, carry_count),
+        initial_carry=_zeros_carry(carry_widths),
         step=step,
         project=project,
         recur_step=recur_step,
@@ -328,12 +342,13 @@ def elman(
         return h, h
 
     options = {"activation": act_name, "negative_slope": negative_slope, "compute_dtype": compute_dtype}
-    return _built_cell("elman", hidden_size, 1, init, param_shapes, project, recur_step, options)
+    return _built_cell("elman", hidden_size, (hidden_size,), init, param_shapes, project, recur_step, options)
 
 
 def lstm(
     hidden_size: int,
     *,
+    proj_size: int = 0,
     activation: str | Callable[[Array], Array] = "tanh",
     recurrent_activation: str | Callable[[Array], Array] = "sigmoid",
     forget_bias: float | None = 1.0,
@@ -351,11 +366,18 @@ def lstm(
       h' = σ(o) ⊙ tanh(c')
 
     with ``σ`` the ``recurrent_activation`` (default sigmoid) and ``tanh`` the ``activation`` (default tanh).
+    With ``proj_size = P > 0`` (the LSTMP of Sak et al. 2014, PyTorch's ``proj_size``) the output is
+    projected, ``h' = (σ(o) ⊙ tanh(c')) w_hr``, so ``h`` is ``P`` wide and ``c`` stays ``H`` wide.
 
-    Params: ``w_x (I, 4H)``, ``w_h (H, 4H)``, ``b (4H,)``. The carry is ``(h, c)``.
+    Params: ``w_x (I, 4H)``, ``w_h (H, 4H)``, ``b (4H,)``; with ``proj_size`` ``w_h (P, 4H)`` and
+    ``w_hr (H, P)``. The carry is ``(h, c)``.
 
     Args:
       hidden_size: ``H``.
+      proj_size: ``P``, the width of the projected output, ``0 ≤ P < H`` as in PyTorch; 0 (default): none.
+        ``w_hr`` is drawn with ``kernel_init``. The fast CPU path runs it; the fused kernel does not (on GPU
+        and TPU "auto" takes the XLA reference). It exports to PyTorch only (Keras and Flax have no
+        projected LSTM).
       activation: of the candidate ``g`` and the cell state's output, as Keras' ``activation`` and Flax's
         ``activation_fn``: "tanh" (default), "sigmoid", "hard_sigmoid", "relu", "identity" or a callable.
       recurrent_activation: of the gates ``i, f, o``, as Keras' ``recurrent_activation`` and Flax's
@@ -373,8 +395,10 @@ def lstm(
       cell = jaxrnn.lstm(128)
       params = cell.init(jax.random.key(0), input_size=16)
       ys, (h, c) = jaxrnn.scan(cell, params, xs)                    # xs: (batch, T, 16)
+      projected = jaxrnn.lstm(128, proj_size=32)                    # ys and h: (batch, T, 32), (batch, 32)
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
+    proj_size = _proj_size(proj_size, hidden_size)
     act_name, act = _gated_activation(activation, "activation")
     gate_name, gate = _gated_activation(recurrent_activation, "recurrent_activation")
     if forget_bias is not None:
@@ -384,17 +408,24 @@ def lstm(
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
     bias_init = initializers.get(bias_init, "bias_init", vector=True)
     H = hidden_size
+    P = proj_size or H  # the width of h
 
     def param_shapes(input_size: int) -> dict[str, tuple[int, ...]]:
-        return {"w_x": (input_size, 4 * H), "w_h": (H, 4 * H), "b": (4 * H,)}
+        shapes = {"w_x": (input_size, 4 * H), "w_h": (P, 4 * H), "b": (4 * H,)}
+        return shapes | ({"w_hr": (H, P)} if proj_size else {})
 
     def init(key: Array, input_size: int, dtype=jnp.float32) -> Params:
-        kw, kb = jax.random.split(key)
-        w_x, w_h = _init_weights(kw, input_size, H, 4, kernel_init, recurrent_init, dtype)
+        kw, kb, kr = jax.random.split(key, 3)
+        kx, kh = jax.random.split(kw)
+        w_x = initializers.blockwise(kernel_init, kx, (input_size, 4 * H), 4, dtype)
+        w_h = initializers.blockwise(recurrent_init, kh, (P, 4 * H), 4, dtype)
         b = bias_init(kb, (4 * H,), dtype)
         if forget_bias is not None:
             b = b.at[H : 2 * H].set(forget_bias)
-        return {"w_x": w_x, "w_h": w_h, "b": b}
+        params = {"w_x": w_x, "w_h": w_h, "b": b}
+        if proj_size:
+            params["w_hr"] = initializers.blockwise(kernel_init, kr, (H, P), 1, dtype)
+        return params
 
     project = _projection("b", compute_dtype)
 
@@ -404,10 +435,28 @@ def lstm(
         i, f, g, o = jnp.split(z, 4, axis=-1)
         c = gate(f) * c + gate(i) * act(g)
         h = gate(o) * act(c)
+        if proj_size:
+            h = _matmul(h, params["w_hr"], compute_dtype)
         return (h, c), h
 
-    options = {"activation": act_name, "recurrent_activation": gate_name, "compute_dtype": compute_dtype}
-    return _built_cell("lstm", H, 2, init, param_shapes, project, recur_step, options)
+    options = {
+        "activation": act_name,
+        "recurrent_activation": gate_name,
+        "proj_size": proj_size,
+        "compute_dtype": compute_dtype,
+    }
+    return _built_cell("lstm", H, (P, H), init, param_shapes, project, recur_step, options)
+
+
+def _proj_size(value: Any, hidden_size: int) -> int:
+    """``proj_size`` as an int in ``[0, hidden_size)``, PyTorch's bound; ``ValueError`` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"proj_size: got {value!r}, expected a non-negative int (0: no projection)")
+    if value >= hidden_size:
+        raise ValueError(
+            f"proj_size: got {value}, expected less than hidden_size {hidden_size} (as PyTorch requires)"
+        )
+    return int(value)
 
 
 def gru(
@@ -496,7 +545,7 @@ def gru(
     return _built_cell(
         "gru",
         H,
-        1,
+        (H,),
         init,
         param_shapes,
         project,

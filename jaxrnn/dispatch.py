@@ -10,10 +10,10 @@
   VJP, weight gradients as one matmul each after the loop) for the built-in cells; the reference for what
   it does not support: custom cells (built-in ones whose functions were replaced included, see
   :func:`jaxrnn.cells.is_built_in`), callable Elman activations, LSTM/GRU activations other than tanh
-  with sigmoid gates, ``compute_dtype``, ``remat`` and recurrent dropout (``h_mask``). In a process
-  with several CPU devices (opt-in: ``jax.config.update("jax_num_cpu_devices", N)`` or the XLA flag
-  ``--xla_force_host_platform_device_count``) the fast path of a small recurrence runs with its batch split
-  across them (:mod:`jaxrnn.host_split`).
+  with sigmoid gates, ``compute_dtype``, ``remat`` and recurrent dropout
+  (``h_mask``). In a process with several CPU devices (opt-in:
+  ``jax.config.update("jax_num_cpu_devices", N)`` or the XLA flag ``--xla_force_host_platform_device_count``)
+  the fast path of a small recurrence runs with its batch split across them (:mod:`jaxrnn.host_split`).
   Measurements: ``benchmarks/NOTES.md``.
 """
 
@@ -120,8 +120,8 @@ def choose(cell: Cell, backend: str) -> Callable:
     reason = kernels.cell_unsupported(cell)
     if backend == "pallas" and reason is not None:
         raise ValueError(f"backend='pallas': {reason}; use backend='xla' or 'auto'")
-    if backend == "auto" and reason is not None:
-        return reference_layer
+    if backend == "auto" and reason is not None and fast.unsupported(cell) is not None:
+        return reference_layer  # neither the kernel nor the CPU fast path runs this cell
 
     def layer(
         cell, params, xs, carry, mask, *, reverse, unroll=1, remat=False, h_mask=None, batch_major=False

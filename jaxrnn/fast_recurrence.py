@@ -123,9 +123,10 @@ def _elman(cell: Cell) -> _Spec:
 
 def _lstm(cell: Cell, gate_dots: bool = False) -> _Spec:
     H = cell.hidden_size
+    projected = bool(cell.options.get("proj_size"))
 
     def weights(params):
-        return {"w_h": params["w_h"]}
+        return {k: params[k] for k in ("w_h", "w_hr") if k in params}
 
     def loop_weights(w):
         if not gate_dots:
@@ -143,26 +144,34 @@ def _lstm(cell: Cell, gate_dots: bool = False) -> _Spec:
         i, f, o = (0.5 * jnp.tanh(0.5 * z) + 0.5 for z in (zi, zf, zo))  # σ(z) = (1 + tanh(z/2)) / 2
         g = jnp.tanh(zg)
         c = f * c_prev + i * g
-        return (o * jnp.tanh(c), c), (c_prev, i, f, g, o)
+        h = o * jnp.tanh(c)
+        return (h @ w["w_hr"] if projected else h, c), (c_prev, i, f, g, o)
 
     def backward(w, grad, res, h, h_prev):
         gh, gc = grad
+        # with a projection h = m w_hr: the gradient reaching m = σ(o) tanh(c) is gh w_hrᵀ, and gh itself
+        # is kept (``extra``) for w_hr's gradient after the loop
+        gm = gh @ w["w_hr_t"] if projected else gh
         c_prev, i, f, g, o = res
         tc = jnp.tanh(f * c_prev + i * g)
-        dc = gc + gh * o * (1.0 - tc * tc)
+        dc = gc + gm * o * (1.0 - tc * tc)
         dz = jnp.concatenate(
             [
                 dc * g * i * (1.0 - i),
                 dc * c_prev * f * (1.0 - f),
                 dc * i * (1.0 - g * g),
-                gh * tc * o * (1.0 - o),
+                gm * tc * o * (1.0 - o),
             ],
             axis=-1,
         )
-        return (dz @ w["w_h_t"], dc * f), dz, None
+        return (dz @ w["w_h_t"], dc * f), dz, (gh if projected else None)
 
     def weight_grads(w, h_prev, res, dxp, extra):
-        return {"w_h": _rows(h_prev(), dxp)}
+        dw = {"w_h": _rows(h_prev(), dxp)}
+        if projected:  # Σ_t m_tᵀ gh_t, with m recomputed from the saved gates (no (T, B, H) buffer for it)
+            c_prev, i, f, g, o = res
+            dw["w_hr"] = _rows(o * jnp.tanh(f * c_prev + i * g), extra)
+        return dw
 
     claims = (None, None, 0, 1, 2, 3)  # i, f, g, o over their projection blocks
     return _Spec(4, "b", weights, forward, backward, weight_grads, claims, loop_weights)

@@ -122,12 +122,12 @@ def rnn(
             if cell.hidden_size is None:
                 raise ValueError(
                     f"cells: a {cell.kind} cell without hidden_size cannot be stacked or run bidirectionally "
-                    "(the next layer's input size and the merged width are its hidden size)"
+                    "(the next layer's input size and the merged width are its output size)"
                 )
     directions = ("forward", "backward") if bidirectional else ("forward",)
 
     def width(cell: Cell) -> int:
-        return 2 * cell.hidden_size if bidirectional and merge == "concat" else cell.hidden_size
+        return 2 * cell.output_size if bidirectional and merge == "concat" else cell.output_size
 
     def init(key: Array, input_size: int, dtype=jnp.float32) -> list:
         validate.prng_key(key, "key")
@@ -192,7 +192,7 @@ def rnn(
                 h_mask = None
                 if train and recurrent_dropout > 0:
                     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params[i][direction]))
-                    h_mask = _dropout(keys[i, j], recurrent_dropout, (*batch_shape, cell.hidden_size), dtype)
+                    h_mask = _dropout(keys[i, j], recurrent_dropout, (*batch_shape, cell.output_size), dtype)
                 ys, layer_carries[direction] = run(
                     cell,
                     params[i][direction],

@@ -35,7 +35,8 @@ def scan(
         :class:`jaxrnn.Cell`.
       params: the cell's params.
       xs: ``(*batch, T, I)``, or ``(T, *batch, I)`` with ``time_major=True``.
-      carry: the initial carry, shaped ``(*batch, H)`` per leaf; ``None`` means zeros (in the params' dtype).
+      carry: the initial carry, shaped ``(*batch, H)`` per leaf (an LSTM with ``proj_size`` ``P``: ``h`` is
+        ``(*batch, P)``); ``None`` means zeros (in the params' dtype).
         For the built-in cells every leaf must have the params' dtype promoted with the carry's own: wider
         is allowed, narrower not.
       lengths: ``(*batch,)`` ints in ``[0, T]`` for right-padded sequences. Outputs past a sequence's length
@@ -56,7 +57,8 @@ def scan(
       backend: "auto", "xla" or "pallas" (see :mod:`jaxrnn.dispatch`).
 
     Returns:
-      ``ys`` of shape ``(*batch, T, H)`` (or ``(T, *batch, H)``) and the final carry.
+      ``ys`` of shape ``(*batch, T, H)`` (or ``(T, *batch, H)``; ``P`` for ``H`` with ``proj_size``) and the
+      final carry.
 
     Example::
 
@@ -129,9 +131,9 @@ def run(
         carry = zero_carry
     else:
         validate.carry(carry, zero_carry, carry_name, promotes=is_built_in(cell))
-    if h_mask is not None and tuple(h_mask.shape) != (*batch_shape, cell.hidden_size):
-        expected = (*batch_shape, cell.hidden_size)
-        raise ValueError(f"h_mask: got shape {tuple(h_mask.shape)}, expected {expected} (*batch, H)")
+    if h_mask is not None and tuple(h_mask.shape) != (*batch_shape, cell.output_size):
+        expected = (*batch_shape, cell.output_size)
+        raise ValueError(f"h_mask: got shape {tuple(h_mask.shape)}, expected {expected} (*batch, h's width)")
     if h_mask is not None and not runs_split(cell):
         raise ValueError(
             "recurrent dropout: the cell's step runs alone (a custom cell with only step, or a replaced step "

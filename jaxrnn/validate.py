@@ -65,11 +65,12 @@ def params(cell: Cell, params: Any, argument: str = "params") -> int | None:
         raise ValueError(
             f"{argument}: unexpected keys {extra}; a {cell.kind} cell expects {sorted(expected)}"
         )
+    projected = f", proj_size={cell.output_size}" if cell.output_size != cell.hidden_size else ""
     for name, shape in expected.items():
         if _shape(params[name]) != shape:
             raise ValueError(
                 f"{argument}[{name!r}]: got shape {_shape(params[name])}, expected {shape} "
-                f"(hidden_size={cell.hidden_size}, input_size={input_size})"
+                f"(hidden_size={cell.hidden_size}{projected}, input_size={input_size})"
             )
         floating(params[name], f"{argument}[{name!r}]")
     return input_size

@@ -52,6 +52,9 @@ def cell_unsupported(cell: Cell) -> str | None:
     others = other_activations(cell)
     if others is not None:
         return f"the fused {cell.kind} kernel has tanh activations and sigmoid gates only (got {others})"
+    proj_size = (cell.options or {}).get("proj_size")
+    if proj_size:
+        return f"the fused LSTM kernel has no output projection (got proj_size={proj_size})"
     return None
 
 

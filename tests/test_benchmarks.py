@@ -179,6 +179,39 @@ def test_every_peer_agrees_on_every_workload_kind(kind, layers, bidirectional):
     assert {"jaxrnn auto", "jaxrnn xla", "lax.scan", "torch (cpu)", "flax", "keras"} <= timed, result["notes"]
 
 
+@pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (2, True)], ids=["one-layer", "bi-stack"])
+def test_a_projected_lstm_is_timed_against_torch_and_the_lax_scan_loop(layers, bidirectional):
+    harness = _harness()
+    workload = harness.Workload("lstm", (5, 2, 3, 6), layers, bidirectional, proj_size=4)
+    result = harness.run_workload(workload, 1, None, 2e-4, SimpleNamespace(update=id))
+    timed = {r.name for r in result["results"]}
+    assert {"jaxrnn auto", "jaxrnn xla", "lax.scan", "torch (cpu)"} <= timed, result["notes"]
+    for peer in ("flax", "keras"):
+        assert f"{peer}: skipped (it has no LSTM with an output projection)" in result["notes"]
+    directions = 1 + bidirectional
+    # per layer and direction: 2 T B ((width + P) 4H + H P); width 3, then the 2P-wide concatenation
+    widths = [3, directions * 4][:layers]
+    assert workload.flops() == sum(directions * 2 * 5 * 2 * ((w + 4) * 24 + 6 * 4) for w in widths)
+    assert workload.label.endswith("(5, 2, 3, 6) proj 4")
+
+
+def test_the_matmul_floor_of_a_projected_lstm_keeps_the_norm_through_the_projection():
+    harness = _harness()
+    T, B, n_in, H, P = 40, 3, 5, 7, 4
+    floor = harness.floor_impl(harness.Workload("lstm", (T, B, n_in, H), proj_size=P))
+    [((xp, _), h)] = floor.forward()
+    [(_, d, dw_x, dx, dw_h, dw_hr)] = floor.backward()
+    assert (xp.shape, h.shape, d.shape) == ((T * B, 4 * H), (B, P), (B, 4 * H))
+    assert (dw_x.shape, dx.shape, dw_h.shape, dw_hr.shape) == (
+        (n_in, 4 * H),
+        (T * B, n_in),
+        (P, 4 * H),
+        (H, P),
+    )
+    np.testing.assert_allclose(np.linalg.norm(h, axis=1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), 2.0, rtol=1e-4)
+
+
 def test_the_reference_must_be_finite(monkeypatch):
     harness = _harness()
     nan = harness.Impl(
@@ -304,6 +337,9 @@ def test_cells_and_shapes_select_the_workloads():
     assert [(w.kind, w.shape, w.bidirectional) for w in chosen] == [("gru", (128, 32, 64, 128), False)]
     everything = harness.workloads(False)
     assert len(everything) == 3 * len(harness.CONFIGS) + 1 and everything[-1].bidirectional
+    assert not any(w.proj_size for w in everything)  # the projected LSTM only when asked for
+    [projected] = harness.workloads(False, ["lstmp"], [(128, 32, 64, 128)])
+    assert (projected.kind, projected.shape, projected.proj_size) == ("lstm", (128, 32, 64, 128), 64)
 
 
 @pytest.mark.parametrize(
@@ -316,6 +352,10 @@ def test_cells_and_shapes_select_the_workloads():
         (["--tol", "-1"], "--tol: got '-1', expected a non-negative number"),
         (["--budget", "nan"], "--budget: got 'nan', expected a positive float"),
         (["--quick", "--cells", "gru"], "--quick runs its one small config: leave out --cells and --shape"),
+        (
+            ["--cells", "lstmp", "--shape", "4,2,3,1"],
+            "--cells lstmp: the projection (proj_size = H // 2) needs",
+        ),
         (["--host-devices", "2"], "--host-devices: JAX's CPU backend was initialised before it could apply"),
     ],
     ids=[
@@ -326,6 +366,7 @@ def test_cells_and_shapes_select_the_workloads():
         "tol",
         "budget",
         "quick_cells",
+        "lstmp_h1",
         "host_devices_after_init",
     ],
 )

@@ -37,7 +37,8 @@ def numpy_step(kind, options, params, carry, x):
         h, c = (np.asarray(v) for v in carry)
         i, f, g, o = np.split(x @ p["w_x"] + h @ p["w_h"] + p["b"], 4, axis=-1)
         c = gate(f) * c + gate(i) * act(g)
-        return gate(o) * act(c), c
+        h = gate(o) * act(c)
+        return (h @ p["w_hr"] if "w_hr" in p else h), c
     h = np.asarray(carry)
     xr, xz, xn = np.split(x @ p["w_x"] + p["b_x"], 3, axis=-1)
     w_hr, w_hz, w_hn = np.split(p["w_h"], 3, axis=-1)
@@ -85,6 +86,7 @@ def test_project_plus_recur_step_equals_step(name):
         ("elman_tanh", {"w_x": (3, 5), "w_h": (5, 5), "b": (5,)}),
         ("elman_prelu", {"w_x": (3, 5), "w_h": (5, 5), "b": (5,), "alpha": (5,)}),
         ("lstm", {"w_x": (3, 20), "w_h": (5, 20), "b": (20,)}),
+        ("lstm_proj", {"w_x": (3, 28), "w_h": (5, 28), "b": (28,), "w_hr": (7, 5)}),
         ("gru", {"w_x": (3, 15), "w_h": (5, 15), "b_x": (15,), "b_h": (15,)}),
     ],
 )
@@ -107,6 +109,17 @@ def test_initial_carry_is_zeros_of_the_batch_shape():
     h, c = jaxrnn.lstm(3).initial_carry((), jnp.bfloat16)
     assert h.shape == c.shape == (3,) and h.dtype == jnp.bfloat16
     assert not np.any(np.asarray(c))
+
+
+def test_a_projected_lstm_has_a_narrower_h_than_its_cell_state():
+    cell = jaxrnn.lstm(6, proj_size=2)
+    assert (cell.hidden_size, cell.output_size, jaxrnn.lstm(6).output_size) == (6, 2, 6)
+    h, c = cell.initial_carry((3,))
+    assert h.shape == (3, 2) and c.shape == (3, 6)
+    params = cell.init(jax.random.key(0), 4)
+    ys, (h, c) = jaxrnn.scan(cell, params, jax.random.normal(jax.random.key(1), (3, 5, 4)))
+    assert ys.shape == (3, 5, 2) and h.shape == (3, 2) and c.shape == (3, 6)
+    np.testing.assert_array_equal(ys[:, -1], h)
 
 
 def test_lstm_forget_bias_sets_only_the_initial_forget_block():
@@ -135,7 +148,9 @@ def test_identity_recurrent_init_gives_the_irnn():
     np.testing.assert_array_equal(params["w_h"], 0.5 * np.eye(5))
 
 
-@pytest.mark.parametrize("name", ["elman_tanh", "elman_prelu", "lstm", "gru", "gru_reset_before"])
+@pytest.mark.parametrize(
+    "name", ["elman_tanh", "elman_prelu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
+)
 def test_check_grads_through_scan_float64(name):
     with jax.enable_x64(True):
         cell = CELLS[name](3)
@@ -150,14 +165,17 @@ def test_check_grads_through_scan_float64(name):
         check_grads(jax.jit(loss), (params, xs, carry), order=2, modes=("rev",), eps=1e-4)
 
 
-@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru"])
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "lstm_proj", "gru"])
 def test_bfloat16_compute_stays_close_to_float32(name):
     """compute_dtype=bfloat16 keeps float32 params, carry and accumulation; the matmul operands lose
     mantissa bits, so outputs agree with float32 to about 2e-2 (the tolerance documented in the README)."""
     full = CELLS[name](16)
-    half = {"elman_tanh": jaxrnn.elman, "lstm": jaxrnn.lstm, "gru": jaxrnn.gru}[name](
-        16, compute_dtype=jnp.bfloat16
-    )
+    half = {
+        "elman_tanh": lambda: jaxrnn.elman(16, compute_dtype=jnp.bfloat16),
+        "lstm": lambda: jaxrnn.lstm(16, compute_dtype=jnp.bfloat16),
+        "lstm_proj": lambda: jaxrnn.lstm(18, proj_size=16, compute_dtype=jnp.bfloat16),
+        "gru": lambda: jaxrnn.gru(16, compute_dtype=jnp.bfloat16),
+    }[name]()
     params = random_params(full, jax.random.key(0), 8)
     xs = jax.random.normal(jax.random.key(1), (4, 12, 8))
     ys_full, _ = jaxrnn.scan(full, params, xs)

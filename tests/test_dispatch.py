@@ -58,6 +58,16 @@ def test_auto_routes_a_callable_activation_to_xla():
     assert dispatch.choose(jaxrnn.elman(4, jnp.sin), "auto") is dispatch.reference_layer
 
 
+def test_auto_runs_a_projected_lstm_on_the_cpu_fast_path_and_the_reference_on_accelerators():
+    """The fused kernel has no projection; the CPU fast path has."""
+    cell = jaxrnn.lstm(5, proj_size=3)
+    assert dispatch.choose(cell, "auto") is not dispatch.reference_layer
+    params = cell.init(jax.random.key(0), 2)
+    assert dispatch.select(cell, params, backend="auto", remat=False, platform="cpu")[0] == "fast"
+    chosen, reason = dispatch.select(cell, params, backend="auto", remat=False, platform="gpu")
+    assert chosen == "xla" and "proj_size=3" in reason
+
+
 @pytest.mark.parametrize("platform", ["cpu", "gpu"])
 def test_auto_routes_gated_activations_other_than_the_defaults_to_xla(platform):
     cell = jaxrnn.gru(4, recurrent_activation="hard_sigmoid")
@@ -84,6 +94,14 @@ def test_pallas_rejects_a_custom_cell():
 def test_pallas_rejects_a_callable_activation():
     with pytest.raises(ValueError, match="backend='pallas': Elman activation 'custom'"):
         dispatch.choose(jaxrnn.elman(4, jnp.sin), "pallas")
+
+
+def test_pallas_rejects_a_projected_lstm():
+    with pytest.raises(
+        ValueError,
+        match=r"backend='pallas': the fused LSTM kernel has no output projection \(got proj_size=2\)",
+    ):
+        dispatch.choose(jaxrnn.lstm(4, proj_size=2), "pallas")
 
 
 def test_pallas_rejects_gated_activations_other_than_the_defaults():

@@ -85,7 +85,9 @@ def test_values_and_grads_match_reference_float64(name):
                 assert np.all(np.asarray(result[0][1][0])[~np.asarray(masks[kind])] == 0)
 
 
-@pytest.mark.parametrize("name", ["elman_tanh", "elman_prelu", "lstm", "gru", "gru_reset_before"])
+@pytest.mark.parametrize(
+    "name", ["elman_tanh", "elman_prelu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
+)
 def test_a_float64_carry_with_float32_params_matches_reference(name):
     """The loops' outputs are float64 and the projection blocks float32: no block can hold an output."""
     with jax.enable_x64(True):
@@ -114,7 +116,9 @@ def test_the_forward_loop_stores_gates_over_their_projection_blocks(name, buffer
     assert temp <= (buffers + 0.5) * steps * batch * hidden * 4
 
 
-@pytest.mark.parametrize("name", ["elman_relu", "elman_prelu", "lstm", "gru", "gru_reset_before"])
+@pytest.mark.parametrize(
+    "name", ["elman_relu", "elman_prelu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
+)
 def test_check_grads_on_the_custom_vjp(name):
     with jax.enable_x64(True):
         cell = FAST_CELLS[name](3)
@@ -132,10 +136,12 @@ def test_check_grads_on_the_custom_vjp(name):
     [
         ("elman_tanh", (5, 1, 3)),
         ("lstm", (1, 1, 3)),
+        ("lstm_proj", (1, 1, 3)),
         ("gru", (4, 3, 1)),
         ("gru_reset_before", (1, 1, 2)),
         ("elman_prelu", (0, 2, 3)),
         ("lstm", (0, 2, 3)),
+        ("lstm_proj", (0, 2, 3)),
         ("gru", (0, 1, 2)),
     ],
 )  # (T, B, I); hidden 37 throughout
@@ -148,7 +154,7 @@ def test_odd_shapes_float32(name, shape):
     _assert_close(got, want, rtol=2e-5, atol=2e-5)
 
 
-CHUNKED_CELLS = ("elman_prelu", "lstm", "gru", "gru_reset_before")
+CHUNKED_CELLS = ("elman_prelu", "lstm", "lstm_proj", "gru", "gru_reset_before")
 
 
 @pytest.mark.parametrize(
@@ -171,10 +177,11 @@ def test_chunked_passes_match_reference_float64(name, steps, size, monkeypatch):
     _assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj"])
 @pytest.mark.parametrize(
     "size", [None, 2]
 )  # one pass; 2-step chunks (the forward-only pass and the backward)
-def test_concurrent_lstm_with_one_dot_per_gate_matches_reference_float64(size, monkeypatch):
+def test_concurrent_lstm_with_one_dot_per_gate_matches_reference_float64(name, size, monkeypatch):
     """``concurrent=True`` (the host split) from GATE_DOTS_MIN_HIDDEN up: the forward-only pass and the VJP
     forward take one recurrent dot per gate, with the reference's values and gradients."""
     monkeypatch.setattr(fast_recurrence, "GATE_DOTS_MIN_HIDDEN", 5)
@@ -182,7 +189,7 @@ def test_concurrent_lstm_with_one_dot_per_gate_matches_reference_float64(size, m
         monkeypatch.setattr(fast_recurrence, "chunk_steps", lambda xs, w_x: size)
     concurrent = functools.partial(fast_layer, concurrent=True)
     with jax.enable_x64(True):
-        cell = FAST_CELLS["lstm"](5)
+        cell = FAST_CELLS[name](5)
         params, xs, carry = _inputs(cell, 7, 4, 3, jnp.float64, seed=4)
         mask = _masks(7, 4)["lengths"]
         want, got = _reference_and(concurrent, cell, [(False, None), (True, mask)])(params, xs, carry)
@@ -203,7 +210,7 @@ def test_concurrent_lstm_takes_one_dot_per_gate_from_the_threshold(hidden, concu
     assert str(jax.make_jaxpr(run)(params, xs, carry)).count("dot_general") == 4 + loop_dots
 
 
-@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru"])
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "lstm_proj", "gru"])
 @pytest.mark.parametrize("size", [None, 3])  # one pass; 3-step chunks of 7 steps (a leftover step)
 def test_batch_major_outputs_match_reference_float64(name, size, monkeypatch):
     """``batch_major=True``: ``(B, T, H)`` outputs (the chunked forward-only pass writes each chunk

@@ -259,6 +259,12 @@ def test_to_flax_reset_before_raises():
         to_flax(cell, _random_params(cell, 2))
 
 
+def test_to_flax_projected_lstm_raises():
+    cell = jaxrnn.lstm(4, proj_size=3)
+    with pytest.raises(ValueError, match=r"cell: got an lstm cell with proj_size=3, expected proj_size=0"):
+        to_flax(cell, _random_params(cell, 2))
+
+
 def test_to_flax_unsupported_activation_raises():
     cell = jaxrnn.elman(4, "leaky_relu")
     with pytest.raises(ValueError, match=r"activation: got 'leaky_relu', expected one of"):

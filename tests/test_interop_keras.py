@@ -263,6 +263,12 @@ def test_to_keras_units_mismatch_raises():
         to_keras(net, _random_params(net, 3), L.LSTM(5, **INIT))
 
 
+def test_to_keras_projected_lstm_raises():
+    net = jaxrnn.rnn(jaxrnn.lstm(4, proj_size=2))
+    with pytest.raises(ValueError, match=r"net: got an lstm cell with proj_size=2, expected proj_size=0"):
+        to_keras(net, _random_params(net, 3), L.LSTM(4, **INIT))
+
+
 def test_to_keras_reset_after_mismatch_raises():
     net = jaxrnn.rnn(jaxrnn.gru(4))
     with pytest.raises(ValueError, match=r"layer.reset_after: got False, expected True"):

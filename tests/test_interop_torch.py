@@ -59,6 +59,8 @@ MODULES = [
     ),
     (torch.nn.LSTM, {"batch_first": True}, 5, 8, 2, 7),
     (torch.nn.LSTM, {"num_layers": 3, "bidirectional": True, "bias": False}, 2, 5, 3, 4),
+    (torch.nn.LSTM, {"num_layers": 2, "bidirectional": True, "proj_size": 3}, 4, 37, 1, 5),
+    (torch.nn.LSTM, {"batch_first": True, "proj_size": 1}, 3, 2, 2, 1),
     (torch.nn.GRU, {"num_layers": 2, "bidirectional": True, "batch_first": True}, 3, 7, 4, 6),
     (torch.nn.GRU, {"bias": False}, 1, 1, 1, 3),
 ]
@@ -69,6 +71,8 @@ MODULE_IDS = [
     "rnn-relu-2layer-bi-batch-first",
     "lstm-batch-first",
     "lstm-3layer-bi-no-bias",
+    "lstm-proj3-2layer-bi-h37-b1",
+    "lstm-proj1-h2-t1",
     "gru-2layer-bi-batch-first",
     "gru-h1-no-bias",
 ]
@@ -135,9 +139,10 @@ def test_cell_step_matches(cls, kwargs, input_size, hidden, batch):
         (jaxrnn.elman(37, "relu"), 1, False, 3, 1, 1),
         (jaxrnn.elman(5), 2, True, 4, 2, 6),
         (jaxrnn.lstm(6), 3, True, 2, 3, 5),
+        (jaxrnn.lstm(6, proj_size=4), 2, True, 3, 2, 5),
         (jaxrnn.gru(7), 2, False, 5, 2, 4),
     ],
-    ids=["elman-relu-h37-t1", "elman-2layer-bi", "lstm-3layer-bi", "gru-2layer"],
+    ids=["elman-relu-h37-t1", "elman-2layer-bi", "lstm-3layer-bi", "lstm-proj-2layer-bi", "gru-2layer"],
 )
 def test_network_round_trip_is_exact_and_loads_into_torch(
     cell, num_layers, bidirectional, input_size, batch, steps
@@ -147,6 +152,8 @@ def test_network_round_trip_is_exact_and_loads_into_torch(
     state_dict = to_torch(net, params)
     cls = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell.kind]
     extra = {"nonlinearity": cell.options["activation"]} if cell.kind == "elman" else {}
+    if cell.kind == "lstm":
+        extra["proj_size"] = cell.options["proj_size"]
     module = cls(input_size, cell.hidden_size, num_layers=num_layers, bidirectional=bidirectional, **extra)
     module.load_state_dict(state_dict)
     x = np.random.default_rng(steps).standard_normal((steps, batch, input_size), np.float32)
@@ -184,14 +191,62 @@ def test_bias_false_export_loads_strictly():
 # --- errors: one test per case -----------------------------------------------------------------------
 
 
-def test_lstm_proj_size_module_raises():
-    with pytest.raises(ValueError, match=r"proj_size=2, expected proj_size=0"):
-        from_torch(torch.nn.LSTM(3, 4, proj_size=2))
+def test_a_projected_lstm_cell_is_not_exported_as_an_lstm_cell():
+    cell = jaxrnn.lstm(4, proj_size=2)
+    with pytest.raises(
+        ValueError, match=r"net_or_cell: got an lstm cell with proj_size=2, expected proj_size=0"
+    ):
+        to_torch(cell, _random_params(cell, 3))
 
 
-def test_lstm_proj_size_state_dict_raises():
-    with pytest.raises(ValueError, match=r"weight_hr_l0"):
-        from_torch(torch.nn.LSTM(3, 4, proj_size=2).state_dict(), batch_first=False)
+def test_state_dict_weight_hr_wider_than_the_state_raises():
+    state_dict = torch.nn.LSTM(3, 4, proj_size=2).state_dict()
+    state_dict["weight_hr_l0"] = torch.zeros(4, 4)
+    with pytest.raises(
+        ValueError,
+        match=r"\['weight_hr_l0'\]: got shape \(4, 4\), expected \(proj_size, hidden_size\) with 0 <",
+    ):
+        from_torch(state_dict, batch_first=False)
+
+
+def test_state_dict_weight_hh_not_matching_the_projection_raises():
+    state_dict = torch.nn.LSTM(3, 4, proj_size=2).state_dict()
+    state_dict["weight_hh_l0"] = torch.zeros(16, 4)
+    with pytest.raises(
+        ValueError,
+        match=r"\['weight_hh_l0'\]: got shape \(16, 4\), expected \(16, 2\) \(hidden_size=4, proj_size=2\)",
+    ):
+        from_torch(state_dict, batch_first=False)
+
+
+def test_torch_states_of_a_projected_lstm_have_their_own_widths():
+    torch.manual_seed(1)
+    module = torch.nn.LSTM(3, 6, num_layers=2, proj_size=2)
+    net, params = from_torch(module)
+    h_0, c_0 = torch.randn(2, 4, 2), torch.randn(2, 4, 6)
+    x = torch.randn(5, 4, 3)
+    with torch.no_grad():
+        y, (h_n, c_n) = module(x, (h_0, c_0))
+    ys, finals = jax.jit(net.apply)(params, jnp.asarray(x.numpy()), carries_from_torch(net, h_0, c_0))
+    np.testing.assert_allclose(ys, _np(y), **TOL)
+    back = carries_to_torch(net, finals)
+    assert back[0].shape == (2, 4, 2) and back[1].shape == (2, 4, 6)
+    np.testing.assert_allclose(_np(back[0]), _np(h_n), **TOL)
+    np.testing.assert_allclose(_np(back[1]), _np(c_n), **TOL)
+
+
+def test_torch_h_0_of_a_projected_lstm_must_have_the_projected_width():
+    net, _ = from_torch(torch.nn.LSTM(3, 6, proj_size=2))
+    with pytest.raises(ValueError, match=r"h_0: got shape \(1, 4, 6\), expected \(1, B, 2\).*proj_size\)"):
+        carries_from_torch(net, torch.zeros(1, 4, 6), torch.zeros(1, 4, 6))
+
+
+def test_torch_c_0_with_another_batch_than_h_0_is_refused():
+    net, _ = from_torch(torch.nn.LSTM(3, 6, proj_size=2))
+    with pytest.raises(
+        ValueError, match=r"c_0: got shape \(1, 3, 6\), expected h_0's leading dimensions \(1, 4\)"
+    ):
+        carries_from_torch(net, torch.zeros(1, 4, 2), torch.zeros(1, 3, 6))
 
 
 def test_rnn_state_dict_without_nonlinearity_raises():

@@ -23,9 +23,15 @@ def xs_and_lengths(batch=3, steps=7, features=4):
     return xs, jnp.array([steps, 2, 5][:batch])
 
 
-@pytest.mark.parametrize("merge", ["concat", "sum", "mean", "mul"])
-def test_bidirectional_stack_equals_composing_scans(merge):
-    cell = jaxrnn.gru(5)
+@pytest.mark.parametrize(
+    ("cell", "merge"),
+    [
+        *((jaxrnn.gru(5), merge) for merge in ("concat", "sum", "mean", "mul")),
+        (jaxrnn.lstm(7, proj_size=5), "concat"),  # the next layer reads the projected h
+    ],
+    ids=["concat", "sum", "mean", "mul", "lstm-proj-concat"],
+)
+def test_bidirectional_stack_equals_composing_scans(cell, merge):
     net = jaxrnn.rnn(cell, num_layers=2, bidirectional=True, merge=merge)
     params = perturbed(net.init(jax.random.key(0), 4), jax.random.key(2))
     xs, lengths = xs_and_lengths()
@@ -45,6 +51,7 @@ def test_bidirectional_stack_equals_composing_scans(merge):
         layer_in = merge_fn(fwd, bwd)
     np.testing.assert_allclose(ys, layer_in, rtol=1e-6, atol=1e-6)
     assert ys.shape[-1] == net.output_size == (10 if merge == "concat" else 5)
+    assert params[1]["forward"]["w_x"].shape[0] == net.output_size
 
 
 def test_list_of_cells_gives_one_cell_per_layer():
@@ -96,7 +103,9 @@ def test_dropout_spares_the_last_layer_output():
     )
 
 
-@pytest.mark.parametrize("cell", [jaxrnn.elman(64, "identity"), jaxrnn.gru(64), jaxrnn.lstm(64)])
+@pytest.mark.parametrize(
+    "cell", [jaxrnn.elman(64, "identity"), jaxrnn.gru(64), jaxrnn.lstm(64), jaxrnn.lstm(66, proj_size=64)]
+)
 def test_recurrent_dropout_reuses_one_mask_per_sequence(cell):
     """With h_t = x_t w_x + (m ⊙ h_{t-1}) w_h and w_h = I, an input only at t=0 gives h_t = m^t ⊙ h_0:
     the ratios h_2/h_1 and h_1/h_0 are the same mask m, entries 0 or 1/(1-p), different per sequence."""

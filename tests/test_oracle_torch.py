@@ -17,12 +17,14 @@ MODES = {
     "rnn_tanh": (lambda **kw: torch.nn.RNN(nonlinearity="tanh", **kw), lambda h: jaxrnn.elman(h, "tanh")),
     "rnn_relu": (lambda **kw: torch.nn.RNN(nonlinearity="relu", **kw), lambda h: jaxrnn.elman(h, "relu")),
     "lstm": (lambda **kw: torch.nn.LSTM(**kw), jaxrnn.lstm),
+    "lstm_proj": (lambda **kw: torch.nn.LSTM(proj_size=3, **kw), lambda h: jaxrnn.lstm(h, proj_size=3)),
     "gru": (lambda **kw: torch.nn.GRU(**kw), jaxrnn.gru),
 }
 
 
 def copy_params(module, kind, num_layers, bidirectional):
-    """torch weights -> jaxrnn params: transpose; Elman/LSTM sum the two biases, GRU keeps both."""
+    """torch weights -> jaxrnn params: transpose; Elman/LSTM sum the two biases, GRU keeps both; a projected
+    LSTM's weight_hr is w_hr transposed."""
     directions = ("forward", "backward") if bidirectional else ("forward",)
     params = []
     for layer in range(num_layers):
@@ -34,6 +36,8 @@ def copy_params(module, kind, num_layers, bidirectional):
                 return jnp.asarray(getattr(module, name + suffix).detach().numpy())
 
             p = {"w_x": get("weight_ih").T, "w_h": get("weight_hh").T}
+            if module.proj_size:
+                p["w_hr"] = get("weight_hr").T
             if kind == "gru":
                 p.update(b_x=get("bias_ih"), b_h=get("bias_hh"))
             else:
@@ -56,6 +60,8 @@ def torch_grads_as_params(module, kind, num_layers, bidirectional):
                 return getattr(module, name + suffix).grad.numpy()
 
             g = {"w_x": get("weight_ih").T, "w_h": get("weight_hh").T}
+            if module.proj_size:
+                g["w_hr"] = get("weight_hr").T
             if kind == "gru":
                 g.update(b_x=get("bias_ih"), b_h=get("bias_hh"))
             else:
@@ -100,11 +106,11 @@ def compare(mode, num_layers, bidirectional, dtype, packed, batch=3, steps=6, in
     else:
         out, state = module(x)
     weights = torch.randn(out.shape, dtype=dtype)
-    state_leaves = state if mode == "lstm" else (state,)
+    kind = "gru" if mode == "gru" else ("lstm" if mode.startswith("lstm") else "elman")
+    state_leaves = state if kind == "lstm" else (state,)
     loss = (out * weights).sum() + sum((leaf**2).sum() for leaf in state_leaves)
     loss.backward()
 
-    kind = "gru" if mode == "gru" else ("lstm" if mode == "lstm" else "elman")
     net = jaxrnn.rnn(make_cell(hidden), num_layers=num_layers, bidirectional=bidirectional)
     params = copy_params(module, kind, num_layers, bidirectional)
     xs = jnp.asarray(x.detach().numpy())
@@ -145,4 +151,5 @@ def test_matches_torch_float64(mode):
 
 def test_odd_sizes_match_torch():
     compare("lstm", 1, False, torch.float32, packed=True, batch=1, steps=1, input_size=3, hidden=37)
+    compare("lstm_proj", 1, True, torch.float32, packed=True, batch=1, steps=1, input_size=3, hidden=37)
     compare("gru", 1, True, torch.float32, packed=False, batch=2, steps=9, input_size=1, hidden=1)

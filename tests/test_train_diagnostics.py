@@ -47,6 +47,32 @@ def test_matches_a_hand_unrolled_perturbation_gradient():
     np.testing.assert_allclose(gradient_flow(m, params, batch, loss="mse"), ref, rtol=1e-4)
 
 
+def test_a_projected_lstm_is_probed_at_its_projected_output():
+    """∂L/∂h_t of an LSTM with proj_size is taken w.r.t. the projected h (the layer's output), by the
+    hand-unrolled LSTMP."""
+    cell = jaxrnn.lstm(5, proj_size=2)
+    m = model(jaxrnn.rnn(cell), jaxrnn.dense(1), output="sequence")
+    params = m.init(jax.random.key(int(rng.integers(1 << 30))), 3)
+    batch = {
+        "x": rng.normal(size=(2, 4, 3)).astype(np.float32),
+        "y": rng.normal(size=(2, 4, 1)).astype(np.float32),
+    }
+    p = params["rnn"][0]["forward"]
+
+    def loss(delta):
+        (h, c), outs = cell.initial_carry(2), []
+        for t in range(4):
+            i, f, g, o = jnp.split(batch["x"][:, t] @ p["w_x"] + h @ p["w_h"] + p["b"], 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = (jax.nn.sigmoid(o) * jnp.tanh(c)) @ p["w_hr"] + delta[t]
+            outs.append(h)
+        out = jnp.stack(outs, 1) @ params["head"]["w"] + params["head"]["b"]
+        return losses.mse(out, batch["y"])
+
+    ref = jnp.linalg.norm(jax.jit(jax.grad(loss))(jnp.zeros((4, 2, 2))).reshape(4, -1), axis=1)
+    np.testing.assert_allclose(gradient_flow(m, params, batch, loss="mse"), ref, rtol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def profiles():
     batch = regression_batch()

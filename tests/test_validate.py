@@ -218,6 +218,45 @@ def test_non_positive_hidden_size():
         jaxrnn.gru(0)
 
 
+@pytest.mark.parametrize("proj_size", [-1, 2.0, True, "2"], ids=["negative", "float", "bool", "str"])
+def test_proj_size_not_a_non_negative_int(proj_size):
+    with pytest.raises(
+        ValueError, match=r"proj_size: got .*, expected a non-negative int \(0: no projection\)"
+    ):
+        jaxrnn.lstm(4, proj_size=proj_size)
+
+
+def test_proj_size_not_below_hidden_size():
+    with pytest.raises(ValueError, match=r"proj_size: got 4, expected less than hidden_size 4 \(as PyTorch"):
+        jaxrnn.lstm(4, proj_size=4)
+
+
+def test_projected_lstm_step_with_a_carry_of_the_unprojected_width():
+    cell = jaxrnn.lstm(5, proj_size=2)
+    params = cell.init(jax.random.key(0), 4)
+    with pytest.raises(
+        ValueError, match=r"carry: got h of shape \(3, 5\), expected \(3, 2\) .*proj_size 2\)"
+    ):
+        cell.step(params, (jnp.zeros((3, 5)), jnp.zeros((3, 5))), jnp.ones((3, 4)))
+
+
+def test_projected_lstm_params_without_the_projection():
+    cell = jaxrnn.lstm(5, proj_size=2)
+    params = jaxrnn.lstm(5).init(jax.random.key(0), 4)
+    with pytest.raises(ValueError, match=r"params: missing keys \['w_hr'\]; a lstm cell expects"):
+        jaxrnn.scan(cell, params, jnp.ones((3, 6, 4)))
+
+
+def test_projected_lstm_params_with_an_unprojected_recurrent_matrix():
+    cell = jaxrnn.lstm(5, proj_size=2)
+    params = jaxrnn.lstm(5).init(jax.random.key(0), 4) | {"w_hr": jnp.zeros((5, 2))}
+    with pytest.raises(
+        ValueError,
+        match=r"params\['w_h'\]: got shape \(5, 20\), expected \(2, 20\) \(hidden_size=5, proj_size=2, input",
+    ):
+        jaxrnn.scan(cell, params, jnp.ones((3, 6, 4)))
+
+
 def test_bad_remat():
     with pytest.raises(ValueError, match=r"remat: got -2, expected True, False or a positive int"):
         jaxrnn.scan(CELL, PARAMS, XS, remat=-2)
@@ -468,8 +507,8 @@ def test_custom_param_shapes_that_ignore_input_size():
 @pytest.mark.parametrize(
     ("carry_shape", "x_shape", "message"),
     [
-        ((4, 5), (1, 4), r"carry: got a leaf of shape \(4, 5\), expected \(1, 5\)"),
-        ((5,), (3, 4), r"carry: got a leaf of shape \(5,\), expected \(3, 5\)"),
+        ((4, 5), (1, 4), r"carry: got h of shape \(4, 5\), expected \(1, 5\)"),
+        ((5,), (3, 4), r"carry: got h of shape \(5,\), expected \(3, 5\)"),
         ((3, 5), (3, 7), r"x: got shape \(3, 7\), expected \(\.\.\., 4\) to match params\['w_x'\]"),
     ],
     ids=["batch_1_x", "unbatched_carry", "features"],
@@ -598,5 +637,7 @@ def test_recurrent_dropout_mask_of_a_broadcastable_shape():
     """The driver's h_mask must be (*batch, H) exactly: the fused kernel pads, it does not broadcast."""
     from jaxrnn.scan import run
 
-    with pytest.raises(ValueError, match=r"h_mask: got shape \(3, 1\), expected \(3, 5\) \(\*batch, H\)"):
+    with pytest.raises(
+        ValueError, match=r"h_mask: got shape \(3, 1\), expected \(3, 5\) \(\*batch, h's width\)"
+    ):
         run(CELL, PARAMS, XS, h_mask=jnp.ones((3, 1)))

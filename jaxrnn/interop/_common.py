@@ -109,6 +109,15 @@ def check_exact(cell: Cell, argument: str) -> None:
         )
 
 
+def refuse_projection(cell: Cell, argument: str, reason: str) -> None:
+    """Refuses an LSTM with ``proj_size`` where the target has no projected LSTM (``reason`` says so)."""
+    proj_size = (cell.options or {}).get("proj_size")
+    if proj_size:
+        raise ValueError(
+            f"{argument}: got an lstm cell with proj_size={proj_size}, expected proj_size=0 ({reason})"
+        )
+
+
 def require_zero(value: Any, argument: str, reason: str) -> None:
     """Raises when ``value`` has a nonzero entry that the target cannot hold."""
     if np.any(np.asarray(value) != 0):

@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxrnn import validate
 from jaxrnn.cells import Cell, elman, gru, lstm
-from jaxrnn.interop._common import check_cell, require, to_jax
+from jaxrnn.interop._common import check_cell, refuse_projection, require, to_jax
 
 Array = jax.Array
 
@@ -169,6 +169,7 @@ def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> t
     """
     nn = require("flax.linen", "flax", "to_flax")
     check_cell(cell, params)
+    refuse_projection(cell, "cell", "Flax's LSTM cells have no output projection")
     kind, H = cell.kind, cell.hidden_size
     fns = {name: fn for fn, name in _ACTIVATIONS}
     activation, gate = cell.options["activation"], cell.options.get("recurrent_activation")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from jaxrnn.cells import Cell, elman, gru, lstm
-from jaxrnn.interop._common import blocks, check_network, require, require_zero, to_jax
+from jaxrnn.interop._common import blocks, check_network, refuse_projection, require, require_zero, to_jax
 from jaxrnn.network import Network, rnn
 
 _KINDS: dict[str, str] = {"SimpleRNN": "elman", "LSTM": "lstm", "GRU": "gru"}
@@ -176,6 +176,7 @@ def to_keras(net: Network, params: list, layer: Any) -> Any:
     """
     keras = require("keras", "keras", "to_keras")
     cell, input_size = check_network(net, params, "Keras")
+    refuse_projection(cell, "net", "Keras' LSTM has no output projection")
     if len(net.cells) != 1:
         raise ValueError(
             f"net: got {len(net.cells)} layers, expected 1 (a Keras RNN layer is one layer; export a stack "

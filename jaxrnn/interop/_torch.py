@@ -3,7 +3,8 @@
 PyTorch stores ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``, ``bias_ih (G*H,)`` and ``bias_hh (G*H,)`` per
 layer and direction, with the gate blocks in the order jaxrnn uses: a weight converts by a transpose, the
 Elman and LSTM biases by a sum (``b = bias_ih + bias_hh``) and the GRU biases as they are
-(``b_x = bias_ih``, ``b_h = bias_hh``).
+(``b_x = bias_ih``, ``b_h = bias_hh``). An LSTM with ``proj_size = P`` has ``weight_hh (4H, P)`` and
+``weight_hr (P, H)`` (jaxrnn's ``w_hr``, transposed).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import numpy as np
 
 from jaxrnn import validate
 from jaxrnn.cells import DEFAULT_GATED_ACTIVATIONS, Cell, elman, gru, lstm
-from jaxrnn.interop._common import check_cell, check_network, require, require_zero, to_jax
+from jaxrnn.interop._common import (
+    check_cell,
+    check_network,
+    refuse_projection,
+    require,
+    require_zero,
+    to_jax,
+)
 from jaxrnn.network import Network, rnn
 
 #: Gate blocks per mode.
@@ -39,11 +47,6 @@ def _module_spec(torch: Any, module: Any) -> dict[str, Any]:
         mode = "lstm" if isinstance(module, nn.LSTMCell) else "gru"
         return {"mode": mode, "nonlinearity": None, "cell": True}
     if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
-        if module.proj_size > 0:
-            raise ValueError(
-                f"module_or_state_dict: an nn.LSTM with proj_size={module.proj_size}, expected proj_size=0 "
-                "(jaxrnn's LSTM has no output projection)"
-            )
         mode, nonlinearity = _TORCH_MODES[module.mode]
         return {
             "mode": mode,
@@ -82,19 +85,18 @@ def _state_dict_spec(
             f"module_or_state_dict: got a state_dict without 'weight_hh{suffix}', expected it beside "
             f"'weight_ih{suffix}'"
         )
-    if "weight_hr_l0" in state_dict:
-        raise ValueError(
-            "module_or_state_dict: the state_dict has 'weight_hr_l0' (an nn.LSTM with proj_size > 0), "
-            "expected none: jaxrnn's LSTM has no output projection"
-        )
     shape = tuple(state_dict[f"weight_hh{suffix}"].shape)
-    gates = shape[0] // shape[1] if len(shape) == 2 and shape[1] > 0 else 0
-    inferred = {g: m for m, g in _GATES.items()}.get(gates)
-    if inferred is None or gates * shape[1] != shape[0]:
-        raise ValueError(
-            f"module_or_state_dict['weight_hh{suffix}']: got shape {shape}, expected (G * H, H) with G = 1 "
-            "(RNN), 3 (GRU) or 4 (LSTM)"
-        )
+    if f"weight_hr{suffix}" in state_dict:
+        inferred = "lstm"  # only an nn.LSTM with proj_size > 0 has weight_hr; its shapes are checked later
+        gates = _GATES["lstm"]
+    else:
+        gates = shape[0] // shape[1] if len(shape) == 2 and shape[1] > 0 else 0
+        inferred = {g: m for m, g in _GATES.items()}.get(gates)
+        if inferred is None or gates * shape[1] != shape[0]:
+            raise ValueError(
+                f"module_or_state_dict['weight_hh{suffix}']: got shape {shape}, expected (G * H, H) with "
+                "G = 1 (RNN), 3 (GRU) or 4 (LSTM)"
+            )
     if mode is not None:
         validate.choice(mode, tuple(_GATES), "mode")
         if mode != inferred:
@@ -149,10 +151,10 @@ def _to_torch(torch: Any, x: Any) -> Any:
     return torch.from_numpy(np.array(x, order="C"))  # a writable, row-major copy (x may be a transposed view)
 
 
-def _cell_for(mode: str, hidden_size: int, nonlinearity: str | None) -> Cell:
+def _cell_for(mode: str, hidden_size: int, nonlinearity: str | None, proj_size: int) -> Cell:
     if mode == "rnn":
         return elman(hidden_size, nonlinearity)
-    return lstm(hidden_size) if mode == "lstm" else gru(hidden_size, reset_after=True)
+    return lstm(hidden_size, proj_size=proj_size) if mode == "lstm" else gru(hidden_size, reset_after=True)
 
 
 def _layer_keys(is_cell: bool, num_layers: int, bidirectional: bool) -> list[tuple[int, str, str]]:
@@ -170,8 +172,11 @@ def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[st
         num_layers += 1
     bidirectional = not is_cell and "weight_ih_l0_reverse" in state_dict
     bias = ("bias_ih" if is_cell else "bias_ih_l0") in state_dict
+    projected = not is_cell and "weight_hr_l0" in state_dict
     keys = _layer_keys(is_cell, num_layers, bidirectional)
-    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if bias else ("weight_ih", "weight_hh")
+    names = (
+        ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if bias else ()) + (("weight_hr",) * projected)
+    )
     expected = {f"{n}{s}" for _, _, s in keys for n in names}
     missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     if missing or extra:
@@ -180,8 +185,19 @@ def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[st
             f"{num_layers}-layer{' bidirectional' if bidirectional else ''} {mode}"
         )
     gates = _GATES[mode]
-    hidden_size = state_dict[f"weight_hh{keys[0][2]}"].shape[1]
-    width = (2 if bidirectional else 1) * hidden_size
+    if projected:
+        hr_shape = tuple(state_dict["weight_hr_l0"].shape)
+        if len(hr_shape) != 2 or not 0 < hr_shape[0] < hr_shape[1]:
+            raise ValueError(
+                f"module_or_state_dict['weight_hr_l0']: got shape {hr_shape}, expected "
+                "(proj_size, hidden_size) with 0 < proj_size < hidden_size"
+            )
+        proj_size, hidden_size = hr_shape
+    else:
+        proj_size, hidden_size = 0, state_dict[f"weight_hh{keys[0][2]}"].shape[1]
+    output_size = proj_size or hidden_size
+    sizes = f"hidden_size={hidden_size}" + (f", proj_size={proj_size}" if projected else "")
+    width = (2 if bidirectional else 1) * output_size
     params: list[dict[str, Any]] = [{} for _ in range(num_layers)]
     for layer, direction, suffix in keys:
         tensors = {n: state_dict[f"{n}{suffix}"] for n in names}
@@ -189,20 +205,21 @@ def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[st
         if layer == 0 and len(ih_shape) != 2:
             raise ValueError(
                 f"module_or_state_dict['weight_ih{suffix}']: got shape {ih_shape}, expected "
-                f"({gates * hidden_size}, input_size) (hidden_size={hidden_size})"
+                f"({gates * hidden_size}, input_size) ({sizes})"
             )
         input_size = ih_shape[1] if layer == 0 else width
         shapes = {
             "weight_ih": (gates * hidden_size, input_size),
-            "weight_hh": (gates * hidden_size, hidden_size),
+            "weight_hh": (gates * hidden_size, output_size),
             "bias_ih": (gates * hidden_size,),
             "bias_hh": (gates * hidden_size,),
+            "weight_hr": (proj_size, hidden_size),
         }
         for name, tensor in tensors.items():
             if tuple(tensor.shape) != shapes[name]:
                 raise ValueError(
                     f"module_or_state_dict['{name}{suffix}']: got shape {tuple(tensor.shape)}, expected "
-                    f"{shapes[name]} (hidden_size={hidden_size})"
+                    f"{shapes[name]} ({sizes})"
                 )
         w_ih, w_hh = _to_numpy(torch, tensors["weight_ih"]), _to_numpy(torch, tensors["weight_hh"])
         if bias:
@@ -213,8 +230,10 @@ def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[st
             params[layer][direction] = {"w_x": w_ih.T, "w_h": w_hh.T, "b_x": b_ih, "b_h": b_hh}
         else:
             params[layer][direction] = {"w_x": w_ih.T, "w_h": w_hh.T, "b": b_ih + b_hh}
+        if projected:
+            params[layer][direction]["w_hr"] = _to_numpy(torch, tensors["weight_hr"]).T
     params = to_jax(params)
-    cell = _cell_for(mode, hidden_size, spec["nonlinearity"])
+    cell = _cell_for(mode, hidden_size, spec["nonlinearity"], proj_size)
     for layer, direction, suffix in keys:
         validate.params(cell, params[layer][direction], f"module_or_state_dict (weights{suffix})")
     if is_cell:
@@ -243,7 +262,8 @@ def from_torch(
     directions, dropout and layout (``time_major = not batch_first``), so ``net.apply(params, x)`` on the
     tensor torch takes gives torch's output; ``final_carries[l]["forward"/"backward"]`` is torch's
     ``h_n[l * D + d]`` (LSTM: ``(h_n[...], c_n[...])``). For ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``
-    returns ``(cell, params)`` for :func:`jaxrnn.scan` or ``cell.step``. ``bias=False`` gives zero biases.
+    returns ``(cell, params)`` for :func:`jaxrnn.scan` or ``cell.step``. ``bias=False`` gives zero biases;
+    an ``nn.LSTM`` with ``proj_size > 0`` gives ``jaxrnn.lstm(H, proj_size=P)`` layers.
 
     Args:
       module_or_state_dict: a module above, or its ``state_dict()``.
@@ -253,7 +273,6 @@ def from_torch(
       dropout: between-layer dropout for a network's state_dict (default 0.0).
 
     For a module, the keyword arguments may be left None; a value that disagrees with the module raises.
-    An ``nn.LSTM`` with ``proj_size > 0`` raises ``ValueError``.
     """
     torch = require("torch", "torch", "from_torch")
     if isinstance(module_or_state_dict, torch.nn.Module):
@@ -299,12 +318,14 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> 
     """Exports jaxrnn params as a PyTorch ``state_dict``.
 
     A :class:`Network` (identical cells in every layer, ``merge="concat"`` if bidirectional) gives the keys of
-    ``nn.RNN``/``nn.LSTM``/``nn.GRU(input_size, H, num_layers, bidirectional=...)``; a cell gives those of
-    ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``. Weights are transposed; an Elman/LSTM ``b`` goes to
-    ``bias_ih`` with ``bias_hh = 0``; a GRU's ``b_x``/``b_h`` go to ``bias_ih``/``bias_hh``.
+    ``nn.RNN``/``nn.LSTM``/``nn.GRU(input_size, H, num_layers, bidirectional=..., proj_size=...)``; a cell
+    gives those of ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``. Weights are transposed; an Elman/LSTM ``b``
+    goes to ``bias_ih`` with ``bias_hh = 0``; a GRU's ``b_x``/``b_h`` go to ``bias_ih``/``bias_hh``; a
+    projected LSTM's ``w_hr`` to ``weight_hr``.
 
     Args:
-      net_or_cell: an Elman ("tanh" or "relu"), LSTM or GRU (``reset_after=True``) network or cell.
+      net_or_cell: an Elman ("tanh" or "relu"), LSTM or GRU (``reset_after=True``) network or cell (a
+        projected LSTM as a network only: torch's ``nn.LSTMCell`` has no ``proj_size``).
       params: its params.
       bias: False for a module built with ``bias=False``: the bias keys are left out; nonzero biases raise.
 
@@ -324,6 +345,8 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> 
         layers = params
     elif isinstance(net_or_cell, Cell):
         check_cell(net_or_cell, params)
+        reason = "torch's nn.LSTMCell has no projection; export it in a network, for nn.LSTM(proj_size=...)"
+        refuse_projection(net_or_cell, "net_or_cell", reason)
         cell, keys, layers = net_or_cell, _layer_keys(True, 1, False), [{"forward": params}]
     else:
         raise TypeError(f"net_or_cell: got {type(net_or_cell).__name__}, expected a jaxrnn Network or Cell")
@@ -338,6 +361,8 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> 
             b_ih, b_hh = p["b"], np.zeros_like(p["b"])
         state_dict[f"weight_ih{suffix}"] = _to_torch(torch, np.asarray(p["w_x"]).T)
         state_dict[f"weight_hh{suffix}"] = _to_torch(torch, np.asarray(p["w_h"]).T)
+        if "w_hr" in p:
+            state_dict[f"weight_hr{suffix}"] = _to_torch(torch, np.asarray(p["w_hr"]).T)
         if bias:
             state_dict[f"bias_ih{suffix}"] = _to_torch(torch, b_ih)
             state_dict[f"bias_hh{suffix}"] = _to_torch(torch, b_hh)
@@ -347,22 +372,25 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> 
     return state_dict
 
 
-def _torch_layout(net: Any, caller: str) -> tuple[tuple[str, ...], list[tuple[int, str]], int, bool]:
-    """``net``'s directions, its (layer, direction) pairs in torch's state order ``l * D + d``, its hidden
-    size and whether its carries are LSTM ``(h, c)`` pairs; refuses what torch's ``(L * D, B, H)`` states
-    cannot hold."""
+def _torch_layout(net: Any, caller: str) -> tuple[tuple[str, ...], list[tuple[int, str]], dict[str, int]]:
+    """``net``'s directions, its (layer, direction) pairs in torch's state order ``l * D + d``, and the width
+    of each of torch's states (``{"h_0": H}``, an LSTM's ``{"h_0": P or H, "c_0": H}``); refuses what
+    torch's ``(L * D, B, ·)`` states cannot hold."""
     if not isinstance(net, Network):
         raise TypeError(f"net: got {type(net).__name__}, expected a jaxrnn.Network (from jaxrnn.rnn)")
     kinds = {cell.kind for cell in net.cells}
-    sizes = {cell.hidden_size for cell in net.cells}
+    sizes = {(cell.hidden_size, cell.output_size) for cell in net.cells}
     if len(kinds) != 1 or len(sizes) != 1 or not kinds <= {"elman", "lstm", "gru"}:
+        shown = ", ".join(f"{h}" if h == p else f"{h} (proj_size {p})" for h, p in sorted(sizes, key=str))
         raise ValueError(
-            f"net: got layers of kinds {sorted(kinds)} and hidden sizes {sorted(sizes, key=str)}, expected "
-            f"one built-in cell kind and one hidden size ({caller} stacks torch's states of every layer)"
+            f"net: got layers of kinds {sorted(kinds)} and hidden sizes [{shown}], expected one built-in "
+            f"cell kind and one hidden size ({caller} stacks torch's states of every layer)"
         )
     directions = ("forward", "backward") if net.bidirectional else ("forward",)
     order = [(layer, d) for layer in range(len(net.cells)) for d in directions]
-    return directions, order, sizes.pop(), kinds.pop() == "lstm"
+    hidden, output = sizes.pop()
+    widths = {"h_0": output, "c_0": hidden} if kinds.pop() == "lstm" else {"h_0": hidden}
+    return directions, order, widths
 
 
 def carries_from_torch(net: Network, h_0: Any, c_0: Any = None) -> list[dict[str, Any]]:
@@ -370,26 +398,33 @@ def carries_from_torch(net: Network, h_0: Any, c_0: Any = None) -> list[dict[str
 
     Args:
       net: a network as :func:`from_torch` returns (or one that :func:`to_torch` exports).
-      h_0: torch's ``h_0``, ``(L * D, B, H)`` (``(L * D, H)`` unbatched), a tensor or an array.
-      c_0: an LSTM's ``c_0``, of the same shape; ``None`` for RNN and GRU.
+      h_0: torch's ``h_0``, ``(L * D, B, H)`` (``(L * D, H)`` unbatched; ``P`` for ``H`` with
+        ``proj_size``), a tensor or an array.
+      c_0: an LSTM's ``c_0``, ``(L * D, B, H)``; ``None`` for RNN and GRU.
 
     Returns:
       ``carries[l]["forward" / "backward"]`` is ``h_0[l * D + d]`` (an LSTM's ``(h_0[...], c_0[...])``).
     """
     torch = require("torch", "torch", "carries_from_torch")
-    _, order, hidden, is_lstm = _torch_layout(net, "carries_from_torch")
+    _, order, widths = _torch_layout(net, "carries_from_torch")
+    is_lstm = "c_0" in widths
     if is_lstm != (c_0 is not None):
         expected = "the LSTM's c_0" if is_lstm else "None (only an LSTM has a cell state)"
         raise ValueError(f"c_0: got {'None' if c_0 is None else 'a state'}, expected {expected}")
     states = {"h_0": _to_numpy(torch, h_0)} | ({"c_0": _to_numpy(torch, c_0)} if is_lstm else {})
     for name, value in states.items():
-        if value.ndim not in (2, 3) or value.shape[0] != len(order) or value.shape[-1] != hidden:
+        width = widths[name]
+        size = "proj_size" if width != widths.get("c_0", width) else "hidden_size"
+        if value.ndim not in (2, 3) or value.shape[0] != len(order) or value.shape[-1] != width:
             raise ValueError(
-                f"{name}: got shape {value.shape}, expected ({len(order)}, B, {hidden}) or ({len(order)}, "
-                f"{hidden}) (num_layers * directions, batch, hidden_size)"
+                f"{name}: got shape {value.shape}, expected ({len(order)}, B, {width}) or ({len(order)}, "
+                f"{width}) (num_layers * directions, batch, {size})"
             )
-    if is_lstm and states["c_0"].shape != states["h_0"].shape:
-        raise ValueError(f"c_0: got shape {states['c_0'].shape}, expected h_0's {states['h_0'].shape}")
+    if is_lstm and states["c_0"].shape[:-1] != states["h_0"].shape[:-1]:
+        raise ValueError(
+            f"c_0: got shape {states['c_0'].shape}, expected h_0's leading dimensions "
+            f"{states['h_0'].shape[:-1]}"
+        )
     h = to_jax(states["h_0"])
     c = to_jax(states["c_0"]) if is_lstm else None
     carries: list[dict[str, Any]] = [{} for _ in net.cells]
@@ -403,7 +438,8 @@ def carries_to_torch(net: Network, carries: Any) -> Any:
     each a ``(L * D, B, H)`` tensor with ``h_n[l * D + d] = carries[l]["forward" / "backward"]`` (as
     ``nn.RNN``/``nn.LSTM``/``nn.GRU`` return them)."""
     torch = require("torch", "torch", "carries_to_torch")
-    directions, order, _, is_lstm = _torch_layout(net, "carries_to_torch")
+    directions, order, widths = _torch_layout(net, "carries_to_torch")
+    is_lstm = "c_0" in widths
     if not isinstance(carries, (list, tuple)) or len(carries) != len(net.cells):
         raise ValueError(f"carries: got {type(carries).__name__}, expected a list of {len(net.cells)} layers")
     for layer, value in enumerate(carries):

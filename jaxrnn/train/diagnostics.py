@@ -28,9 +28,9 @@ Array = jax.Array
 
 
 def _probed(cell: Cell) -> Cell:
-    """``cell`` reading ``[x, δ]`` and adding ``δ (H)`` to the new hidden state ``h_t`` (its output and the
-    ``h`` of its carry), so that ``∂L/∂δ_t = ∂L/∂h_t`` at ``δ = 0``."""
-    size = cell.hidden_size
+    """``cell`` reading ``[x, δ]`` and adding ``δ`` (``h``'s width) to the new hidden state ``h_t`` (its
+    output and the ``h`` of its carry), so that ``∂L/∂δ_t = ∂L/∂h_t`` at ``δ = 0``."""
+    size = cell.output_size
 
     def step(params, carry, x_and_delta):
         x, delta = x_and_delta[..., :-size], x_and_delta[..., -size:]
@@ -95,7 +95,7 @@ def _state_grads(static: Static, params: Any, batch: Mapping[str, Array]) -> Arr
                 ys, carry = scan(cell, layer_params, ys, lengths=lengths)
         return loss_fn(model.readout(params, ys, lengths, [{"forward": carry}]), batch["y"], mask)
 
-    return jax.grad(loss_of)(jnp.zeros((*xs.shape[:2], cells[layer].hidden_size), xs.dtype))
+    return jax.grad(loss_of)(jnp.zeros((*xs.shape[:2], cells[layer].output_size), xs.dtype))
 
 
 def plot_gradient_flow(

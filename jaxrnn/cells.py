@@ -259,10 +259,12 @@ def _gated_activation(value: str | Callable[[Array], Array], argument: str) -> t
     return value, activations.get(value).fn
 
 
-def _init_weights(key, input_size, hidden_size, gates, kernel_init, recurrent_init, dtype):
+def _init_weights(key, input_size, hidden_size, gates, kernel_init, recurrent_init, dtype, h_size=None):
+    """``w_x (I, G·H)`` and ``w_h (h_size, G·H)`` (``h_size``: the width of ``h``, default ``H``)."""
     kx, kh = jax.random.split(key)
     w_x = initializers.blockwise(kernel_init, kx, (input_size, gates * hidden_size), gates, dtype)
-    w_h = initializers.blockwise(recurrent_init, kh, (hidden_size, gates * hidden_size), gates, dtype)
+    rows = h_size or hidden_size
+    w_h = initializers.blockwise(recurrent_init, kh, (rows, gates * hidden_size), gates, dtype)
     return w_x, w_h
 
 
@@ -415,15 +417,14 @@ def lstm(
         return shapes | ({"w_hr": (H, P)} if proj_size else {})
 
     def init(key: Array, input_size: int, dtype=jnp.float32) -> Params:
-        kw, kb, kr = jax.random.split(key, 3)
-        kx, kh = jax.random.split(kw)
-        w_x = initializers.blockwise(kernel_init, kx, (input_size, 4 * H), 4, dtype)
-        w_h = initializers.blockwise(recurrent_init, kh, (P, 4 * H), 4, dtype)
+        kw, kb = jax.random.split(key)
+        w_x, w_h = _init_weights(kw, input_size, H, 4, kernel_init, recurrent_init, dtype, h_size=P)
         b = bias_init(kb, (4 * H,), dtype)
         if forget_bias is not None:
             b = b.at[H : 2 * H].set(forget_bias)
         params = {"w_x": w_x, "w_h": w_h, "b": b}
-        if proj_size:
+        if proj_size:  # (a key of its own: an LSTM without projection draws what it drew before)
+            kr = jax.random.fold_in(key, 2)
             params["w_hr"] = initializers.blockwise(kernel_init, kr, (H, P), 1, dtype)
         return params
 

@@ -134,7 +134,8 @@ def choose(cell: Cell, backend: str) -> Callable:
         if chosen in ("xla", "fast"):
             run = reference_layer if chosen == "xla" else fast.fast_layer
             arrays = (params, xs, carry, mask)
-            if chosen == "fast" and host_split.device_count(*xs.shape[:2], params["w_h"], arrays) > 1:
+            recurrent = (params["w_h"], arrays, params.get("w_hr"))
+            if chosen == "fast" and host_split.device_count(*xs.shape[:2], *recurrent) > 1:
                 run = host_split.split(run)
             options = {"reverse": reverse, "unroll": unroll, "remat": remat, "h_mask": h_mask}
             return run(cell, params, xs, carry, mask, batch_major=batch_major, **options)

@@ -519,7 +519,8 @@ def fast_layer(
     """The cell's projection and :func:`jaxrnn.recurrence.scan_recurrence` with a hand-written backward pass.
 
     Args:
-      xs: ``(T, B, I)``, time-major; ``carry`` leaves ``(B, H)``; ``mask`` ``(T, B)`` bool or ``None``.
+      xs: ``(T, B, I)``, time-major; ``carry`` leaves ``(B, H)`` (a projected LSTM's ``h`` ``(B, P)``);
+        ``mask`` ``(T, B)`` bool or ``None``.
       concurrent: whether other host devices run their share of the batch at the same time
         (:mod:`jaxrnn.host_split`). The LSTM's forward loops then take one recurrent matmul per gate
         block from :data:`GATE_DOTS_MIN_HIDDEN` up: XLA threads a ``(B, 4H)``-wide per-step dot over the

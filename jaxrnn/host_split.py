@@ -32,7 +32,8 @@ from jaxrnn import varying
 
 #: Mesh axis name of the split batch.
 AXIS = "rows"
-#: Split only when the recurrent matmuls do at least this many multiply-adds (``T·B·H·G·H``): below it
+#: Split only when the recurrent matmuls do at least this many multiply-adds (``T·B·H·G·H``, an LSTM
+#: projection's ``T·B·H·P`` included): below it
 #: moving the inputs to the second device costs more than the second core saves.
 MIN_RECURRENT_MACS = 1 << 27
 #: Split only when ``B·H`` is at most this: above it XLA already threads each step's dot.
@@ -68,9 +69,12 @@ def is_disabled() -> bool:
     return _disabled.get()
 
 
-def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> int:
+def device_count(
+    steps: int, batch: int, w_h: jax.Array, arrays: Any = (), w_hr: jax.Array | None = None
+) -> int:
     """How many host devices run a recurrence of ``steps`` steps over ``batch`` rows with the recurrent
-    weights ``w_h (H, G·H)``: all local devices, or 1 (no split).
+    weights ``w_h (H, G·H)`` (an LSTM with a projection: ``w_h (P, 4H)`` and ``w_hr (H, P)``; the limits
+    then read its ``H``, and its multiply-adds include the projection's): all local devices, or 1 (no split).
 
     No split for a small or large recurrence (:data:`MIN_RECURRENT_MACS`, :data:`MAX_BATCH_HIDDEN`,
     :data:`MAX_HIDDEN`), one device, several processes, a batch the devices do not divide or a symbolic
@@ -80,12 +84,14 @@ def device_count(steps: int, batch: int, w_h: jax.Array, arrays: Any = ()) -> in
     an eager transformation (``grad``, ``vmap``) the inputs are tracers and cannot be checked: such
     committed arguments then raise JAX's "incompatible devices" error.
     """
-    hidden, width = w_h.shape
+    rows, width = w_h.shape
+    hidden = rows if w_hr is None else w_hr.shape[0]
+    step_macs = rows * width + (0 if w_hr is None else hidden * rows)  # per row of the batch
     if not all(isinstance(n, int) for n in (steps, batch, hidden, width)):
         return 1
     if hidden > MAX_HIDDEN or batch * hidden > MAX_BATCH_HIDDEN:
         return 1
-    if steps * batch * hidden * width < MIN_RECURRENT_MACS:
+    if steps * batch * step_macs < MIN_RECURRENT_MACS:
         return 1
     devices = jax.local_devices()
     if len(devices) < 2 or batch % len(devices) or jax.process_count() > 1 or is_disabled():
@@ -114,7 +120,7 @@ _SHARDED_LOCK = threading.Lock()
 
 
 def split(layer: Callable) -> Callable:
-    """``layer`` (the fast path's signature: time-major ``xs (T, B, I)``, ``carry`` leaves ``(B, H)``,
+    """``layer`` (the fast path's signature: time-major ``xs (T, B, I)``, ``carry`` leaves ``(B, ·)``,
     ``mask (T, B)`` or ``None``) run with its batch split over the local devices, and told so
     (``concurrent=True``)."""
 

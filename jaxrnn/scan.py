@@ -102,9 +102,10 @@ def run(
     h_mask: Array | None = None,
     names: tuple[str, str] = ("params", "carry"),
 ) -> tuple[Array, Any]:
-    """:func:`scan`, plus ``h_mask (*batch, H)``: a per-sequence multiplier of the previous ``h`` where it
-    enters the recurrent matmul, reused at every step (variational recurrent dropout); ``names``: what the
-    caller calls ``params`` and ``carry`` in its errors (a network: ``params[i]['forward']``, ...)."""
+    """:func:`scan`, plus ``h_mask`` (``h``'s shape, ``(*batch, H)``, a projected LSTM's ``(*batch, P)``): a
+    per-sequence multiplier of the previous ``h`` where it enters the recurrent matmul, reused at every step
+    (variational recurrent dropout); ``names``: what the caller calls ``params`` and ``carry`` in its errors
+    (a network: ``params[i]['forward']``, ...)."""
     params_name, carry_name = names
     # 1. validate
     if not isinstance(cell, Cell):

@@ -19,7 +19,7 @@ CELLS = {
     "elman_hard_sigmoid": lambda h: jaxrnn.elman(h, "hard_sigmoid"),
     "elman_callable": lambda h: jaxrnn.elman(h, jax.nn.softplus),
     "lstm": lambda h: jaxrnn.lstm(h),
-    # proj_size: h (and the outputs) h wide, the cell state h + 2; the reference path only
+    # proj_size: h (and the outputs) h wide, the cell state h + 2; the fast path runs it, the kernel does not
     "lstm_proj": lambda h: jaxrnn.lstm(h + 2, proj_size=h),
     "gru": lambda h: jaxrnn.gru(h),
     "gru_reset_before": lambda h: jaxrnn.gru(h, reset_after=False),

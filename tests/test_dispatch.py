@@ -58,6 +58,15 @@ def test_auto_routes_a_callable_activation_to_xla():
     assert dispatch.choose(jaxrnn.elman(4, jnp.sin), "auto") is dispatch.reference_layer
 
 
+def test_auto_runs_an_elman_hard_sigmoid_on_the_cpu_fast_path():
+    """The kernel lacks hard_sigmoid, the fast path has it: "auto" on CPU takes the fast path."""
+    cell = jaxrnn.elman(4, "hard_sigmoid")
+    assert dispatch.choose(cell, "auto") is not dispatch.reference_layer
+    params = cell.init(jax.random.key(0), 2)
+    assert dispatch.select(cell, params, backend="auto", remat=False, platform="cpu")[0] == "fast"
+    assert dispatch.select(cell, params, backend="auto", remat=False, platform="gpu")[0] == "xla"
+
+
 def test_auto_runs_a_projected_lstm_on_the_cpu_fast_path_and_the_reference_on_accelerators():
     """The fused kernel has no projection; the CPU fast path has."""
     cell = jaxrnn.lstm(5, proj_size=3)

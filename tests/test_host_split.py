@@ -26,7 +26,8 @@ SCRIPT = textwrap.dedent(
     key = jax.random.key(int(sys.argv[1]))
     CELLS = {"lstm": jaxrnn.lstm(6), "gru": jaxrnn.gru(6),
              "gru_reset_before": jaxrnn.gru(6, reset_after=False),
-             "elman_tanh": jaxrnn.elman(6), "elman_prelu": jaxrnn.elman(6, "prelu")}
+             "elman_tanh": jaxrnn.elman(6), "elman_prelu": jaxrnn.elman(6, "prelu"),
+             "lstm_proj": jaxrnn.lstm(8, proj_size=6)}
 
     def noisy(tree, key):
         leaves, treedef = jax.tree_util.tree_flatten(tree)
@@ -66,8 +67,10 @@ SCRIPT = textwrap.dedent(
     PASSES = {
         fast_recurrence.CHUNK_BYTES: [("lstm", "plain"), ("lstm", "lengths_reverse"), ("gru", "plain"),
                                       ("gru", "lengths_reverse"), ("gru_reset_before", "lengths_reverse"),
-                                      ("elman_tanh", "plain"), ("elman_prelu", "lengths_reverse")],
-        1000: [("lstm", "lengths_reverse"), ("gru", "lengths_reverse"), ("gru_reset_before", "plain")],
+                                      ("elman_tanh", "plain"), ("elman_prelu", "lengths_reverse"),
+                                      ("lstm_proj", "lengths_reverse")],
+        1000: [("lstm", "lengths_reverse"), ("gru", "lengths_reverse"), ("gru_reset_before", "plain"),
+               ("lstm_proj", "plain")],
     }
     for chunk_bytes, cases in PASSES.items():
         fast_recurrence.CHUNK_BYTES = chunk_bytes
@@ -159,6 +162,14 @@ SCRIPT = textwrap.dedent(
     host_split.MAX_HIDDEN = 5
     out["hidden"] = devices(4)
     host_split.MAX_HIDDEN = 256
+    # a projected LSTM (w_h (6, 32), w_hr (8, 6)): the limits read its H = 8, its work counts the projection
+    w_h, w_hr = jnp.zeros((6, 32)), jnp.zeros((8, 6))
+    host_split.MAX_HIDDEN = 7
+    counts = lambda: [host_split.device_count(5, 4, w_h, (), w_hr), host_split.device_count(5, 4, w_h)]
+    out["projected_hidden"] = counts()
+    host_split.MAX_HIDDEN = 256
+    host_split.MIN_RECURRENT_MACS = 5 * 4 * 6 * 32 + 1
+    out["projected_macs"] = counts()
     host_split.MIN_RECURRENT_MACS = 4 * 5 * 6 * 24 + 1
     out["small"] = devices(4)
     print(json.dumps(out))
@@ -202,6 +213,7 @@ def test_split_runs_on_two_devices_and_matches_the_reference():
     assert out["wide"] == 1  # B·H above MAX_BATCH_HIDDEN
     assert out["hidden"] == 1  # H above MAX_HIDDEN
     assert out["small"] == 1  # recurrent work below MIN_RECURRENT_MACS
+    assert out["projected_hidden"] == [1, 2] and out["projected_macs"] == [2, 1]
 
 
 def test_one_device_never_splits():

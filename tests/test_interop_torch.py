@@ -219,6 +219,11 @@ def test_state_dict_weight_hh_not_matching_the_projection_raises():
         from_torch(state_dict, batch_first=False)
 
 
+def test_mode_disagreeing_with_a_projected_state_dict_names_weight_hr():
+    with pytest.raises(ValueError, match=r"mode: got 'gru', but the state_dict has weight_hr_l0, which only"):
+        from_torch(torch.nn.LSTM(3, 4, proj_size=2).state_dict(), mode="gru", batch_first=False)
+
+
 def test_torch_states_of_a_projected_lstm_have_their_own_widths():
     torch.manual_seed(1)
     module = torch.nn.LSTM(3, 6, num_layers=2, proj_size=2)

@@ -100,10 +100,12 @@ def _state_dict_spec(
     if mode is not None:
         validate.choice(mode, tuple(_GATES), "mode")
         if mode != inferred:
-            raise ValueError(
-                f"mode: got {mode!r}, but the state_dict's weight_hh{suffix} of shape {shape} has {gates} "
-                f"gate blocks, an {inferred}'s"
+            evidence = (
+                f" has weight_hr{suffix}, which only an nn.LSTM with proj_size > 0 has"
+                if f"weight_hr{suffix}" in state_dict
+                else f"'s weight_hh{suffix} of shape {shape} has {gates} gate blocks, an {inferred}'s"
             )
+            raise ValueError(f"mode: got {mode!r}, but the state_dict{evidence}")
     if inferred == "rnn":
         if nonlinearity is None:
             raise ValueError(
@@ -361,14 +363,14 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> 
             b_ih, b_hh = p["b"], np.zeros_like(p["b"])
         state_dict[f"weight_ih{suffix}"] = _to_torch(torch, np.asarray(p["w_x"]).T)
         state_dict[f"weight_hh{suffix}"] = _to_torch(torch, np.asarray(p["w_h"]).T)
-        if "w_hr" in p:
-            state_dict[f"weight_hr{suffix}"] = _to_torch(torch, np.asarray(p["w_hr"]).T)
         if bias:
             state_dict[f"bias_ih{suffix}"] = _to_torch(torch, b_ih)
             state_dict[f"bias_hh{suffix}"] = _to_torch(torch, b_hh)
         else:
             for name in ("b_x", "b_h") if mode == "gru" else ("b",):
                 require_zero(p[name], f"{argument}[{name!r}]", "bias=False drops the biases")
+        if "w_hr" in p:  # (after the biases, where torch's own state_dict has it)
+            state_dict[f"weight_hr{suffix}"] = _to_torch(torch, np.asarray(p["w_hr"]).T)
     return state_dict
 
 
@@ -384,7 +386,7 @@ def _torch_layout(net: Any, caller: str) -> tuple[tuple[str, ...], list[tuple[in
         shown = ", ".join(f"{h}" if h == p else f"{h} (proj_size {p})" for h, p in sorted(sizes, key=str))
         raise ValueError(
             f"net: got layers of kinds {sorted(kinds)} and hidden sizes [{shown}], expected one built-in "
-            f"cell kind and one hidden size ({caller} stacks torch's states of every layer)"
+            f"cell kind and one hidden size (and proj_size) ({caller} stacks torch's states of every layer)"
         )
     directions = ("forward", "backward") if net.bidirectional else ("forward",)
     order = [(layer, d) for layer in range(len(net.cells)) for d in directions]

@@ -138,6 +138,13 @@ def build_parser() -> Parser:
         "--hidden", type=positive_int, metavar="N", help=f"units per layer (default: {_per_task('hidden')})"
     )
     trainer.add_argument(
+        "--proj-size",
+        type=positive_int,
+        metavar="P",
+        help="project the LSTM's output to P < --hidden units (PyTorch's proj_size), only with --cell lstm "
+        "(default: no projection)",
+    )
+    trainer.add_argument(
         "--layers", type=positive_int, default=1, metavar="N", help="stacked layers (default: %(default)s)"
     )
     trainer.add_argument(
@@ -293,6 +300,13 @@ def resolve_config(args: argparse.Namespace, task: Task, parser: argparse.Argume
         parser.error(f"argument --{err}")
     if args.activation is not None and settings["cell"] != "elman":
         parser.error(f"argument --activation: applies only to --cell elman, not {settings['cell']}")
+    if args.proj_size is not None and settings["cell"] != "lstm":
+        parser.error(f"argument --proj-size: applies only to --cell lstm, not {settings['cell']}")
+    if args.proj_size is not None and args.proj_size >= settings["hidden"]:
+        hidden = settings["hidden"]
+        parser.error(
+            f"argument --proj-size: got {args.proj_size}, expected less than the hidden size {hidden}"
+        )
     if args.bidirectional and task.causal:
         parser.error(
             f"argument --bidirectional: the {task.name} task predicts the next step, so it must not "
@@ -306,6 +320,7 @@ def resolve_config(args: argparse.Namespace, task: Task, parser: argparse.Argume
         task=task.name,
         readout=args.readout or default_readout(task, args.bidirectional),
         activation="tanh" if settings["cell"] == "elman" and args.activation is None else args.activation,
+        proj_size=args.proj_size or 0,
         layers=args.layers,
         bidirectional=args.bidirectional,
         epochs=None if args.steps is not None else settings["epochs"],
@@ -364,6 +379,7 @@ def gradient_profile(task: Task, model: Model, params: Any, data: TaskData) -> n
 def describe(task: Task, config: RunConfig, n_params: int) -> str:
     """The run's model and optimizer in one line."""
     cell = config.cell + (f"({config.activation})" if config.cell == "elman" else "")
+    cell += f" (projected to {config.proj_size})" if config.proj_size else ""
     layers = f"{config.layers} layer{'s' if config.layers > 1 else ''} x {config.hidden}"
     direction = ", bidirectional" if config.bidirectional else ""
     direction += f", {config.readout} readout" if task.output != "sequence" else ""

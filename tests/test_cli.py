@@ -70,6 +70,7 @@ def test_python_m_jaxrnn_help_lists_the_commands_and_tasks():
                 "--cell",
                 "--activation",
                 "--hidden",
+                "--proj-size",
                 "--layers",
                 "--bidirectional",
                 "--readout",
@@ -119,6 +120,9 @@ def test_per_task_defaults_are_spelled_out(capsys):
         (["train", "--task", "adding", "--variant", "pixel"], "--variant"),
         (["train", "--horizon", "3"], "--horizon"),
         (["train", "--cell", "lstm", "--activation", "relu"], "--activation"),
+        (["train", "--proj-size", "4"], "--proj-size"),
+        (["train", "--cell", "lstm", "--hidden", "8", "--proj-size", "8"], "--proj-size"),
+        (["train", "--cell", "lstm", "--proj-size", "0"], "--proj-size"),
         (["train", "--task", "charlm", "--bidirectional"], "--bidirectional"),
         (["train", "--readout", "first"], "--readout"),
         (["train", "--task", "copy", "--readout", "mean"], "--readout"),
@@ -266,4 +270,15 @@ def test_a_default_batch_size_too_large_is_named_as_the_default(capsys, tmp_path
     assert exit_info.value.code == 2
     assert "argument --batch-size: got 16 (the task's default), expected at most the 10" in (
         capsys.readouterr().err
+    )
+
+
+def test_a_projected_lstm_trains_records_its_proj_size_and_evaluates_alike(tmp_path):
+    argv = ["train", "--cell", "lstm", "--hidden", 8, "--proj-size", 3, "--steps", 2, "--batch-size", 256]
+    stdout = run_cli([*argv, "--out", tmp_path])
+    assert "lstm (projected to 3), 1 layer x 8" in stdout
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["config"]["cell"] == "lstm" and record["config"]["proj_size"] == 3
+    assert f"matches the metrics saved in {tmp_path / 'metrics.json'}" in run_cli(
+        ["evaluate", "--out", tmp_path]
     )

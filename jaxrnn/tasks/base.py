@@ -59,6 +59,7 @@ class RunConfig:
     length: int | None = None
     horizon: int | None = None
     readout: str | None = None
+    proj_size: int = 0
 
 
 class TaskData(NamedTuple):
@@ -172,8 +173,10 @@ def build_model(task: Task, config: RunConfig, data: TaskData) -> Model:
     task's :func:`default_readout` where it is None)."""
     if config.cell == "elman":
         cell = jaxrnn.elman(config.hidden, config.activation or "tanh")
+    elif config.cell == "lstm":
+        cell = jaxrnn.lstm(config.hidden, proj_size=config.proj_size)
     else:
-        cell = {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru}[config.cell](config.hidden)
+        cell = jaxrnn.gru(config.hidden)
     network = jaxrnn.rnn(
         cell, num_layers=config.layers, bidirectional=config.bidirectional, backend=config.backend
     )

@@ -44,7 +44,7 @@ def _probed(cell: Cell) -> Cell:
         initial_carry=cell.initial_carry,
         step=step,
         kind="custom",
-        hidden_size=cell.hidden_size,
+        hidden_size=cell.output_size,  # (a custom cell's width of h)
     )
 
 

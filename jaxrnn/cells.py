@@ -204,6 +204,30 @@ def _check_step(cell: Cell, params: Params, carry: Carry, x: Array) -> None:
             )
 
 
+#: The bias params of each built-in kind, which a cell made with ``use_bias=False`` does not have.
+BIASES: dict[str, tuple[str, ...]] = {"elman": ("b",), "lstm": ("b",), "gru": ("b_x", "b_h")}
+
+
+def with_zero_biases(cell: Cell, params: Params) -> Params:
+    """``params`` with zero biases (``G·H`` wide, the params' dtype) added where ``cell`` was made with
+    ``use_bias=False``, so that code written for biased cells runs it: a zero bias adds nothing, and being
+    a constant it takes no gradient. ``params`` itself for any other cell."""
+    if (cell.options or {}).get("use_bias", True):
+        return params
+    return _add_zero_biases(params, BIASES[cell.kind])
+
+
+def _add_zero_biases(params: Params, names: tuple[str, ...]) -> Params:
+    w_h = params["w_h"]
+    return params | {name: jnp.zeros(w_h.shape[-1:], w_h.dtype) for name in names}
+
+
+def _use_bias(value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"use_bias: got {value!r}, expected True or False")
+    return bool(value)
+
+
 def _built_cell(
     kind: str,
     hidden_size: int,
@@ -214,7 +238,15 @@ def _built_cell(
     recur_step: Callable[..., tuple[Carry, Array]],
     options: dict[str, Any],
 ) -> Cell:
-    """A built-in :class:`Cell` whose ``step`` is ``recur_step`` after ``project``."""
+    """A built-in :class:`Cell` whose ``step`` is ``recur_step`` after ``project``.
+
+    ``init``, ``param_shapes``, ``project`` and ``recur_step`` are written for the biased cell; with
+    ``options["use_bias"]`` False the cell leaves the biases out of its params and runs the functions with
+    zero biases (:func:`with_zero_biases`)."""
+    if not options["use_bias"]:
+        biases = BIASES[kind]
+        init, param_shapes = _unbiased(init, biases), _unbiased(param_shapes, biases)
+        project, recur_step = _zero_biased(project, biases), _zero_biased(recur_step, biases)
 
     def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         _check_step(cell, params, carry, x)
@@ -233,6 +265,24 @@ def _built_cell(
         options=options,
     )
     return cell
+
+
+def _unbiased(fn: Callable[..., dict], biases: tuple[str, ...]) -> Callable[..., dict]:
+    """``fn`` (an ``init`` or ``param_shapes``) with the ``biases`` left out of the dict it returns."""
+
+    def unbiased(*args: Any) -> dict:
+        return {name: value for name, value in fn(*args).items() if name not in biases}
+
+    return unbiased
+
+
+def _zero_biased(fn: Callable, biases: tuple[str, ...]) -> Callable:
+    """``fn(params, ...)`` (a ``project`` or ``recur_step``) run with zero ``biases`` added to ``params``."""
+
+    def zero_biased(params: Params, *args: Any, **kwargs: Any) -> Any:
+        return fn(_add_zero_biases(params, biases), *args, **kwargs)
+
+    return zero_biased
 
 
 def _projection(bias: str, compute_dtype: Any) -> Callable[[Params, Array], Array]:
@@ -277,6 +327,7 @@ def elman(
     kernel_init: str | initializers.Initializer = "glorot_uniform",
     recurrent_init: str | initializers.Initializer = "orthogonal",
     bias_init: str | initializers.Initializer = "zeros",
+    use_bias: bool = True,
     compute_dtype: Any = None,
 ) -> Cell:
     """The Elman (simple) RNN cell.
@@ -296,6 +347,8 @@ def elman(
       recurrent_init: initializer of ``w_h`` (default "orthogonal", as Keras; ``initializers.identity(1.0)``
         with "relu" gives the IRNN of Le et al. 2015).
       bias_init: initializer of ``b`` (default "zeros").
+      use_bias: False for a cell without ``b`` (PyTorch's ``bias=False``, Keras' ``use_bias=False``): its
+        params leave it out and the equations read it as zero.
       compute_dtype: e.g. ``jnp.bfloat16`` to run the matmuls in that dtype, accumulating in the params'
         dtype; ``None`` (default) computes in the params' dtype.
 
@@ -306,6 +359,7 @@ def elman(
       carry, h = cell.step(params, cell.initial_carry(32), x)       # x: (32, 8)
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
+    use_bias = _use_bias(use_bias)
     compute_dtype = _compute_dtype(compute_dtype)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
@@ -343,7 +397,12 @@ def elman(
         h = activations.prelu(a, params["alpha"]) if act_name == "prelu" else act_fn(a)
         return h, h
 
-    options = {"activation": act_name, "negative_slope": negative_slope, "compute_dtype": compute_dtype}
+    options = {
+        "activation": act_name,
+        "negative_slope": negative_slope,
+        "use_bias": use_bias,
+        "compute_dtype": compute_dtype,
+    }
     return _built_cell("elman", hidden_size, (hidden_size,), init, param_shapes, project, recur_step, options)
 
 
@@ -357,6 +416,7 @@ def lstm(
     kernel_init: str | initializers.Initializer = "glorot_uniform",
     recurrent_init: str | initializers.Initializer = "orthogonal",
     bias_init: str | initializers.Initializer = "zeros",
+    use_bias: bool = True,
     compute_dtype: Any = None,
 ) -> Cell:
     """The LSTM cell (Hochreiter & Schmidhuber 1997, with a forget gate), PyTorch's gate order (i, f, g, o).
@@ -390,6 +450,7 @@ def lstm(
       kernel_init: initializer of each gate block of ``w_x`` (default "glorot_uniform").
       recurrent_init: initializer of each gate block of ``w_h`` (default "orthogonal").
       bias_init: initializer of ``b`` (default "zeros").
+      use_bias: as for :func:`elman` (``forget_bias`` and ``bias_init`` then have nothing to set).
       compute_dtype: as for :func:`elman`.
 
     Example::
@@ -401,6 +462,7 @@ def lstm(
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
     proj_size = _proj_size(proj_size, hidden_size)
+    use_bias = _use_bias(use_bias)
     act_name, act = _gated_activation(activation, "activation")
     gate_name, gate = _gated_activation(recurrent_activation, "recurrent_activation")
     if forget_bias is not None:
@@ -444,6 +506,7 @@ def lstm(
         "activation": act_name,
         "recurrent_activation": gate_name,
         "proj_size": proj_size,
+        "use_bias": use_bias,
         "compute_dtype": compute_dtype,
     }
     return _built_cell("lstm", H, (P, H), init, param_shapes, project, recur_step, options)
@@ -469,6 +532,7 @@ def gru(
     kernel_init: str | initializers.Initializer = "glorot_uniform",
     recurrent_init: str | initializers.Initializer = "orthogonal",
     bias_init: str | initializers.Initializer = "zeros",
+    use_bias: bool = True,
     compute_dtype: Any = None,
 ) -> Cell:
     """The GRU cell (Cho et al. 2014), PyTorch's gate order (r, z, n).
@@ -494,6 +558,7 @@ def gru(
       kernel_init: initializer of each gate block of ``w_x`` (default "glorot_uniform").
       recurrent_init: initializer of each gate block of ``w_h`` (default "orthogonal").
       bias_init: initializer of ``b_x`` and ``b_h`` (default "zeros").
+      use_bias: as for :func:`elman`: False leaves out ``b_x`` and ``b_h``.
       compute_dtype: as for :func:`elman`.
 
     Example::
@@ -503,6 +568,7 @@ def gru(
       ys, h = jaxrnn.scan(cell, params, xs, lengths=lengths)
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
+    use_bias = _use_bias(use_bias)
     compute_dtype = _compute_dtype(compute_dtype)
     act_name, act = _gated_activation(activation, "activation")
     gate_name, gate = _gated_activation(recurrent_activation, "recurrent_activation")
@@ -555,6 +621,7 @@ def gru(
             "reset_after": reset_after,
             "activation": act_name,
             "recurrent_activation": gate_name,
+            "use_bias": use_bias,
             "compute_dtype": compute_dtype,
         },
     )

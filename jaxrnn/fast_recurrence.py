@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrnn import activations, varying
-from jaxrnn.cells import Cell, carry_h, is_built_in, other_activations
+from jaxrnn.cells import Cell, carry_h, is_built_in, other_activations, with_zero_biases
 from jaxrnn.recurrence import scan_in_chunks
 
 Array = jax.Array
@@ -541,6 +541,7 @@ def fast_layer(
         spec = _lstm(cell, gate_dots=concurrent and cell.hidden_size >= GATE_DOTS_MIN_HIDDEN)
     else:
         spec = _SPECS[cell.kind](cell)
+    params = with_zero_biases(cell, params)  # a cell without biases runs with zeros (constants: no gradient)
     p = {k: params[k] for k in ("w_x", spec.bias)} | spec.weights(params)
     hs, carry = _make(spec, reverse, unroll, batch_major)(p, xs, carry, mask)
     if mask is not None:

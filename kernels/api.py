@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import varying
-from jaxrnn.cells import Cell, is_built_in, other_activations
+from jaxrnn.cells import Cell, is_built_in, other_activations, with_zero_biases
 
 from . import elman, gru, layout, lstm
 
@@ -130,7 +130,8 @@ def recurrence(
     if cell.kind == "lstm":
         return lstm.lstm(xp, tuple(carry), w_h, **options)
     if cell.kind == "gru":
-        return gru.gru(xp, carry, w_h, params["b_h"], reset_after=cell.options["reset_after"], **options)
+        b_h = with_zero_biases(cell, params)["b_h"]  # (a GRU without biases: zeros)
+        return gru.gru(xp, carry, w_h, b_h, reset_after=cell.options["reset_after"], **options)
     return elman.elman(
         xp,
         carry,

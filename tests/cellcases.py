@@ -23,6 +23,10 @@ CELLS = {
     "lstm_proj": lambda h: jaxrnn.lstm(h + 2, proj_size=h),
     "gru": lambda h: jaxrnn.gru(h),
     "gru_reset_before": lambda h: jaxrnn.gru(h, reset_after=False),
+    # use_bias=False: no bias params (read as zeros)
+    "elman_prelu_no_bias": lambda h: jaxrnn.elman(h, "prelu", use_bias=False),
+    "lstm_no_bias": lambda h: jaxrnn.lstm(h, use_bias=False),
+    "gru_reset_before_no_bias": lambda h: jaxrnn.gru(h, reset_after=False, use_bias=False),
     # activations other than tanh and sigmoid gates: the reference path only
     "lstm_relu_hard_sigmoid": lambda h: jaxrnn.lstm(
         h, activation="relu", recurrent_activation="hard_sigmoid"

@@ -18,6 +18,7 @@ def numpy_step(kind, options, params, carry, x):
     """The equations of the cells' docstrings, written out in numpy (a "custom" activation is the
     softplus of the test cases)."""
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    p = {"b": 0.0, "b_x": 0.0, "b_h": np.zeros(params["w_h"].shape[-1])} | p  # a cell without biases
     x = np.asarray(x, np.float64)
     fns = {
         "tanh": np.tanh,
@@ -87,6 +88,9 @@ def test_project_plus_recur_step_equals_step(name):
         ("elman_prelu", {"w_x": (3, 5), "w_h": (5, 5), "b": (5,), "alpha": (5,)}),
         ("lstm", {"w_x": (3, 20), "w_h": (5, 20), "b": (20,)}),
         ("lstm_proj", {"w_x": (3, 28), "w_h": (5, 28), "b": (28,), "w_hr": (7, 5)}),
+        ("elman_prelu_no_bias", {"w_x": (3, 5), "w_h": (5, 5), "alpha": (5,)}),
+        ("lstm_no_bias", {"w_x": (3, 20), "w_h": (5, 20)}),
+        ("gru_reset_before_no_bias", {"w_x": (3, 15), "w_h": (5, 15)}),
         ("gru", {"w_x": (3, 15), "w_h": (5, 15), "b_x": (15,), "b_h": (15,)}),
     ],
 )
@@ -109,6 +113,22 @@ def test_initial_carry_is_zeros_of_the_batch_shape():
     h, c = jaxrnn.lstm(3).initial_carry((), jnp.bfloat16)
     assert h.shape == c.shape == (3,) and h.dtype == jnp.bfloat16
     assert not np.any(np.asarray(c))
+
+
+@pytest.mark.parametrize("kind", ["elman", "lstm", "gru"])
+def test_a_cell_without_biases_draws_the_same_weights_and_computes_with_zero_biases(kind):
+    make = {"elman": jaxrnn.elman, "lstm": jaxrnn.lstm, "gru": jaxrnn.gru}[kind]
+    biased, unbiased = make(4), make(4, use_bias=False)
+    params = unbiased.init(jax.random.key(0), 3)
+    full = biased.init(jax.random.key(0), 3)
+    assert set(full) - set(params) == set(jaxrnn.cells.BIASES[kind])
+    for name, value in params.items():
+        np.testing.assert_array_equal(value, full[name])
+    zero = params | {name: jnp.zeros_like(full[name]) for name in jaxrnn.cells.BIASES[kind]}
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    ys, _ = jaxrnn.scan(unbiased, params, xs)
+    np.testing.assert_array_equal(ys, jaxrnn.scan(biased, zero, xs)[0])
+    assert set(jax.grad(lambda p: jnp.sum(jaxrnn.scan(unbiased, p, xs)[0]))(params)) == set(params)
 
 
 def test_a_projected_lstm_has_a_narrower_h_than_its_cell_state():

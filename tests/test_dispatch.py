@@ -58,6 +58,21 @@ def test_auto_routes_a_callable_activation_to_xla():
     assert dispatch.choose(jaxrnn.elman(4, jnp.sin), "auto") is dispatch.reference_layer
 
 
+def test_the_kernel_runs_a_gru_without_biases_with_zero_biases():
+    """The kernel takes b_h: a GRU made with use_bias=False runs with zeros (interpret mode)."""
+    cell = jaxrnn.gru(3, use_bias=False)
+    params = cell.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (2, 4, 2))
+
+    def loss(params, xs, backend):
+        return jnp.sum(jnp.sin(jaxrnn.scan(cell, params, xs, backend=backend)[0]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # interpret mode
+        got = jax.value_and_grad(loss, (0, 1))(params, xs, "pallas")
+    assert_trees_close(got, jax.value_and_grad(loss, (0, 1))(params, xs, "xla"), 1e-5, 1e-5)
+
+
 def test_auto_runs_an_elman_hard_sigmoid_on_the_cpu_fast_path():
     """The kernel lacks hard_sigmoid, the fast path has it: "auto" on CPU takes the fast path."""
     cell = jaxrnn.elman(4, "hard_sigmoid")

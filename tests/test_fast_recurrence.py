@@ -117,7 +117,8 @@ def test_the_forward_loop_stores_gates_over_their_projection_blocks(name, buffer
 
 
 @pytest.mark.parametrize(
-    "name", ["elman_relu", "elman_prelu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
+    "name",
+    ["elman_relu", "elman_prelu", "lstm", "lstm_proj", "gru", "gru_reset_before", "gru_reset_before_no_bias"],
 )
 def test_check_grads_on_the_custom_vjp(name):
     with jax.enable_x64(True):
@@ -154,7 +155,7 @@ def test_odd_shapes_float32(name, shape):
     _assert_close(got, want, rtol=2e-5, atol=2e-5)
 
 
-CHUNKED_CELLS = ("elman_prelu", "lstm", "lstm_proj", "gru", "gru_reset_before")
+CHUNKED_CELLS = ("elman_prelu", "lstm", "lstm_proj", "gru", "gru_reset_before", "lstm_no_bias")
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,23 @@ def test_gru_recurrent_gate_biases_move_into_input_bias():
     np.testing.assert_array_equal(back["b_h"][8:], params["b_h"][8:])
 
 
+@pytest.mark.parametrize("make", [jaxrnn.elman, jaxrnn.lstm, jaxrnn.gru], ids=["elman", "lstm", "gru"])
+def test_a_cell_without_biases_exports_with_zero_biases(make):
+    """Flax's cells always have biases: zeros, and Flax computes the same."""
+    cell = make(4, use_bias=False)
+    params = _random_params(cell, 2, seed=5)
+    flax_cell, variables = to_flax(cell, params)
+    biases = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(variables) if "bias" in str(path)]
+    assert biases and not any(np.any(np.asarray(b)) for b in biases)
+    xs = jnp.asarray(np.random.default_rng(2).standard_normal((3, 5, 2), np.float32))
+    carry = cell.initial_carry(3)
+    np.testing.assert_allclose(
+        _jaxrnn_run(cell, params, carry, xs)[0],
+        _flax_run(flax_cell, variables, _to_flax_carry(cell, carry), xs)[0],
+        **TOL,
+    )
+
+
 # --- errors: one test per case -----------------------------------------------------------------------
 
 

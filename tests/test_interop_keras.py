@@ -162,12 +162,25 @@ def test_gru_reset_before_sums_recurrent_bias_into_input_bias():
 
 
 def test_to_keras_use_bias_false_with_zero_biases():
+    """A biased cell with zero biases exports into a layer without; it comes back as a cell without."""
     net = jaxrnn.rnn(jaxrnn.lstm(3))
     params = _random_params(net, 2)
     params[0]["forward"]["b"] = jnp.zeros(12)
     layer = to_keras(net, params, L.LSTM(3, use_bias=False, **INIT))
     assert len(layer.weights) == 2
-    jax.tree.map(np.testing.assert_array_equal, from_keras(layer)[1], params)
+    back_net, back = from_keras(layer)
+    assert back_net.cells[0].options["use_bias"] is False
+    del params[0]["forward"]["b"]
+    jax.tree.map(np.testing.assert_array_equal, back, params)
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_a_gru_without_biases_exports_into_a_layer_with_or_without(use_bias):
+    net = jaxrnn.rnn(jaxrnn.gru(3, use_bias=False))
+    params = _random_params(net, 2)
+    layer = to_keras(net, params, L.GRU(3, use_bias=use_bias, **INIT))
+    x = np.random.default_rng(0).standard_normal((2, 5, 2)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(layer(x)), net.apply(params, x)[0][:, -1], rtol=1e-5, atol=1e-6)
 
 
 # --- errors: one test per case -----------------------------------------------------------------------

@@ -178,14 +178,38 @@ def test_cell_round_trip_is_exact(cell):
 
 
 def test_bias_false_export_loads_strictly():
+    """Zero biases export into a module without; it comes back as cells without biases."""
     net = jaxrnn.rnn(jaxrnn.gru(4), num_layers=2)
     params = _random_params(net, 3)
     for layer in params:
         layer["forward"].update(b_x=jnp.zeros(12), b_h=jnp.zeros(12))
     module = torch.nn.GRU(3, 4, num_layers=2, bias=False)
     module.load_state_dict(to_torch(net, params, bias=False))
-    _, back = from_torch(module, batch_first=False)
-    jax.tree.map(np.testing.assert_array_equal, back, params)
+    back_net, back = from_torch(module, batch_first=False)
+    assert all(cell.options["use_bias"] is False for cell in back_net.cells)
+    jax.tree.map(
+        np.testing.assert_array_equal, back, [{"forward": _weights(layer["forward"])} for layer in params]
+    )
+
+
+def _weights(p):
+    return {name: value for name, value in p.items() if not name.startswith("b")}
+
+
+@pytest.mark.parametrize("bias", [None, True])
+def test_cells_without_biases_export_as_the_module_asks(bias):
+    """By default as the cells (no bias keys); ``bias=True`` writes zero biases for a module with them."""
+    net = jaxrnn.rnn(jaxrnn.lstm(4, use_bias=False), bidirectional=True, time_major=True)
+    params = _random_params(net, 3)
+    module = torch.nn.LSTM(3, 4, bidirectional=True, bias=bool(bias))
+    state_dict = to_torch(net, params, bias=bias)
+    assert any(name.startswith("bias") for name in state_dict) is bool(bias)
+    module.load_state_dict(state_dict)
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            jax.jit(net.apply)(params, jnp.asarray(x.numpy()))[0], _np(module(x)[0]), **TOL
+        )
 
 
 # --- errors: one test per case -----------------------------------------------------------------------

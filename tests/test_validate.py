@@ -226,6 +226,19 @@ def test_proj_size_not_a_non_negative_int(proj_size):
         jaxrnn.lstm(4, proj_size=proj_size)
 
 
+def test_use_bias_not_a_bool():
+    with pytest.raises(TypeError, match=r"use_bias: got 0, expected True or False"):
+        jaxrnn.gru(4, use_bias=0)
+
+
+def test_params_with_a_bias_for_a_cell_without_biases():
+    params = jaxrnn.lstm(5).init(jax.random.key(0), 4)
+    with pytest.raises(
+        ValueError, match=r"params: unexpected keys \['b'\]; a lstm cell expects \['w_h', 'w_x'\]"
+    ):
+        jaxrnn.scan(jaxrnn.lstm(5, use_bias=False), params, jnp.ones((3, 6, 4)))
+
+
 def test_proj_size_not_below_hidden_size():
     with pytest.raises(ValueError, match=r"proj_size: got 4, expected less than hidden_size 4 \(as PyTorch"):
         jaxrnn.lstm(4, proj_size=4)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import validate
-from jaxrnn.cells import Cell, elman, gru, lstm
+from jaxrnn.cells import Cell, elman, gru, lstm, with_zero_biases
 from jaxrnn.interop._common import check_cell, refuse_projection, require, to_jax
 
 Array = jax.Array
@@ -193,7 +193,8 @@ def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> t
         if spec[name] != value:
             raise ValueError(f"flax_cell: got {name} {spec[name]!r}, expected {value!r} to match the cell")
     gates = _GATES[kind]
-    p = {name: np.asarray(value) for name, value in params.items()}
+    # Flax's cells always have biases: a cell without gets zeros (the same function)
+    p = {name: np.asarray(value) for name, value in with_zero_biases(cell, params).items()}
     if kind == "gru":
         # r and z see b_x + b_h; only the candidate keeps a separate recurrent bias.
         b_i = np.concatenate([p["b_x"][: 2 * H] + p["b_h"][: 2 * H], p["b_x"][2 * H :]])

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxrnn.cells import Cell, elman, gru, lstm
+from jaxrnn.cells import BIASES, Cell, elman, gru, lstm, with_zero_biases
 from jaxrnn.interop._common import blocks, check_network, refuse_projection, require, require_zero, to_jax
 from jaxrnn.network import Network, rnn
 
@@ -89,32 +89,28 @@ def _layer_spec(keras: Any, layer: Any) -> tuple[dict[str, Any], list[Any], str 
 
 
 def _cell_for(spec: dict[str, Any]) -> Cell:
+    use_bias = spec["use_bias"]
     if spec["kind"] == "elman":
-        return elman(spec["units"], spec["activation"])
+        return elman(spec["units"], spec["activation"], use_bias=use_bias)
     gated = {name: spec[name] for name in _GATED}
     if spec["kind"] == "lstm":
-        return lstm(spec["units"], **gated)
-    return gru(spec["units"], reset_after=spec["reset_after"], **gated)
+        return lstm(spec["units"], use_bias=use_bias, **gated)
+    return gru(spec["units"], reset_after=spec["reset_after"], use_bias=use_bias, **gated)
 
 
 def _params_from(spec: dict[str, Any], weights: list[Any]) -> dict[str, Any]:
     kernel, recurrent = np.asarray(weights[0]), np.asarray(weights[1])
-    width = recurrent.shape[-1]
-    if spec["use_bias"]:
+    if spec["kind"] == "gru":
+        kernel, recurrent = blocks(kernel, _GRU_ORDER), blocks(recurrent, _GRU_ORDER)
+    params = {"w_x": kernel, "w_h": recurrent}
+    if spec["use_bias"]:  # (without, the cell has no biases either)
         bias = np.asarray(weights[2])
-    else:
-        bias = np.zeros((2, width) if spec["reset_after"] else (width,), kernel.dtype)
-    if spec["kind"] != "gru":
-        return to_jax({"w_x": kernel, "w_h": recurrent, "b": bias})
-    b_x, b_h = (bias[0], bias[1]) if spec["reset_after"] else (bias, np.zeros_like(bias))
-    return to_jax(
-        {
-            "w_x": blocks(kernel, _GRU_ORDER),
-            "w_h": blocks(recurrent, _GRU_ORDER),
-            "b_x": blocks(b_x, _GRU_ORDER),
-            "b_h": blocks(b_h, _GRU_ORDER),
-        }
-    )
+        if spec["kind"] != "gru":
+            params["b"] = bias
+        else:
+            b_x, b_h = (bias[0], bias[1]) if spec["reset_after"] else (bias, np.zeros_like(bias))
+            params |= {"b_x": blocks(b_x, _GRU_ORDER), "b_h": blocks(b_h, _GRU_ORDER)}
+    return to_jax(params)
 
 
 def from_keras(layer: Any) -> tuple[Network, list]:
@@ -124,7 +120,8 @@ def from_keras(layer: Any) -> tuple[Network, list]:
     ``ys (B, T, D)`` and the final carries whatever ``return_sequences``/``return_state`` say: Keras'
     ``return_sequences=False`` output is ``ys[:, -1]`` (Bidirectional: the two directions' final ``h``
     merged, ``jaxrnn.train.model(net, output="final")``'s readout), its states are ``carries[0]["forward"]``
-    (then ``["backward"]``), an LSTM's ``[h, c]`` as ``(h, c)``. ``use_bias=False`` gives zero biases.
+    (then ``["backward"]``), an LSTM's ``[h, c]`` as ``(h, c)``. ``use_bias=False`` gives cells without
+    biases (``use_bias=False``).
     Train-time ``dropout`` and ``recurrent_dropout`` are not carried over (they do not change inference).
 
     Raises ``ValueError`` naming the setting for: an ``activation`` or (LSTM, GRU) ``recurrent_activation``
@@ -150,7 +147,9 @@ def from_keras(layer: Any) -> tuple[Network, list]:
     return net, params
 
 
-def _weights_for(spec: dict[str, Any], params: dict[str, Any], argument: str) -> list[Any]:
+def _weights_for(spec: dict[str, Any], params: dict[str, Any], argument: str, cell: Cell) -> list[Any]:
+    """The layer's weights for ``params``; a cell without biases gives zero biases (the same function)."""
+    params = with_zero_biases(cell, params)
     if spec["kind"] != "gru":
         kernel, recurrent, bias = (np.asarray(params[k]) for k in ("w_x", "w_h", "b"))
     else:
@@ -159,9 +158,9 @@ def _weights_for(spec: dict[str, Any], params: dict[str, Any], argument: str) ->
         # Without reset_after every recurrent bias is added next to its input bias: their sum is exact math.
         bias = np.stack([b_x, b_h]) if spec["reset_after"] else b_x + b_h
     if not spec["use_bias"]:
-        names = ("b_x", "b_h") if spec["kind"] == "gru" else ("b",)
-        for name in names:
-            require_zero(params[name], f"{argument}[{name!r}]", "the Keras layer has use_bias=False")
+        if cell.options["use_bias"]:
+            for name in BIASES[spec["kind"]]:
+                require_zero(params[name], f"{argument}[{name!r}]", "the Keras layer has use_bias=False")
         return [kernel, recurrent]
     return [kernel, recurrent, bias]
 
@@ -206,7 +205,7 @@ def to_keras(net: Network, params: list, layer: Any) -> Any:
             raise ValueError(f"layer.{name}: got {spec[name]!r}, expected {value!r} to match the net's cell")
     names = ("forward", "backward")[: len(directions)]
     # every check before the layer changes: a call that raises leaves it as it was
-    weights = [_weights_for(spec, params[0][name], f"params[0][{name!r}]") for name in names]
+    weights = [_weights_for(spec, params[0][name], f"params[0][{name!r}]", cell) for name in names]
     if layer.built and directions[0].weights[0].shape[0] != input_size:
         built_input = directions[0].weights[0].shape[0]
         raise ValueError(f"layer: built for input size {built_input}, expected {input_size} (the params')")

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import validate
-from jaxrnn.cells import DEFAULT_GATED_ACTIVATIONS, Cell, elman, gru, lstm
+from jaxrnn.cells import BIASES, DEFAULT_GATED_ACTIVATIONS, Cell, elman, gru, lstm, with_zero_biases
 from jaxrnn.interop._common import (
     check_cell,
     check_network,
@@ -153,10 +153,12 @@ def _to_torch(torch: Any, x: Any) -> Any:
     return torch.from_numpy(np.array(x, order="C"))  # a writable, row-major copy (x may be a transposed view)
 
 
-def _cell_for(mode: str, hidden_size: int, nonlinearity: str | None, proj_size: int) -> Cell:
+def _cell_for(mode: str, hidden_size: int, nonlinearity: str | None, proj_size: int, bias: bool) -> Cell:
     if mode == "rnn":
-        return elman(hidden_size, nonlinearity)
-    return lstm(hidden_size, proj_size=proj_size) if mode == "lstm" else gru(hidden_size, reset_after=True)
+        return elman(hidden_size, nonlinearity, use_bias=bias)
+    if mode == "lstm":
+        return lstm(hidden_size, proj_size=proj_size, use_bias=bias)
+    return gru(hidden_size, reset_after=True, use_bias=bias)
 
 
 def _layer_keys(is_cell: bool, num_layers: int, bidirectional: bool) -> list[tuple[int, str, str]]:
@@ -224,18 +226,15 @@ def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[st
                     f"{shapes[name]} ({sizes})"
                 )
         w_ih, w_hh = _to_numpy(torch, tensors["weight_ih"]), _to_numpy(torch, tensors["weight_hh"])
-        if bias:
+        params[layer][direction] = {"w_x": w_ih.T, "w_h": w_hh.T}
+        if bias:  # (without, the cell has no biases either)
             b_ih, b_hh = _to_numpy(torch, tensors["bias_ih"]), _to_numpy(torch, tensors["bias_hh"])
-        else:
-            b_ih = b_hh = np.zeros((gates * hidden_size,), w_ih.dtype)
-        if mode == "gru":
-            params[layer][direction] = {"w_x": w_ih.T, "w_h": w_hh.T, "b_x": b_ih, "b_h": b_hh}
-        else:
-            params[layer][direction] = {"w_x": w_ih.T, "w_h": w_hh.T, "b": b_ih + b_hh}
+            biases = {"b_x": b_ih, "b_h": b_hh} if mode == "gru" else {"b": b_ih + b_hh}
+            params[layer][direction] |= biases
         if projected:
             params[layer][direction]["w_hr"] = _to_numpy(torch, tensors["weight_hr"]).T
     params = to_jax(params)
-    cell = _cell_for(mode, hidden_size, spec["nonlinearity"], proj_size)
+    cell = _cell_for(mode, hidden_size, spec["nonlinearity"], proj_size, bias)
     for layer, direction, suffix in keys:
         validate.params(cell, params[layer][direction], f"module_or_state_dict (weights{suffix})")
     if is_cell:
@@ -264,8 +263,8 @@ def from_torch(
     directions, dropout and layout (``time_major = not batch_first``), so ``net.apply(params, x)`` on the
     tensor torch takes gives torch's output; ``final_carries[l]["forward"/"backward"]`` is torch's
     ``h_n[l * D + d]`` (LSTM: ``(h_n[...], c_n[...])``). For ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``
-    returns ``(cell, params)`` for :func:`jaxrnn.scan` or ``cell.step``. ``bias=False`` gives zero biases;
-    an ``nn.LSTM`` with ``proj_size > 0`` gives ``jaxrnn.lstm(H, proj_size=P)`` layers.
+    returns ``(cell, params)`` for :func:`jaxrnn.scan` or ``cell.step``. ``bias=False`` gives cells made with
+    ``use_bias=False``; an ``nn.LSTM`` with ``proj_size > 0`` gives ``jaxrnn.lstm(H, proj_size=P)`` layers.
 
     Args:
       module_or_state_dict: a module above, or its ``state_dict()``.
@@ -316,7 +315,7 @@ def _torch_mode(cell: Cell) -> str:
     return cell.kind
 
 
-def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> dict[str, Any]:
+def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool | None = None) -> dict[str, Any]:
     """Exports jaxrnn params as a PyTorch ``state_dict``.
 
     A :class:`Network` (identical cells in every layer, ``merge="concat"`` if bidirectional) gives the keys of
@@ -329,14 +328,15 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> 
       net_or_cell: an Elman ("tanh" or "relu"), LSTM or GRU (``reset_after=True``) network or cell (a
         projected LSTM as a network only: torch's ``nn.LSTMCell`` has no ``proj_size``).
       params: its params.
-      bias: False for a module built with ``bias=False``: the bias keys are left out; nonzero biases raise.
+      bias: whether the target module has biases; None (default): as the cell (``use_bias``). False leaves
+        the bias keys out (a cell's nonzero biases raise); True with a cell without biases writes zeros.
 
     Returns:
       A dict of torch tensors for ``module.load_state_dict``.
     """
     torch = require("torch", "torch", "to_torch")
-    if not isinstance(bias, bool):
-        raise TypeError(f"bias: got {bias!r}, expected True or False")
+    if bias is not None and not isinstance(bias, bool):
+        raise TypeError(f"bias: got {bias!r}, expected None, True or False")
     if isinstance(net_or_cell, Network):
         cell, _ = check_network(net_or_cell, params, "torch")
         if net_or_cell.bidirectional and net_or_cell.merge != "concat":
@@ -353,9 +353,11 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> 
     else:
         raise TypeError(f"net_or_cell: got {type(net_or_cell).__name__}, expected a jaxrnn Network or Cell")
     mode = _torch_mode(cell)
+    has_biases = cell.options["use_bias"]
+    bias = has_biases if bias is None else bias
     state_dict = {}
     for layer, direction, suffix in keys:
-        p = layers[layer][direction]
+        p = with_zero_biases(cell, layers[layer][direction])
         argument = f"params[{layer}][{direction!r}]" if isinstance(net_or_cell, Network) else "params"
         if mode == "gru":
             b_ih, b_hh = p["b_x"], p["b_h"]
@@ -366,8 +368,8 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool = True) -> 
         if bias:
             state_dict[f"bias_ih{suffix}"] = _to_torch(torch, b_ih)
             state_dict[f"bias_hh{suffix}"] = _to_torch(torch, b_hh)
-        else:
-            for name in ("b_x", "b_h") if mode == "gru" else ("b",):
+        elif has_biases:
+            for name in BIASES[cell.kind]:
                 require_zero(p[name], f"{argument}[{name!r}]", "bias=False drops the biases")
         if "w_hr" in p:  # (after the biases, where torch's own state_dict has it)
             state_dict[f"weight_hr{suffix}"] = _to_torch(torch, np.asarray(p["w_hr"]).T)

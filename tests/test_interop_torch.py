@@ -223,23 +223,18 @@ def test_a_projected_lstm_cell_is_not_exported_as_an_lstm_cell():
         to_torch(cell, _random_params(cell, 3))
 
 
-def test_state_dict_weight_hr_wider_than_the_state_raises():
+@pytest.mark.parametrize(
+    ("key", "shape", "message"),
+    [
+        ("weight_hr_l0", (4, 4), r"got shape \(4, 4\), expected \(proj_size, hidden_size\) with 0 <"),
+        ("weight_hh_l0", (16, 4), r"got shape \(16, 4\), expected \(16, 2\) \(hidden_size=4, proj_size=2\)"),
+    ],
+    ids=["weight_hr-wider-than-the-state", "weight_hh-not-matching-the-projection"],
+)
+def test_a_projected_state_dict_with_a_weight_of_the_wrong_shape_raises(key, shape, message):
     state_dict = torch.nn.LSTM(3, 4, proj_size=2).state_dict()
-    state_dict["weight_hr_l0"] = torch.zeros(4, 4)
-    with pytest.raises(
-        ValueError,
-        match=r"\['weight_hr_l0'\]: got shape \(4, 4\), expected \(proj_size, hidden_size\) with 0 <",
-    ):
-        from_torch(state_dict, batch_first=False)
-
-
-def test_state_dict_weight_hh_not_matching_the_projection_raises():
-    state_dict = torch.nn.LSTM(3, 4, proj_size=2).state_dict()
-    state_dict["weight_hh_l0"] = torch.zeros(16, 4)
-    with pytest.raises(
-        ValueError,
-        match=r"\['weight_hh_l0'\]: got shape \(16, 4\), expected \(16, 2\) \(hidden_size=4, proj_size=2\)",
-    ):
+    state_dict[key] = torch.zeros(shape)
+    with pytest.raises(ValueError, match=rf"\['{key}'\]: {message}"):
         from_torch(state_dict, batch_first=False)
 
 

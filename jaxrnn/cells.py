@@ -211,15 +211,18 @@ BIASES: dict[str, tuple[str, ...]] = {"elman": ("b",), "lstm": ("b",), "gru": ("
 def with_zero_biases(cell: Cell, params: Params) -> Params:
     """``params`` with zero biases (``G·H`` wide, the params' dtype) added where ``cell`` was made with
     ``use_bias=False``, so that code written for biased cells runs it: a zero bias adds nothing, and being
-    a constant it takes no gradient. ``params`` itself for any other cell."""
+    a constant it takes no gradient. ``params`` itself for any other cell, or when it has them already."""
     if (cell.options or {}).get("use_bias", True):
         return params
     return _add_zero_biases(params, BIASES[cell.kind])
 
 
 def _add_zero_biases(params: Params, names: tuple[str, ...]) -> Params:
-    w_h = params["w_h"]
-    return params | {name: jnp.zeros(w_h.shape[-1:], w_h.dtype) for name in names}
+    """``params`` plus zero biases for those of ``names`` it lacks (those it has are kept). The zeros are
+    made like a row of ``w_h``: its dtype, and inside ``shard_map`` the mesh axes it varies over (zeros that
+    did not vary would not type-check against their varying gradient in the fast path's custom VJP)."""
+    zero = jnp.zeros_like(params["w_h"][0])
+    return {**params, **{name: zero for name in names if name not in params}}
 
 
 def _use_bias(value: Any) -> bool:
@@ -348,7 +351,7 @@ def elman(
         with "relu" gives the IRNN of Le et al. 2015).
       bias_init: initializer of ``b`` (default "zeros").
       use_bias: False for a cell without ``b`` (PyTorch's ``bias=False``, Keras' ``use_bias=False``): its
-        params leave it out and the equations read it as zero.
+        params leave it out, the equations read it as zero and ``bias_init`` sets nothing.
       compute_dtype: e.g. ``jnp.bfloat16`` to run the matmuls in that dtype, accumulating in the params'
         dtype; ``None`` (default) computes in the params' dtype.
 
@@ -558,7 +561,7 @@ def gru(
       kernel_init: initializer of each gate block of ``w_x`` (default "glorot_uniform").
       recurrent_init: initializer of each gate block of ``w_h`` (default "orthogonal").
       bias_init: initializer of ``b_x`` and ``b_h`` (default "zeros").
-      use_bias: as for :func:`elman`: False leaves out ``b_x`` and ``b_h``.
+      use_bias: as for :func:`elman`: False leaves out ``b_x`` and ``b_h`` (``bias_init`` sets nothing).
       compute_dtype: as for :func:`elman`.
 
     Example::

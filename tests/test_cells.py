@@ -127,8 +127,19 @@ def test_a_cell_without_biases_draws_the_same_weights_and_computes_with_zero_bia
     zero = params | {name: jnp.zeros_like(full[name]) for name in jaxrnn.cells.BIASES[kind]}
     xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
     ys, _ = jaxrnn.scan(unbiased, params, xs)
-    np.testing.assert_array_equal(ys, jaxrnn.scan(biased, zero, xs)[0])
+    np.testing.assert_allclose(ys, jaxrnn.scan(biased, zero, xs)[0], rtol=1e-6, atol=1e-7)
     assert set(jax.grad(lambda p: jnp.sum(jaxrnn.scan(unbiased, p, xs)[0]))(params)) == set(params)
+
+
+def test_a_cell_without_biases_takes_a_frozen_dict_of_params_as_a_biased_one_does():
+    from flax.core import FrozenDict
+
+    cell = jaxrnn.gru(4, use_bias=False)
+    params = cell.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    for backend in ("auto", "xla"):
+        got = jaxrnn.scan(cell, FrozenDict(params), xs, backend=backend)[0]
+        np.testing.assert_allclose(got, jaxrnn.scan(cell, params, xs)[0], rtol=1e-6, atol=1e-7)
 
 
 def test_a_projected_lstm_has_a_narrower_h_than_its_cell_state():

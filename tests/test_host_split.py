@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     CELLS = {"lstm": jaxrnn.lstm(6), "gru": jaxrnn.gru(6),
              "gru_reset_before": jaxrnn.gru(6, reset_after=False),
              "elman_tanh": jaxrnn.elman(6), "elman_prelu": jaxrnn.elman(6, "prelu"),
-             "lstm_proj": jaxrnn.lstm(8, proj_size=6)}
+             "lstm_proj": jaxrnn.lstm(8, proj_size=6), "gru_no_bias": jaxrnn.gru(6, use_bias=False)}
 
     def noisy(tree, key):
         leaves, treedef = jax.tree_util.tree_flatten(tree)
@@ -68,7 +68,7 @@ SCRIPT = textwrap.dedent(
         fast_recurrence.CHUNK_BYTES: [("lstm", "plain"), ("lstm", "lengths_reverse"), ("gru", "plain"),
                                       ("gru", "lengths_reverse"), ("gru_reset_before", "lengths_reverse"),
                                       ("elman_tanh", "plain"), ("elman_prelu", "lengths_reverse"),
-                                      ("lstm_proj", "lengths_reverse")],
+                                      ("lstm_proj", "lengths_reverse"), ("gru_no_bias", "lengths_reverse")],
         1000: [("lstm", "lengths_reverse"), ("gru", "lengths_reverse"), ("gru_reset_before", "plain"),
                ("lstm_proj", "plain")],
     }

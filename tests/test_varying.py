@@ -43,7 +43,9 @@ def _sharded_grad(loss):
 
 @pytest.mark.parametrize("backend", ["auto", "xla"])
 @pytest.mark.parametrize("given_carry", [False, True], ids=["zero_carry", "given_carry"])
-@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru", "gru_reset_before"])
+@pytest.mark.parametrize(
+    "name", ["elman_tanh", "lstm", "gru", "gru_reset_before", "lstm_no_bias", "gru_reset_before_no_bias"]
+)
 def test_scan_inside_shard_map_matches_outside(name, given_carry, backend):
     cell = CELLS[name](5)
     k1, k2, k3 = jax.random.split(jax.random.key(np.random.default_rng().integers(1 << 30)), 3)

@@ -10,10 +10,10 @@
   VJP, weight gradients as one matmul each after the loop) for the built-in cells; the reference for what
   it does not support: custom cells (built-in ones whose functions were replaced included, see
   :func:`jaxrnn.cells.is_built_in`), callable Elman activations, LSTM/GRU activations other than tanh
-  with sigmoid gates, ``compute_dtype``, ``remat`` and recurrent dropout
-  (``h_mask``). In a process with several CPU devices (opt-in:
-  ``jax.config.update("jax_num_cpu_devices", N)`` or the XLA flag ``--xla_force_host_platform_device_count``)
-  the fast path of a small recurrence runs with its batch split across them (:mod:`jaxrnn.host_split`).
+  with sigmoid gates, ``compute_dtype``, ``remat`` and recurrent dropout (``h_mask``). In a process
+  with several CPU devices (opt-in: ``jax.config.update("jax_num_cpu_devices", N)`` or the XLA flag
+  ``--xla_force_host_platform_device_count``) the fast path of a small recurrence runs with its batch split
+  across them (:mod:`jaxrnn.host_split`).
   Measurements: ``benchmarks/NOTES.md``.
 """
 

@@ -26,13 +26,25 @@ def regression_batch(steps=T, batch=8):
     }
 
 
-def test_matches_a_hand_unrolled_perturbation_gradient():
-    m = model(jaxrnn.rnn(jaxrnn.elman(6)), jaxrnn.dense(2), output="sequence")
+def _sequence_model(cell, steps: int, outputs: int):
+    """A per-step model over ``cell`` with fresh params and a random batch of 2 sequences of 3 features."""
+    m = model(jaxrnn.rnn(cell), jaxrnn.dense(outputs), output="sequence")
     params = m.init(jax.random.key(int(rng.integers(1 << 30))), 3)
     batch = {
-        "x": rng.normal(size=(2, 5, 3)).astype(np.float32),
-        "y": rng.normal(size=(2, 5, 2)).astype(np.float32),
+        "x": rng.normal(size=(2, steps, 3)).astype(np.float32),
+        "y": rng.normal(size=(2, steps, outputs)).astype(np.float32),
     }
+    return m, params, batch
+
+
+def _assert_flow_matches(m, params, batch, loss, delta_shape):
+    """gradient_flow against the norms of ``loss``'s gradient w.r.t. a zero perturbation per step."""
+    ref = jnp.linalg.norm(jax.jit(jax.grad(loss))(jnp.zeros(delta_shape)).reshape(delta_shape[0], -1), axis=1)
+    np.testing.assert_allclose(gradient_flow(m, params, batch, loss="mse"), ref, rtol=1e-4)
+
+
+def test_matches_a_hand_unrolled_perturbation_gradient():
+    m, params, batch = _sequence_model(jaxrnn.elman(6), steps=5, outputs=2)
     p = params["rnn"][0]["forward"]
 
     def loss(delta):
@@ -43,20 +55,14 @@ def test_matches_a_hand_unrolled_perturbation_gradient():
         out = jnp.stack(outs, 1) @ params["head"]["w"] + params["head"]["b"]
         return losses.mse(out, batch["y"])
 
-    ref = jnp.linalg.norm(jax.jit(jax.grad(loss))(jnp.zeros((5, 2, 6))).reshape(5, -1), axis=1)
-    np.testing.assert_allclose(gradient_flow(m, params, batch, loss="mse"), ref, rtol=1e-4)
+    _assert_flow_matches(m, params, batch, loss, (5, 2, 6))
 
 
 def test_a_projected_lstm_is_probed_at_its_projected_output():
     """∂L/∂h_t of an LSTM with proj_size is taken w.r.t. the projected h (the layer's output), by the
     hand-unrolled LSTMP."""
     cell = jaxrnn.lstm(5, proj_size=2)
-    m = model(jaxrnn.rnn(cell), jaxrnn.dense(1), output="sequence")
-    params = m.init(jax.random.key(int(rng.integers(1 << 30))), 3)
-    batch = {
-        "x": rng.normal(size=(2, 4, 3)).astype(np.float32),
-        "y": rng.normal(size=(2, 4, 1)).astype(np.float32),
-    }
+    m, params, batch = _sequence_model(cell, steps=4, outputs=1)
     p = params["rnn"][0]["forward"]
 
     def loss(delta):
@@ -69,8 +75,7 @@ def test_a_projected_lstm_is_probed_at_its_projected_output():
         out = jnp.stack(outs, 1) @ params["head"]["w"] + params["head"]["b"]
         return losses.mse(out, batch["y"])
 
-    ref = jnp.linalg.norm(jax.jit(jax.grad(loss))(jnp.zeros((4, 2, 2))).reshape(4, -1), axis=1)
-    np.testing.assert_allclose(gradient_flow(m, params, batch, loss="mse"), ref, rtol=1e-4)
+    _assert_flow_matches(m, params, batch, loss, (4, 2, 2))
 
 
 @pytest.fixture(scope="module")

@@ -242,14 +242,17 @@ class Dense(NamedTuple):
     """A readout ``y = g(h w + b)``.
 
     Attributes:
-      init: ``init(key, input_size, dtype=jnp.float32) -> {"w": (input_size, out_size), "b": (out_size,)}``.
+      init: ``init(key, input_size, dtype=jnp.float32) -> {"w": (input_size, out_size), "b": (out_size,)}``
+        (no ``"b"`` without a bias).
       apply: ``apply(params, h) -> y`` for ``h`` of shape ``(..., input_size)``.
       out_size: the width of ``y``.
+      use_bias: whether the params hold the bias ``b``.
     """
 
     init: Callable[..., dict[str, Array]]
     apply: Callable[[dict[str, Array], Array], Array]
     out_size: int
+    use_bias: bool = True
 
 
 def dense(
@@ -258,9 +261,11 @@ def dense(
     *,
     kernel_init: str | initializers.Initializer = "glorot_uniform",
     bias_init: str | initializers.Initializer = "zeros",
+    use_bias: bool = True,
 ) -> Dense:
     """The readout layer ``y = g(h w + b)`` with ``g`` one of None (identity), "softmax", "log_softmax",
-    "sigmoid", "tanh", "relu".
+    "sigmoid", "tanh", "relu"; ``y = g(h w)`` with ``use_bias=False`` (PyTorch's ``nn.Linear(bias=False)``,
+    Keras' ``Dense(use_bias=False)``), whose params have no ``"b"``.
 
     Example::
 
@@ -273,34 +278,41 @@ def dense(
         raise ValueError(f"activation: got {activation!r}, expected one of {list(DENSE_ACTIVATIONS)}")
     kernel_init = initializers.get(kernel_init, "kernel_init")
     bias_init = initializers.get(bias_init, "bias_init", vector=True)
+    validate.boolean(use_bias, "use_bias")
+    use_bias = bool(use_bias)
     g = DENSE_ACTIVATIONS[activation]
+    names = ("b", "w") if use_bias else ("w",)
 
     def init(key: Array, input_size: int, dtype=jnp.float32) -> dict[str, Array]:
         validate.prng_key(key, "key")
         validate.positive_int(input_size, "input_size")
         kw, kb = jax.random.split(key)
-        return {"w": kernel_init(kw, (input_size, out_size), dtype), "b": bias_init(kb, (out_size,), dtype)}
+        params = {"w": kernel_init(kw, (input_size, out_size), dtype)}
+        if use_bias:
+            params["b"] = bias_init(kb, (out_size,), dtype)
+        return params
 
     def apply(params: dict[str, Array], h: Array) -> Array:
-        if not isinstance(params, Mapping) or set(params) != {"w", "b"}:
+        if not isinstance(params, Mapping) or set(params) != set(names):
             got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
-            raise ValueError(f"params: got {got}, expected a dict with keys ['b', 'w']")
-        for name in ("w", "b"):
+            raise ValueError(f"params: got {got}, expected a dict with keys {list(names)}")
+        for name in names:
             validate.floating(params[name], f"params[{name!r}]")
         w_shape = jnp.shape(params["w"])
-        if len(w_shape) != 2 or w_shape[1] != out_size or jnp.shape(params["b"]) != (out_size,):
-            raise ValueError(
-                f"params: got w {w_shape} and b {jnp.shape(params['b'])}, "
-                f"expected w (input_size, {out_size}) and b ({out_size},)"
-            )
+        b_shape = jnp.shape(params["b"]) if use_bias else (out_size,)
+        if len(w_shape) != 2 or w_shape[1] != out_size or b_shape != (out_size,):
+            got = f"w {w_shape} and b {b_shape}" if use_bias else f"w {w_shape}"
+            expected = f"w (input_size, {out_size})" + (f" and b ({out_size},)" if use_bias else "")
+            raise ValueError(f"params: got {got}, expected {expected}")
         validate.floating(h, "h")
         if jnp.shape(h)[-1:] != w_shape[:1]:
             raise ValueError(
                 f"h: got shape {jnp.shape(h)}, expected (..., {w_shape[0]}) to match params['w']"
             )
-        return g(h @ params["w"] + params["b"])
+        y = h @ params["w"]
+        return g(y + params["b"] if use_bias else y)
 
-    return Dense(init=init, apply=apply, out_size=out_size)
+    return Dense(init=init, apply=apply, out_size=out_size, use_bias=use_bias)
 
 
 def last_output(ys: Array, lengths: Array | None = None, *, time_major: bool = False) -> Array:

@@ -162,6 +162,23 @@ def test_dense_readout(activation, fn):
     np.testing.assert_allclose(head.apply(params, h), fn(h @ params["w"] + params["b"]), rtol=1e-6)
 
 
+def test_dense_without_bias():
+    head = jaxrnn.dense(3, "tanh", use_bias=False)
+    assert not head.use_bias and jaxrnn.dense(3).use_bias
+    with jax.enable_x64(True):
+        params = head.init(jax.random.key(0), 5, jnp.float64)
+        assert set(params) == {"w"} and params["w"].shape == (5, 3) and params["w"].dtype == jnp.float64
+        h = jax.random.normal(jax.random.key(2), (2, 4, 5), jnp.float64)
+        np.testing.assert_allclose(head.apply(params, h), jnp.tanh(h @ params["w"]), rtol=1e-12)
+        # the same w with a zero bias gives the same gradient for w
+        biased = jaxrnn.dense(3, "tanh")
+        with_zero_bias = {"w": params["w"], "b": jnp.zeros(3, jnp.float64)}
+        grads = jax.grad(lambda p: jnp.sum(head.apply(p, h) ** 2))(params)
+        biased_grads = jax.grad(lambda p: jnp.sum(biased.apply(p, h) ** 2))(with_zero_bias)
+    assert set(grads) == {"w"}
+    np.testing.assert_allclose(grads["w"], biased_grads["w"], rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [jnp.uint8, jnp.int8, jnp.int16])
 def test_last_output_of_narrow_integer_lengths_past_their_dtype_range(dtype):
     ys = jnp.broadcast_to(jnp.arange(300.0)[None, :, None], (2, 300, 1))  # ys[b, t] = t

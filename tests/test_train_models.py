@@ -3,10 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxrnn
-from jaxrnn.train import model
+from jaxrnn.train import make_train_step, model
 
 rng = np.random.default_rng()
 
@@ -120,3 +121,14 @@ def test_params_without_head_are_rejected():
         ValueError, match=r"params: got \['rnn'\], expected a dict with keys \['head', 'rnn'\]"
     ):
         m.apply({"rnn": params["rnn"]}, jnp.zeros((1, 2, 3)))
+
+
+def test_model_with_a_bias_free_head_trains():
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(2, use_bias=False))
+    params = m.init(jax.random.key(0), 3)
+    assert set(params["head"]) == {"w"}
+    batch = {"x": jax.random.normal(jax.random.key(1), (5, 6, 3)), "y": jnp.array([0, 1, 1, 0, 1])}
+    step = make_train_step(m, "cross_entropy", optax.sgd(0.1))
+    new_params, _, metrics = step(params, optax.sgd(0.1).init(params), batch, jax.random.key(2))
+    assert set(new_params["head"]) == {"w"} and np.isfinite(metrics["loss"])
+    assert not np.allclose(new_params["head"]["w"], params["head"]["w"])

@@ -450,6 +450,24 @@ def test_dense_params_missing_a_key():
         head.apply({"b": jnp.zeros(2)}, jnp.ones((3, 5)))
 
 
+def test_bias_free_dense_given_a_bias():
+    head = jaxrnn.dense(2, use_bias=False)
+    params = {"w": jnp.ones((5, 2)), "b": jnp.zeros(2)}
+    with pytest.raises(ValueError, match=r"params: got \['b', 'w'\], expected a dict with keys \['w'\]"):
+        head.apply(params, jnp.ones((3, 5)))
+
+
+def test_bias_free_dense_weights_of_wrong_shape():
+    head = jaxrnn.dense(2, use_bias=False)
+    with pytest.raises(ValueError, match=r"params: got w \(5, 3\), expected w \(input_size, 2\)$"):
+        head.apply({"w": jnp.ones((5, 3))}, jnp.ones((3, 5)))
+
+
+def test_dense_use_bias_not_a_bool():
+    with pytest.raises(TypeError, match=r"use_bias: got 'no', expected True or False"):
+        jaxrnn.dense(2, use_bias="no")
+
+
 def test_dense_bias_of_wrong_shape():
     head = jaxrnn.dense(2)
     params = dict(head.init(jax.random.key(0), 5), b=jnp.zeros(3))

@@ -246,12 +246,14 @@ class Dense(NamedTuple):
         (no ``"b"`` without a bias).
       apply: ``apply(params, h) -> y`` for ``h`` of shape ``(..., input_size)``.
       out_size: the width of ``y``.
+      activation: the name of ``g`` (None: the identity).
       use_bias: whether the params hold the bias ``b``.
     """
 
     init: Callable[..., dict[str, Array]]
     apply: Callable[[dict[str, Array], Array], Array]
     out_size: int
+    activation: str | None = None
     use_bias: bool = True
 
 
@@ -281,7 +283,6 @@ def dense(
     validate.boolean(use_bias, "use_bias")
     use_bias = bool(use_bias)
     g = DENSE_ACTIVATIONS[activation]
-    names = ("b", "w") if use_bias else ("w",)
 
     def init(key: Array, input_size: int, dtype=jnp.float32) -> dict[str, Array]:
         validate.prng_key(key, "key")
@@ -293,26 +294,35 @@ def dense(
         return params
 
     def apply(params: dict[str, Array], h: Array) -> Array:
-        if not isinstance(params, Mapping) or set(params) != set(names):
-            got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
-            raise ValueError(f"params: got {got}, expected a dict with keys {list(names)}")
-        for name in names:
-            validate.floating(params[name], f"params[{name!r}]")
-        w_shape = jnp.shape(params["w"])
-        b_shape = jnp.shape(params["b"]) if use_bias else (out_size,)
-        if len(w_shape) != 2 or w_shape[1] != out_size or b_shape != (out_size,):
-            got = f"w {w_shape} and b {b_shape}" if use_bias else f"w {w_shape}"
-            expected = f"w (input_size, {out_size})" + (f" and b ({out_size},)" if use_bias else "")
-            raise ValueError(f"params: got {got}, expected {expected}")
+        input_size = check_dense_params(head, params, "params")
         validate.floating(h, "h")
-        if jnp.shape(h)[-1:] != w_shape[:1]:
+        if jnp.shape(h)[-1:] != (input_size,):
             raise ValueError(
-                f"h: got shape {jnp.shape(h)}, expected (..., {w_shape[0]}) to match params['w']"
+                f"h: got shape {jnp.shape(h)}, expected (..., {input_size}) to match params['w']"
             )
         y = h @ params["w"]
         return g(y + params["b"] if use_bias else y)
 
-    return Dense(init=init, apply=apply, out_size=out_size, use_bias=use_bias)
+    head = Dense(init=init, apply=apply, out_size=out_size, activation=activation, use_bias=use_bias)
+    return head
+
+
+def check_dense_params(head: Dense, params: Any, argument: str) -> int:
+    """Checks ``params`` against ``head`` (keys, floating dtypes, shapes); returns their input size."""
+    names = ["b", "w"] if head.use_bias else ["w"]
+    if not isinstance(params, Mapping) or sorted(params) != names:
+        got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+        raise ValueError(f"{argument}: got {got}, expected a dict with keys {names}")
+    for name in names:
+        validate.floating(params[name], f"{argument}[{name!r}]")
+    w_shape = jnp.shape(params["w"])
+    b_shape = jnp.shape(params["b"]) if head.use_bias else (head.out_size,)
+    if len(w_shape) != 2 or w_shape[1] != head.out_size or b_shape != (head.out_size,):
+        got, expected = f"w {w_shape}", f"w (input_size, {head.out_size})"
+        if head.use_bias:
+            got, expected = f"{got} and b {b_shape}", f"{expected} and b ({head.out_size},)"
+        raise ValueError(f"{argument}: got {got}, expected {expected}")
+    return w_shape[0]
 
 
 def last_output(ys: Array, lengths: Array | None = None, *, time_major: bool = False) -> Array:

@@ -335,3 +335,72 @@ def test_missing_flax_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "flax.linen", None)
     with pytest.raises(ImportError, match=r"pip install 'jaxrnn\[flax\]'"):
         from_flax({}, None)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_dense_round_trip(use_bias):
+    module = nn.Dense(3, use_bias=use_bias)
+    x = np.random.default_rng(0).standard_normal((2, 4, 5)).astype(np.float32)
+    variables = _random_like(jax.eval_shape(module.init, jax.random.key(0), x), 1)
+    head, params = from_flax(variables, module)
+    assert (head.out_size, head.activation, head.use_bias) == (3, None, use_bias)
+    np.testing.assert_allclose(head.apply(params, x), module.apply(variables, x), **TOL)
+    exported, exported_variables = to_flax(head, params)
+    assert type(exported) is nn.Dense and exported.use_bias is use_bias
+    np.testing.assert_allclose(exported.apply(exported_variables, x), module.apply(variables, x), **TOL)
+
+
+def test_bias_free_head_into_a_flax_dense_with_bias():
+    head = jaxrnn.dense(3, use_bias=False)
+    params = _random_like(head.init(jax.random.key(0), 5), 1)
+    module, variables = to_flax(head, params, nn.Dense(3))
+    np.testing.assert_array_equal(variables["params"]["bias"], np.zeros(3))
+    x = np.ones((2, 5), np.float32)
+    np.testing.assert_allclose(module.apply(variables, x), head.apply(params, x), **TOL)
+
+
+def test_head_with_a_nonzero_bias_into_a_flax_dense_without():
+    head = jaxrnn.dense(3)
+    params = _random_like(head.init(jax.random.key(0), 5), 1)
+    with pytest.raises(ValueError, match=r"params\['b'\]: has nonzero entries, expected zeros"):
+        to_flax(head, params, nn.Dense(3, use_bias=False))
+
+
+def test_dense_head_with_an_activation_to_flax():
+    head = jaxrnn.dense(3, "tanh")
+    with pytest.raises(ValueError, match=r"cell: got a dense head with activation 'tanh', expected None"):
+        to_flax(head, head.init(jax.random.key(0), 5))
+
+
+def test_flax_dense_of_another_width_than_the_head():
+    head = jaxrnn.dense(3)
+    with pytest.raises(ValueError, match=r"flax_cell: got features 4, expected 3 to match the head"):
+        to_flax(head, head.init(jax.random.key(0), 5), nn.Dense(4))
+
+
+def test_dense_head_into_a_flax_cell():
+    head = jaxrnn.dense(3)
+    with pytest.raises(
+        TypeError, match=r"flax_cell: got GRUCell, expected a flax.linen.Dense for a dense head"
+    ):
+        to_flax(head, head.init(jax.random.key(0), 5), nn.GRUCell(3))
+
+
+def test_flax_dense_with_a_precision():
+    module = nn.Dense(3, precision=jax.lax.Precision.HIGHEST)
+    variables = {"params": {"kernel": jnp.ones((5, 3)), "bias": jnp.zeros(3)}}
+    with pytest.raises(ValueError, match=r"cell.precision: got .*HIGHEST.*, expected None"):
+        from_flax(variables, module)
+
+
+def test_flax_dense_variables_missing_the_bias():
+    with pytest.raises(ValueError, match=r"variables: got \['kernel'\], expected \['bias', 'kernel'\]"):
+        from_flax({"params": {"kernel": jnp.ones((5, 3))}}, nn.Dense(3))
+
+
+def test_flax_dense_with_a_compute_dtype():
+    variables = {"params": {"kernel": jnp.ones((5, 3)), "bias": jnp.zeros(3)}}
+    with pytest.raises(
+        ValueError, match=r"cell.dtype: got bfloat16, expected None or the param_dtype float32"
+    ):
+        from_flax(variables, nn.Dense(3, dtype=jnp.bfloat16))

@@ -243,8 +243,8 @@ def test_unbuilt_layer_raises():
 
 
 def test_non_rnn_layer_raises():
-    with pytest.raises(TypeError, match=r"layer: got Dense, expected keras.layers.SimpleRNN"):
-        from_keras(L.Dense(4))
+    with pytest.raises(TypeError, match=r"layer: got Conv1D, expected keras.layers.SimpleRNN, .* or Dense"):
+        from_keras(L.Conv1D(4, 2))
 
 
 def test_to_keras_stacked_net_raises():
@@ -352,3 +352,83 @@ def test_missing_keras_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "keras", None)
     with pytest.raises(ImportError, match=r"pip install 'jaxrnn\[keras\]'"):
         from_keras(None)
+
+
+@pytest.mark.parametrize("activation", [None, "softmax", "log_softmax", "sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_dense_layer_round_trip(activation, use_bias):
+    layer = L.Dense(3, activation=activation, use_bias=use_bias)
+    x = np.random.default_rng(0).standard_normal((2, 4, 5)).astype(np.float32)
+    layer(x)
+    layer.set_weights(jax.tree.leaves(_random_like([np.zeros(w.shape) for w in layer.weights], 1)))
+    head, params = from_keras(layer)
+    assert (head.out_size, head.activation, head.use_bias) == (3, activation, use_bias)
+    np.testing.assert_allclose(head.apply(params, x), np.asarray(layer(x)), **TOL)
+    fresh = to_keras(head, params, L.Dense(3, activation=activation, use_bias=use_bias))
+    np.testing.assert_allclose(np.asarray(fresh(x)), np.asarray(layer(x)), **TOL)
+
+
+def test_bias_free_head_into_a_dense_layer_with_bias():
+    head = jaxrnn.dense(3, use_bias=False)
+    params = _random_like(head.init(jax.random.key(0), 5), 1)
+    layer = to_keras(head, params, L.Dense(3))
+    np.testing.assert_array_equal(np.asarray(layer.weights[1].value), np.zeros(3))
+    x = np.ones((2, 5), np.float32)
+    np.testing.assert_allclose(np.asarray(layer(x)), head.apply(params, x), **TOL)
+
+
+def test_head_with_a_nonzero_bias_into_a_dense_layer_without():
+    head = jaxrnn.dense(3)
+    params = _random_like(head.init(jax.random.key(0), 5), 1)
+    with pytest.raises(ValueError, match=r"params\['b'\]: has nonzero entries, expected zeros"):
+        to_keras(head, params, L.Dense(3, use_bias=False))
+
+
+def test_dense_layer_with_an_activation_jaxrnn_lacks():
+    layer = L.Dense(3, activation="gelu")
+    layer.build((None, 5))
+    with pytest.raises(
+        ValueError, match=r"layer.activation: got 'gelu', expected one of \['linear', 'softmax'"
+    ):
+        from_keras(layer)
+
+
+def test_dense_layer_of_another_activation_than_the_head():
+    head = jaxrnn.dense(3, "relu")
+    with pytest.raises(
+        ValueError, match=r"layer.activation: got 'softmax', expected 'relu' to match the head"
+    ):
+        to_keras(head, head.init(jax.random.key(0), 5), L.Dense(3, activation="softmax"))
+
+
+def test_dense_layer_of_another_width_than_the_head():
+    head = jaxrnn.dense(3)
+    with pytest.raises(ValueError, match=r"layer.units: got 4, expected 3 to match the head"):
+        to_keras(head, head.init(jax.random.key(0), 5), L.Dense(4))
+
+
+def test_dense_head_into_a_recurrent_layer():
+    head = jaxrnn.dense(3)
+    with pytest.raises(TypeError, match=r"layer: got LSTM, expected a keras.layers.Dense for a dense head"):
+        to_keras(head, head.init(jax.random.key(0), 5), L.LSTM(3))
+
+
+def test_unbuilt_dense_layer():
+    with pytest.raises(ValueError, match=r"layer: got an unbuilt layer, expected a built one"):
+        from_keras(L.Dense(3))
+
+
+def test_lora_dense_layer():
+    layer = L.Dense(3)
+    layer.build((None, 5))
+    layer.enable_lora(2)
+    with pytest.raises(ValueError, match=r"layer.lora_rank: got a LoRA-enabled layer"):
+        from_keras(layer)
+
+
+def test_dense_layer_built_for_another_input_size():
+    head = jaxrnn.dense(3)
+    layer = L.Dense(3)
+    layer.build((None, 4))
+    with pytest.raises(ValueError, match=r"layer: built for input size 4, expected 5"):
+        to_keras(head, head.init(jax.random.key(0), 5), layer)

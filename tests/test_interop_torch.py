@@ -309,8 +309,8 @@ def test_keyword_disagreeing_with_module_raises():
 
 
 def test_other_module_raises():
-    with pytest.raises(TypeError, match=r"module_or_state_dict: got Linear"):
-        from_torch(torch.nn.Linear(3, 4))
+    with pytest.raises(TypeError, match=r"module_or_state_dict: got Conv1d, expected nn.RNN, .*nn.Linear"):
+        from_torch(torch.nn.Conv1d(3, 4, 2))
 
 
 def test_non_mapping_raises():
@@ -320,7 +320,7 @@ def test_non_mapping_raises():
 
 def test_state_dict_without_rnn_keys_raises():
     with pytest.raises(ValueError, match=r"expected the keys of an nn.RNN/LSTM/GRU"):
-        from_torch(torch.nn.Linear(3, 4).state_dict(), batch_first=False)
+        from_torch(torch.nn.BatchNorm1d(3).state_dict(), batch_first=False)
 
 
 def test_state_dict_missing_key_raises():
@@ -555,3 +555,57 @@ def test_torch_states_of_layers_of_different_sizes_are_refused():
     net = jaxrnn.rnn([jaxrnn.gru(4), jaxrnn.gru(5)], num_layers=2)
     with pytest.raises(ValueError, match=r"net: got layers of kinds \['gru'\] and hidden sizes \[4, 5\]"):
         carries_to_torch(net, net.initial_carries(2))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_round_trip(bias):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(5, 3, bias=bias)
+    head, params = from_torch(linear)
+    assert head.out_size == 3 and head.use_bias is bias and head.activation is None
+    x = torch.randn(2, 4, 5)
+    np.testing.assert_allclose(head.apply(params, x.numpy()), _np(linear(x)), **TOL)
+    from_state_dict, same = from_torch(linear.state_dict())
+    assert from_state_dict.use_bias is bias
+    np.testing.assert_array_equal(same["w"], params["w"])
+    fresh = torch.nn.Linear(5, 3, bias=bias)
+    fresh.load_state_dict(to_torch(head, params))
+    np.testing.assert_allclose(_np(fresh(x)), _np(linear(x)), **TOL)
+
+
+def test_dense_head_to_linear_with_and_without_bias():
+    head = jaxrnn.dense(3)
+    params = _random_like(head.init(jax.random.key(0), 5), 1)
+    x = np.random.default_rng(2).standard_normal((2, 5), np.float32)
+    linear = torch.nn.Linear(5, 3)
+    linear.load_state_dict(to_torch(jaxrnn.dense(3, use_bias=False), {"w": params["w"]}, bias=True))
+    np.testing.assert_allclose(_np(linear(torch.from_numpy(x))), x @ np.asarray(params["w"]), **TOL)
+    with pytest.raises(ValueError, match=r"params\['b'\]: has nonzero entries, expected zeros"):
+        to_torch(head, params, bias=False)
+    zero_bias = {"w": params["w"], "b": jnp.zeros(3)}
+    assert sorted(to_torch(head, zero_bias, bias=False)) == ["weight"]
+
+
+def test_dense_head_with_an_activation_to_torch():
+    head = jaxrnn.dense(3, "softmax")
+    with pytest.raises(
+        ValueError, match=r"net_or_cell: got a dense head with activation 'softmax', expected None"
+    ):
+        to_torch(head, head.init(jax.random.key(0), 5))
+
+
+def test_linear_with_a_recurrent_option():
+    with pytest.raises(ValueError, match=r"batch_first: got True, expected None for an nn.Linear"):
+        from_torch(torch.nn.Linear(5, 3), batch_first=True)
+
+
+def test_linear_state_dict_with_a_3d_weight():
+    with pytest.raises(
+        ValueError, match=r"\['weight'\]: got shape \(3, 5, 1\), expected \(out_features, in_features\)"
+    ):
+        from_torch({"weight": torch.zeros(3, 5, 1)})
+
+
+def test_linear_state_dict_with_a_bias_of_the_wrong_size():
+    with pytest.raises(ValueError, match=r"module_or_state_dict: got w \(5, 3\) and b \(4,\), expected w"):
+        from_torch({"weight": torch.zeros(3, 5), "bias": torch.zeros(4)})

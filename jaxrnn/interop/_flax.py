@@ -1,9 +1,11 @@
-"""Flax linen ``SimpleCell`` / ``LSTMCell`` / ``OptimizedLSTMCell`` / ``GRUCell`` <-> jaxrnn cells.
+"""Flax linen ``SimpleCell`` / ``LSTMCell`` / ``OptimizedLSTMCell`` / ``GRUCell`` <-> jaxrnn cells, and
+``Dense`` <-> a jaxrnn dense head.
 
 Flax keeps one ``Dense`` per gate, ``kernel (in, H)``, named ``i<gate>`` (input) and ``h<gate>`` (hidden):
 jaxrnn's weights are those kernels concatenated in gate order. Bias placement differs by cell: SimpleCell
 biases ``i``, the LSTM biases ``h<gate>``, the GRU biases ``ir``, ``iz``, ``in`` and ``hn``. Flax's LSTM carry
-is ``(c, h)``; jaxrnn's is ``(h, c)``.
+is ``(c, h)``; jaxrnn's is ``(h, c)``. A ``Dense``'s ``kernel (in, features)`` and ``bias`` are a dense head's
+``w`` and ``b``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 
 from jaxrnn import validate
 from jaxrnn.cells import Cell, elman, gru, lstm, with_zero_biases
-from jaxrnn.interop._common import check_cell, refuse_projection, require, to_jax
+from jaxrnn.interop._common import check_cell, refuse_projection, require, require_zero, to_jax
+from jaxrnn.network import Dense, check_dense_params, dense
 
 Array = jax.Array
 
@@ -64,17 +67,89 @@ def _flax_spec(nn: Any, cell: Any, argument: str) -> dict[str, Any]:
         raise ValueError(
             f"{argument}.residual: got True, expected False (jaxrnn's Elman cell has no residual)"
         )
-    if cell.dtype is not None and jnp.dtype(cell.dtype) != jnp.dtype(cell.param_dtype):
-        raise ValueError(
-            f"{argument}.dtype: got {jnp.dtype(cell.dtype)}, expected None or the param_dtype "
-            f"{jnp.dtype(cell.param_dtype)} (a separate compute dtype is not converted)"
-        )
+    _check_one_dtype(cell, argument)
     return {
         "kind": kind,
         "features": cell.features,
         "activation": names["activation_fn"],
         "recurrent_activation": names.get("gate_fn"),
     }
+
+
+def _check_one_dtype(module: Any, argument: str) -> None:
+    if module.dtype is not None and jnp.dtype(module.dtype) != jnp.dtype(module.param_dtype):
+        raise ValueError(
+            f"{argument}.dtype: got {jnp.dtype(module.dtype)}, expected None or the param_dtype "
+            f"{jnp.dtype(module.param_dtype)} (a separate compute dtype is not converted)"
+        )
+
+
+def _check_dense_module(module: Any, argument: str) -> None:
+    """Refuses a Flax ``Dense`` whose matmul jaxrnn's dense head does not compute exactly."""
+    _check_one_dtype(module, argument)
+    if module.precision is not None:
+        raise ValueError(
+            f"{argument}.precision: got {module.precision!r}, expected None (jaxrnn's dense head "
+            "multiplies at JAX's default precision)"
+        )
+    if module.dot_general is not None or module.dot_general_cls is not None:
+        raise ValueError(f"{argument}.dot_general: got a custom dot_general, expected None")
+
+
+def _params_tree(variables: Any) -> Mapping[str, Any]:
+    """``variables["params"]``, or ``variables`` when it is the params dict itself."""
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"variables: got {type(variables).__name__}, expected a dict of the module's params")
+    tree = variables.get("params", variables)
+    if not isinstance(tree, Mapping):
+        raise TypeError(
+            f"variables['params']: got {type(tree).__name__}, expected a dict of the module's params"
+        )
+    return tree
+
+
+def _dense_from_flax(variables: Any, module: Any) -> tuple[Dense, dict[str, Array]]:
+    _check_dense_module(module, "cell")
+    tree = _params_tree(variables)
+    names = ["bias", "kernel"] if module.use_bias else ["kernel"]
+    if sorted(tree) != names:
+        raise ValueError(f"variables: got {sorted(tree)}, expected {names} (a Flax Dense's params)")
+    head = dense(module.features, use_bias=module.use_bias)
+    params = {"w": np.asarray(tree["kernel"])}
+    if module.use_bias:
+        params["b"] = np.asarray(tree["bias"])
+    for name, value in params.items():
+        validate.floating(value, f"variables[{'kernel' if name == 'w' else 'bias'!r}]")
+    params = to_jax(params)
+    check_dense_params(head, params, "variables")
+    return head, params
+
+
+def _dense_to_flax(nn: Any, head: Dense, params: Any, module: Any) -> tuple[Any, dict[str, Any]]:
+    check_dense_params(head, params, "params")
+    if head.activation is not None:
+        raise ValueError(
+            f"cell: got a dense head with activation {head.activation!r}, expected None (flax.linen.Dense "
+            "has no activation: export jaxrnn.dense(out_size) with the same params, apply it after)"
+        )
+    w = np.asarray(params["w"])
+    if module is None:
+        module = nn.Dense(head.out_size, use_bias=head.use_bias, param_dtype=w.dtype)
+    if type(module) is not nn.Dense:
+        raise TypeError(
+            f"flax_cell: got {type(module).__name__}, expected a flax.linen.Dense for a dense head"
+        )
+    _check_dense_module(module, "flax_cell")
+    if module.features != head.out_size:
+        raise ValueError(
+            f"flax_cell: got features {module.features}, expected {head.out_size} to match the head"
+        )
+    tree = {"kernel": w}
+    if module.use_bias:
+        tree["bias"] = np.asarray(params["b"]) if head.use_bias else np.zeros(head.out_size, w.dtype)
+    elif head.use_bias:
+        require_zero(params["b"], "params['b']", "the Flax Dense has use_bias=False")
+    return module, {"params": to_jax(tree)}
 
 
 def _has_bias(kind: str, module: str) -> bool:
@@ -104,8 +179,9 @@ def _leaf(
     return value
 
 
-def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell, dict[str, Array]]:
-    """Converts a Flax linen cell's variables to a jaxrnn cell and its params.
+def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell | Dense, dict[str, Array]]:
+    """Converts a Flax linen cell's variables to a jaxrnn cell and its params (a ``flax.linen.Dense``'s to a
+    :func:`jaxrnn.dense` head without activation and its params).
 
     Args:
       variables: ``cell.init(...)``'s result, ``{"params": {...}}``, or the inner params dict.
@@ -117,14 +193,11 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell, dict[str, 
       ``(jaxrnn_cell, params)``; ``jaxrnn_cell.step(params, carry, x)`` matches ``cell.apply(variables, carry,
       x)`` with an LSTM's carry ``(h, c)`` for Flax's ``(c, h)``.
     """
-    spec = _flax_spec(require("flax.linen", "flax", "from_flax"), cell, "cell")
-    if not isinstance(variables, Mapping):
-        raise TypeError(f"variables: got {type(variables).__name__}, expected a dict of the cell's params")
-    tree = variables.get("params", variables)
-    if not isinstance(tree, Mapping):
-        raise TypeError(
-            f"variables['params']: got {type(tree).__name__}, expected a dict of the cell's params"
-        )
+    nn = require("flax.linen", "flax", "from_flax")
+    if type(cell) is nn.Dense:
+        return _dense_from_flax(variables, cell)
+    spec = _flax_spec(nn, cell, "cell")
+    tree = _params_tree(variables)
     kind, H = spec["kind"], spec["features"]
     gates = _GATES[kind]
     if not isinstance(tree.get(f"i{gates[0]}"), Mapping) or "kernel" not in tree[f"i{gates[0]}"]:
@@ -152,8 +225,11 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell, dict[str, 
     return gru(H, reset_after=True, **gated), to_jax(params)
 
 
-def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> tuple[Any, dict[str, Any]]:
-    """Exports a jaxrnn cell's params as Flax linen variables.
+def to_flax(
+    cell: Cell | Dense, params: Mapping[str, Array], flax_cell: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """Exports a jaxrnn cell's params as Flax linen variables (a dense head without activation's as a
+    ``flax.linen.Dense``'s: ``flax_cell`` None makes one).
 
     Args:
       cell: a jaxrnn Elman, LSTM or GRU (``reset_after=True``) cell whose activations Flax has (tanh, relu,
@@ -168,6 +244,8 @@ def to_flax(cell: Cell, params: Mapping[str, Array], flax_cell: Any = None) -> t
       ``b_x``.
     """
     nn = require("flax.linen", "flax", "to_flax")
+    if isinstance(cell, Dense):
+        return _dense_to_flax(nn, cell, params, flax_cell)
     check_cell(cell, params)
     refuse_projection(cell, "cell", "Flax's LSTM cells have no output projection")
     kind, H = cell.kind, cell.hidden_size

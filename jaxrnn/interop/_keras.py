@@ -1,8 +1,9 @@
-"""Keras 3 ``SimpleRNN`` / ``LSTM`` / ``GRU`` and ``Bidirectional`` of them <-> jaxrnn.
+"""Keras 3 ``SimpleRNN`` / ``LSTM`` / ``GRU``, ``Bidirectional`` of them, and ``Dense`` <-> jaxrnn.
 
 Keras stores ``kernel (I, G*H)``, ``recurrent_kernel (H, G*H)`` and ``bias``, already ``(in, out)``. The
 LSTM's gates are (i, f, c, o), jaxrnn's order; the GRU's are (z, r, h), so its blocks swap to (r, z, n). A
 GRU's bias is ``(2, 3H)`` (input and recurrent rows) with ``reset_after=True``, else ``(3H,)`` (input only).
+A ``Dense`` layer's ``kernel (in, units)`` and ``bias`` are a dense head's ``w`` and ``b``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from jaxrnn.cells import BIASES, Cell, elman, gru, lstm, with_zero_biases
 from jaxrnn.interop._common import blocks, check_network, refuse_projection, require, require_zero, to_jax
-from jaxrnn.network import Network, rnn
+from jaxrnn.network import Dense, Network, check_dense_params, dense, rnn
 
 _KINDS: dict[str, str] = {"SimpleRNN": "elman", "LSTM": "lstm", "GRU": "gru"}
 #: Keras activation name -> jaxrnn activation name (an Elman ``activation``, an LSTM's or GRU's
@@ -26,6 +27,15 @@ _ACTIVATIONS: dict[str, str] = {
     "linear": "identity",
 }
 _GATED = ("activation", "recurrent_activation")
+#: Keras ``Dense`` activation name -> :func:`jaxrnn.dense` activation.
+_DENSE_ACTIVATIONS: dict[str, str | None] = {
+    "linear": None,
+    "softmax": "softmax",
+    "log_softmax": "log_softmax",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "relu": "relu",
+}
 #: Keras merge_mode -> jaxrnn merge.
 _MERGES: dict[str, str] = {"concat": "concat", "sum": "sum", "ave": "mean", "mul": "mul"}
 #: Keras GRU gate blocks (z, r, h) <-> jaxrnn (r, z, n); the swap is its own inverse.
@@ -57,11 +67,7 @@ def _rnn_spec(keras: Any, layer: Any, argument: str, go_backwards: bool) -> dict
             f"{argument}.stateful: got True, expected False (jaxrnn does not keep state between calls; "
             "pass carries to net.apply instead)"
         )
-    if layer.compute_dtype != layer.variable_dtype:
-        raise ValueError(
-            f"{argument}.dtype_policy: got compute dtype {layer.compute_dtype} with {layer.variable_dtype} "
-            "weights, expected one dtype (mixed precision is not converted)"
-        )
+    _check_one_dtype(layer, argument)
     return {
         "kind": kind,
         "units": config["units"],
@@ -70,6 +76,77 @@ def _rnn_spec(keras: Any, layer: Any, argument: str, go_backwards: bool) -> dict
         "reset_after": config["reset_after"] if kind == "gru" else None,
         "use_bias": config["use_bias"],
     }
+
+
+def _check_one_dtype(layer: Any, argument: str) -> None:
+    if layer.compute_dtype != layer.variable_dtype:
+        raise ValueError(
+            f"{argument}.dtype_policy: got compute dtype {layer.compute_dtype} with {layer.variable_dtype} "
+            "weights, expected one dtype (mixed precision is not converted)"
+        )
+
+
+def _require_built(layer: Any) -> None:
+    if not layer.built:
+        raise ValueError(
+            "layer: got an unbuilt layer, expected a built one (call it on an input or "
+            "layer.build((batch, T, input_size)) first)"
+        )
+
+
+def _dense_spec(layer: Any) -> dict[str, Any]:
+    """The math a Keras ``Dense`` layer computes, or a ValueError naming the setting jaxrnn lacks."""
+    config = layer.get_config()
+    activation = config["activation"]
+    if not isinstance(activation, str) or activation not in _DENSE_ACTIVATIONS:
+        raise ValueError(f"layer.activation: got {activation!r}, expected one of {list(_DENSE_ACTIVATIONS)}")
+    if layer.lora_enabled:
+        raise ValueError(
+            "layer.lora_rank: got a LoRA-enabled layer, expected none (merge the LoRA weights first)"
+        )
+    if layer.quantization_mode is not None:
+        raise ValueError(f"layer.quantization_mode: got {layer.quantization_mode!r}, expected None")
+    _check_one_dtype(layer, "layer")
+    return {
+        "units": config["units"],
+        "activation": _DENSE_ACTIVATIONS[activation],
+        "use_bias": config["use_bias"],
+    }
+
+
+def _dense_from_keras(keras: Any, layer: Any) -> tuple[Dense, dict]:
+    spec = _dense_spec(layer)
+    _require_built(layer)
+    weights = [keras.ops.convert_to_numpy(w.value) for w in layer.weights]
+    head = dense(spec["units"], spec["activation"], use_bias=spec["use_bias"])
+    params = to_jax({"w": weights[0], "b": weights[1]} if spec["use_bias"] else {"w": weights[0]})
+    check_dense_params(head, params, "layer")
+    return head, params
+
+
+def _dense_to_keras(keras: Any, head: Dense, params: Any, layer: Any) -> Any:
+    input_size = check_dense_params(head, params, "params")
+    if not isinstance(layer, keras.layers.Dense):
+        raise TypeError(f"layer: got {type(layer).__name__}, expected a keras.layers.Dense for a dense head")
+    spec = _dense_spec(layer)
+    for name, value in (("units", head.out_size), ("activation", head.activation)):
+        if spec[name] != value:
+            raise ValueError(f"layer.{name}: got {spec[name]!r}, expected {value!r} to match the head")
+    w = np.asarray(params["w"])
+    weights = [w]
+    if spec["use_bias"]:
+        weights.append(np.asarray(params["b"]) if head.use_bias else np.zeros(head.out_size, w.dtype))
+    elif head.use_bias:
+        require_zero(params["b"], "params['b']", "the Keras layer has use_bias=False")
+    # every check before the layer changes: a call that raises leaves it as it was
+    if layer.built and layer.weights[0].shape[0] != input_size:
+        raise ValueError(
+            f"layer: built for input size {layer.weights[0].shape[0]}, expected {input_size} (the params')"
+        )
+    if not layer.built:
+        layer.build((None, input_size))
+    layer.set_weights(weights)
+    return layer
 
 
 def _layer_spec(keras: Any, layer: Any) -> tuple[dict[str, Any], list[Any], str | None]:
@@ -113,7 +190,7 @@ def _params_from(spec: dict[str, Any], weights: list[Any]) -> dict[str, Any]:
     return to_jax(params)
 
 
-def from_keras(layer: Any) -> tuple[Network, list]:
+def from_keras(layer: Any) -> tuple[Network, list] | tuple[Dense, dict]:
     """Converts a built Keras 3 ``SimpleRNN``/``LSTM``/``GRU`` or ``Bidirectional`` of one to jaxrnn.
 
     Returns ``(net, params)``: a one-layer, batch-major network. ``net.apply(params, x)`` returns the full
@@ -123,18 +200,23 @@ def from_keras(layer: Any) -> tuple[Network, list]:
     (then ``["backward"]``), an LSTM's ``[h, c]`` as ``(h, c)``. ``use_bias=False`` gives cells without
     biases (``use_bias=False``).
     Train-time ``dropout`` and ``recurrent_dropout`` are not carried over (they do not change inference).
+    A built ``Dense`` layer gives ``(head, params)``: a :func:`jaxrnn.dense` head with the layer's units,
+    activation (linear, softmax, log_softmax, sigmoid, tanh or relu) and ``use_bias``.
 
     Raises ``ValueError`` naming the setting for: an ``activation`` or (LSTM, GRU) ``recurrent_activation``
     other than tanh, relu, sigmoid, hard_sigmoid and linear, ``go_backwards`` outside Bidirectional,
     ``stateful``, mixed precision, ``merge_mode=None`` and differing forward/backward layers.
     """
     keras = require("keras", "keras", "from_keras")
-    spec, directions, merge = _layer_spec(keras, layer)
-    if not layer.built:
-        raise ValueError(
-            "layer: got an unbuilt layer, expected a built one (call it on an input or "
-            "layer.build((batch, T, input_size)) first)"
+    if isinstance(layer, keras.layers.Dense):
+        return _dense_from_keras(keras, layer)
+    if not isinstance(layer, tuple(getattr(keras.layers, name) for name in (*_KINDS, "Bidirectional"))):
+        raise TypeError(
+            f"layer: got {type(layer).__name__}, expected keras.layers.SimpleRNN, LSTM, GRU, a Bidirectional "
+            "of one, or Dense"
         )
+    spec, directions, merge = _layer_spec(keras, layer)
+    _require_built(layer)
     names = ("forward", "backward")
     # The variables' values, not get_weights(): that goes through a numpy-2-deprecated __array__.
     params = [
@@ -165,8 +247,11 @@ def _weights_for(spec: dict[str, Any], params: dict[str, Any], argument: str, ce
     return [kernel, recurrent, bias]
 
 
-def to_keras(net: Network, params: list, layer: Any) -> Any:
+def to_keras(net: Network | Dense, params: Any, layer: Any) -> Any:
     """Writes a one-layer jaxrnn network's params into a matching Keras 3 layer and returns the layer.
+
+    A :func:`jaxrnn.dense` head goes into a ``Dense`` layer with its units and activation (the layer's
+    bias, if it has one and the head has not, is written zero; a head's nonzero bias needs a layer with one).
 
     ``layer`` is a ``SimpleRNN``/``LSTM``/``GRU`` (or a ``Bidirectional`` of one when ``net`` is
     bidirectional) with the net's ``units``, activations, ``reset_after`` and merge; an unbuilt layer is built
@@ -174,6 +259,8 @@ def to_keras(net: Network, params: list, layer: Any) -> Any:
     same function); ``use_bias=False`` requires zero biases.
     """
     keras = require("keras", "keras", "to_keras")
+    if isinstance(net, Dense):
+        return _dense_to_keras(keras, net, params, layer)
     cell, input_size = check_network(net, params, "Keras")
     refuse_projection(cell, "net", "Keras' LSTM has no output projection")
     if len(net.cells) != 1:

@@ -1,10 +1,11 @@
-"""PyTorch ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (and their ``*Cell`` versions) <-> jaxrnn.
+"""PyTorch ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (and their ``*Cell`` versions) and ``nn.Linear`` <-> jaxrnn.
 
 PyTorch stores ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``, ``bias_ih (G*H,)`` and ``bias_hh (G*H,)`` per
 layer and direction, with the gate blocks in the order jaxrnn uses: a weight converts by a transpose, the
 Elman and LSTM biases by a sum (``b = bias_ih + bias_hh``) and the GRU biases as they are
 (``b_x = bias_ih``, ``b_h = bias_hh``). An LSTM with ``proj_size = P`` has ``weight_hh (4H, P)`` and
-``weight_hr (P, H)`` (jaxrnn's ``w_hr``, transposed).
+``weight_hr (P, H)`` (jaxrnn's ``w_hr``, transposed). An ``nn.Linear``'s ``weight (out, in)`` is a dense
+head's ``w`` transposed, its ``bias`` the head's ``b``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from jaxrnn.interop._common import (
     require_zero,
     to_jax,
 )
-from jaxrnn.network import Network, rnn
+from jaxrnn.network import Dense, Network, check_dense_params, dense, rnn
 
+#: The keys of an ``nn.Linear``'s state_dict, with and without bias.
+_LINEAR_KEYS = ({"weight", "bias"}, {"weight"})
 #: Gate blocks per mode.
 _GATES: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3}
 #: torch's ``RNNBase.mode`` -> (mode, nonlinearity).
@@ -57,7 +60,7 @@ def _module_spec(torch: Any, module: Any) -> dict[str, Any]:
         }
     raise TypeError(
         f"module_or_state_dict: got {type(module).__name__}, expected nn.RNN, nn.LSTM, nn.GRU, nn.RNNCell, "
-        "nn.LSTMCell, nn.GRUCell or one's state_dict"
+        "nn.LSTMCell, nn.GRUCell, nn.Linear or one's state_dict"
     )
 
 
@@ -76,7 +79,8 @@ def _state_dict_spec(
     else:
         raise ValueError(
             f"module_or_state_dict: got a state_dict with keys {sorted(state_dict)[:6]}, expected the keys "
-            "of an nn.RNN/LSTM/GRU ('weight_ih_l0', ...) or of a cell ('weight_ih', ...)"
+            "of an nn.RNN/LSTM/GRU ('weight_ih_l0', ...), of a cell ('weight_ih', ...) or of an nn.Linear "
+            "('weight' and 'bias', or 'weight' alone)"
         )
     for key, value in state_dict.items():
         validate.array(value, f"module_or_state_dict[{key!r}]")
@@ -265,6 +269,8 @@ def from_torch(
     ``h_n[l * D + d]`` (LSTM: ``(h_n[...], c_n[...])``). For ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``
     returns ``(cell, params)`` for :func:`jaxrnn.scan` or ``cell.step``. ``bias=False`` gives cells made with
     ``use_bias=False``; an ``nn.LSTM`` with ``proj_size > 0`` gives ``jaxrnn.lstm(H, proj_size=P)`` layers.
+    An ``nn.Linear`` (or a state_dict with just its ``weight`` and ``bias`` keys) returns ``(head, params)``,
+    a :func:`jaxrnn.dense` head without activation (``use_bias=False`` for ``bias=False``).
 
     Args:
       module_or_state_dict: a module above, or its ``state_dict()``.
@@ -276,9 +282,16 @@ def from_torch(
     For a module, the keyword arguments may be left None; a value that disagrees with the module raises.
     """
     torch = require("torch", "torch", "from_torch")
+    given = {"mode": mode, "nonlinearity": nonlinearity, "batch_first": batch_first, "dropout": dropout}
+    linear = isinstance(module_or_state_dict, torch.nn.Linear)
+    if linear or (isinstance(module_or_state_dict, Mapping) and set(module_or_state_dict) in _LINEAR_KEYS):
+        for name, value in given.items():
+            if value is not None:
+                raise ValueError(f"{name}: got {value!r}, expected None for an nn.Linear")
+        state_dict = module_or_state_dict.state_dict() if linear else module_or_state_dict
+        return _dense_from_torch(torch, state_dict)
     if isinstance(module_or_state_dict, torch.nn.Module):
         spec = _module_spec(torch, module_or_state_dict)
-        given = {"mode": mode, "nonlinearity": nonlinearity, "batch_first": batch_first, "dropout": dropout}
         for name, value in given.items():
             if value is not None and value != spec.get(name):
                 raise ValueError(
@@ -291,8 +304,26 @@ def from_torch(
         return _convert_state_dict(torch, module_or_state_dict, spec)
     raise TypeError(
         f"module_or_state_dict: got {type(module_or_state_dict).__name__}, expected a torch RNN/LSTM/GRU "
-        "module, cell, or a state_dict"
+        "module, cell, nn.Linear, or a state_dict"
     )
+
+
+def _dense_from_torch(torch: Any, state_dict: Mapping[str, Any]) -> tuple[Dense, dict]:
+    """An ``nn.Linear``'s weights as a :func:`jaxrnn.dense` head without activation."""
+    for key, value in state_dict.items():
+        validate.array(value, f"module_or_state_dict[{key!r}]")
+    shape = tuple(state_dict["weight"].shape)
+    if len(shape) != 2:
+        raise ValueError(
+            f"module_or_state_dict['weight']: got shape {shape}, expected (out_features, in_features)"
+        )
+    params = {"w": _to_numpy(torch, state_dict["weight"]).T}
+    if "bias" in state_dict:
+        params["b"] = _to_numpy(torch, state_dict["bias"])
+    head = dense(shape[0], use_bias="bias" in state_dict)
+    params = to_jax(params)
+    check_dense_params(head, params, "module_or_state_dict")
+    return head, params
 
 
 def _torch_mode(cell: Cell) -> str:
@@ -320,13 +351,14 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool | None = No
 
     A :class:`Network` (identical cells in every layer, ``merge="concat"`` if bidirectional) gives the keys of
     ``nn.RNN``/``nn.LSTM``/``nn.GRU(input_size, H, num_layers, bidirectional=..., proj_size=...)``; a cell
-    gives those of ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``. Weights are transposed; an Elman/LSTM ``b``
+    gives those of ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``; a :func:`jaxrnn.dense` head without
+    activation those of ``nn.Linear(input_size, out_size)``. Weights are transposed; an Elman/LSTM ``b``
     goes to ``bias_ih`` with ``bias_hh = 0``; a GRU's ``b_x``/``b_h`` go to ``bias_ih``/``bias_hh``; a
     projected LSTM's ``w_hr`` to ``weight_hr``.
 
     Args:
       net_or_cell: an Elman ("tanh" or "relu"), LSTM or GRU (``reset_after=True``) network or cell (a
-        projected LSTM as a network only: torch's ``nn.LSTMCell`` has no ``proj_size``).
+        projected LSTM as a network only: torch's ``nn.LSTMCell`` has no ``proj_size``), or a dense head.
       params: its params.
       bias: whether the target module has biases; None (default): as the cell (``use_bias``). False leaves
         the bias keys out (a cell's nonzero biases raise); True with a cell without biases writes zeros.
@@ -337,6 +369,8 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool | None = No
     torch = require("torch", "torch", "to_torch")
     if bias is not None and not isinstance(bias, bool):
         raise TypeError(f"bias: got {bias!r}, expected None, True or False")
+    if isinstance(net_or_cell, Dense):
+        return _dense_to_torch(torch, net_or_cell, params, bias)
     if isinstance(net_or_cell, Network):
         cell, _ = check_network(net_or_cell, params, "torch")
         if net_or_cell.bidirectional and net_or_cell.merge != "concat":
@@ -351,7 +385,9 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool | None = No
         refuse_projection(net_or_cell, "net_or_cell", reason)
         cell, keys, layers = net_or_cell, _layer_keys(True, 1, False), [{"forward": params}]
     else:
-        raise TypeError(f"net_or_cell: got {type(net_or_cell).__name__}, expected a jaxrnn Network or Cell")
+        raise TypeError(
+            f"net_or_cell: got {type(net_or_cell).__name__}, expected a jaxrnn Network, Cell or Dense"
+        )
     mode = _torch_mode(cell)
     has_biases = cell.options["use_bias"]
     bias = has_biases if bias is None else bias
@@ -373,6 +409,22 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool | None = No
                 require_zero(p[name], f"{argument}[{name!r}]", "bias=False drops the biases")
         if "w_hr" in p:  # (after the biases, where torch's own state_dict has it)
             state_dict[f"weight_hr{suffix}"] = _to_torch(torch, np.asarray(p["w_hr"]).T)
+    return state_dict
+
+
+def _dense_to_torch(torch: Any, head: Dense, params: Any, bias: bool | None) -> dict[str, Any]:
+    check_dense_params(head, params, "params")
+    if head.activation is not None:
+        raise ValueError(
+            f"net_or_cell: got a dense head with activation {head.activation!r}, expected None (nn.Linear "
+            "has no activation: export jaxrnn.dense(out_size) with the same params, apply torch's after it)"
+        )
+    w = np.asarray(params["w"])
+    state_dict = {"weight": _to_torch(torch, w.T)}
+    if bias if bias is not None else head.use_bias:
+        state_dict["bias"] = _to_torch(torch, params["b"] if head.use_bias else np.zeros(w.shape[1], w.dtype))
+    elif head.use_bias:
+        require_zero(params["b"], "params['b']", "bias=False drops the bias")
     return state_dict
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxrnn import validate
 from jaxrnn.cells import Cell, is_built_in
-from jaxrnn.network import Network
+from jaxrnn.network import Dense, Network, check_dense_params
 
 
 def require(package: str, extra: str, caller: str) -> ModuleType:
@@ -122,6 +122,27 @@ def require_zero(value: Any, argument: str, reason: str) -> None:
     """Raises when ``value`` has a nonzero entry that the target cannot hold."""
     if np.any(np.asarray(value) != 0):
         raise ValueError(f"{argument}: has nonzero entries, expected zeros ({reason})")
+
+
+def dense_weights(head: Dense, params: Any, target: str, target_has_bias: bool) -> tuple[np.ndarray, Any]:
+    """Checks a dense head's params and returns the ``(w, b)`` of a ``target`` layer: ``b`` zeros for a head
+    without bias, None for a target without one (the head's bias must then be zero)."""
+    check_dense_params(head, params, "params")
+    w = np.asarray(params["w"])
+    if target_has_bias:
+        return w, np.asarray(params["b"]) if head.use_bias else np.zeros(head.out_size, w.dtype)
+    if head.use_bias:
+        require_zero(params["b"], "params['b']", f"the {target} has no bias")
+    return w, None
+
+
+def refuse_dense_activation(head: Dense, argument: str, target: str) -> None:
+    """Refuses a dense head with an activation where ``target`` has none."""
+    if head.activation is not None:
+        raise ValueError(
+            f"{argument}: got a dense head with activation {head.activation!r}, expected None ({target} has "
+            "no activation: export jaxrnn.dense(out_size) with the same params, apply the activation after)"
+        )
 
 
 def blocks(w: Any, order: tuple[int, ...]) -> np.ndarray:

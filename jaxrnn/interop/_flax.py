@@ -19,7 +19,14 @@ import numpy as np
 
 from jaxrnn import validate
 from jaxrnn.cells import Cell, elman, gru, lstm, with_zero_biases
-from jaxrnn.interop._common import check_cell, refuse_projection, require, require_zero, to_jax
+from jaxrnn.interop._common import (
+    check_cell,
+    dense_weights,
+    refuse_dense_activation,
+    refuse_projection,
+    require,
+    to_jax,
+)
 from jaxrnn.network import Dense, check_dense_params, dense
 
 Array = jax.Array
@@ -126,15 +133,9 @@ def _dense_from_flax(variables: Any, module: Any) -> tuple[Dense, dict[str, Arra
 
 
 def _dense_to_flax(nn: Any, head: Dense, params: Any, module: Any) -> tuple[Any, dict[str, Any]]:
-    check_dense_params(head, params, "params")
-    if head.activation is not None:
-        raise ValueError(
-            f"cell: got a dense head with activation {head.activation!r}, expected None (flax.linen.Dense "
-            "has no activation: export jaxrnn.dense(out_size) with the same params, apply it after)"
-        )
-    w = np.asarray(params["w"])
+    refuse_dense_activation(head, "cell", "flax.linen.Dense")
     if module is None:
-        module = nn.Dense(head.out_size, use_bias=head.use_bias, param_dtype=w.dtype)
+        module = nn.Dense(head.out_size, use_bias=head.use_bias, param_dtype=jnp.result_type(params["w"]))
     if type(module) is not nn.Dense:
         raise TypeError(
             f"flax_cell: got {type(module).__name__}, expected a flax.linen.Dense for a dense head"
@@ -144,12 +145,8 @@ def _dense_to_flax(nn: Any, head: Dense, params: Any, module: Any) -> tuple[Any,
         raise ValueError(
             f"flax_cell: got features {module.features}, expected {head.out_size} to match the head"
         )
-    tree = {"kernel": w}
-    if module.use_bias:
-        tree["bias"] = np.asarray(params["b"]) if head.use_bias else np.zeros(head.out_size, w.dtype)
-    elif head.use_bias:
-        require_zero(params["b"], "params['b']", "the Flax Dense has use_bias=False")
-    return module, {"params": to_jax(tree)}
+    w, b = dense_weights(head, params, "flax.linen.Dense", module.use_bias)
+    return module, {"params": to_jax({"kernel": w} if b is None else {"kernel": w, "bias": b})}
 
 
 def _has_bias(kind: str, module: str) -> bool:

@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 
 from jaxrnn.cells import BIASES, Cell, elman, gru, lstm, with_zero_biases
-from jaxrnn.interop._common import blocks, check_network, refuse_projection, require, require_zero, to_jax
+from jaxrnn.interop._common import (
+    blocks,
+    check_network,
+    dense_weights,
+    refuse_projection,
+    require,
+    require_zero,
+    to_jax,
+)
 from jaxrnn.network import Dense, Network, check_dense_params, dense, rnn
 
 _KINDS: dict[str, str] = {"SimpleRNN": "elman", "LSTM": "lstm", "GRU": "gru"}
@@ -125,27 +133,21 @@ def _dense_from_keras(keras: Any, layer: Any) -> tuple[Dense, dict]:
 
 
 def _dense_to_keras(keras: Any, head: Dense, params: Any, layer: Any) -> Any:
-    input_size = check_dense_params(head, params, "params")
     if not isinstance(layer, keras.layers.Dense):
         raise TypeError(f"layer: got {type(layer).__name__}, expected a keras.layers.Dense for a dense head")
     spec = _dense_spec(layer)
     for name, value in (("units", head.out_size), ("activation", head.activation)):
         if spec[name] != value:
             raise ValueError(f"layer.{name}: got {spec[name]!r}, expected {value!r} to match the head")
-    w = np.asarray(params["w"])
-    weights = [w]
-    if spec["use_bias"]:
-        weights.append(np.asarray(params["b"]) if head.use_bias else np.zeros(head.out_size, w.dtype))
-    elif head.use_bias:
-        require_zero(params["b"], "params['b']", "the Keras layer has use_bias=False")
+    w, b = dense_weights(head, params, "Keras layer", spec["use_bias"])
     # every check before the layer changes: a call that raises leaves it as it was
-    if layer.built and layer.weights[0].shape[0] != input_size:
+    if layer.built and layer.weights[0].shape[0] != w.shape[0]:
         raise ValueError(
-            f"layer: built for input size {layer.weights[0].shape[0]}, expected {input_size} (the params')"
+            f"layer: built for input size {layer.weights[0].shape[0]}, expected {w.shape[0]} (the params')"
         )
     if not layer.built:
-        layer.build((None, input_size))
-    layer.set_weights(weights)
+        layer.build((None, w.shape[0]))
+    layer.set_weights([w] if b is None else [w, b])
     return layer
 
 

@@ -21,6 +21,8 @@ from jaxrnn.cells import BIASES, DEFAULT_GATED_ACTIVATIONS, Cell, elman, gru, ls
 from jaxrnn.interop._common import (
     check_cell,
     check_network,
+    dense_weights,
+    refuse_dense_activation,
     refuse_projection,
     require,
     require_zero,
@@ -413,18 +415,11 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool | None = No
 
 
 def _dense_to_torch(torch: Any, head: Dense, params: Any, bias: bool | None) -> dict[str, Any]:
-    check_dense_params(head, params, "params")
-    if head.activation is not None:
-        raise ValueError(
-            f"net_or_cell: got a dense head with activation {head.activation!r}, expected None (nn.Linear "
-            "has no activation: export jaxrnn.dense(out_size) with the same params, apply torch's after it)"
-        )
-    w = np.asarray(params["w"])
+    refuse_dense_activation(head, "net_or_cell", "nn.Linear")
+    w, b = dense_weights(head, params, "nn.Linear", head.use_bias if bias is None else bias)
     state_dict = {"weight": _to_torch(torch, w.T)}
-    if bias if bias is not None else head.use_bias:
-        state_dict["bias"] = _to_torch(torch, params["b"] if head.use_bias else np.zeros(w.shape[1], w.dtype))
-    elif head.use_bias:
-        require_zero(params["b"], "params['b']", "bias=False drops the bias")
+    if b is not None:
+        state_dict["bias"] = _to_torch(torch, b)
     return state_dict
 
 

@@ -609,3 +609,26 @@ def test_linear_state_dict_with_a_3d_weight():
 def test_linear_state_dict_with_a_bias_of_the_wrong_size():
     with pytest.raises(ValueError, match=r"module_or_state_dict: got w \(5, 3\) and b \(4,\), expected w"):
         from_torch({"weight": torch.zeros(3, 5), "bias": torch.zeros(4)})
+
+
+def test_linear_subclass_with_its_own_forward():
+    class Doubled(torch.nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    with pytest.raises(TypeError, match=r"got Doubled, an nn.Linear subclass with its own forward"):
+        from_torch(Doubled(5, 3))
+
+
+def test_linear_with_a_parametrized_weight():
+    linear = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(5, 3))
+    with pytest.raises(
+        ValueError, match=r"got ParametrizedLinear with state_dict keys \['bias', 'parametrizations"
+    ):
+        from_torch(linear)
+
+
+def test_linear_with_fake_quantized_weights():
+    linear = torch.ao.nn.qat.Linear(5, 3, qconfig=torch.ao.quantization.get_default_qat_qconfig())
+    with pytest.raises(TypeError, match=r"an nn.Linear subclass with its own forward"):
+        from_torch(linear)

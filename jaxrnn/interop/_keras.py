@@ -193,7 +193,7 @@ def _params_from(spec: dict[str, Any], weights: list[Any]) -> dict[str, Any]:
 
 
 def from_keras(layer: Any) -> tuple[Network, list] | tuple[Dense, dict]:
-    """Converts a built Keras 3 ``SimpleRNN``/``LSTM``/``GRU`` or ``Bidirectional`` of one to jaxrnn.
+    """Converts a built Keras 3 ``SimpleRNN``/``LSTM``/``GRU``, ``Bidirectional`` of one, or ``Dense``.
 
     Returns ``(net, params)``: a one-layer, batch-major network. ``net.apply(params, x)`` returns the full
     ``ys (B, T, D)`` and the final carries whatever ``return_sequences``/``return_state`` say: Keras'
@@ -207,7 +207,8 @@ def from_keras(layer: Any) -> tuple[Network, list] | tuple[Dense, dict]:
 
     Raises ``ValueError`` naming the setting for: an ``activation`` or (LSTM, GRU) ``recurrent_activation``
     other than tanh, relu, sigmoid, hard_sigmoid and linear, ``go_backwards`` outside Bidirectional,
-    ``stateful``, mixed precision, ``merge_mode=None`` and differing forward/backward layers.
+    ``stateful``, mixed precision, ``merge_mode=None`` and differing forward/backward layers; for a
+    ``Dense``, another activation, LoRA, quantization and mixed precision.
     """
     keras = require("keras", "keras", "from_keras")
     if isinstance(layer, keras.layers.Dense):
@@ -252,13 +253,12 @@ def _weights_for(spec: dict[str, Any], params: dict[str, Any], argument: str, ce
 def to_keras(net: Network | Dense, params: Any, layer: Any) -> Any:
     """Writes a one-layer jaxrnn network's params into a matching Keras 3 layer and returns the layer.
 
-    A :func:`jaxrnn.dense` head goes into a ``Dense`` layer with its units and activation (the layer's
-    bias, if it has one and the head has not, is written zero; a head's nonzero bias needs a layer with one).
-
     ``layer`` is a ``SimpleRNN``/``LSTM``/``GRU`` (or a ``Bidirectional`` of one when ``net`` is
     bidirectional) with the net's ``units``, activations, ``reset_after`` and merge; an unbuilt layer is built
     for the params' input size. A GRU with ``reset_after=False`` gets ``b_x + b_h`` as its single bias (the
-    same function); ``use_bias=False`` requires zero biases.
+    same function). A layer made with ``use_bias=False`` takes only cells whose biases are zero (or absent);
+    cells without biases write zeros into a layer with them. A :func:`jaxrnn.dense` head goes into a
+    ``Dense`` layer with its units and activation, its bias the same way.
     """
     keras = require("keras", "keras", "to_keras")
     if isinstance(net, Dense):

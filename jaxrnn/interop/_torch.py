@@ -290,7 +290,7 @@ def from_torch(
         for name, value in given.items():
             if value is not None:
                 raise ValueError(f"{name}: got {value!r}, expected None for an nn.Linear")
-        state_dict = module_or_state_dict.state_dict() if linear else module_or_state_dict
+        state_dict = _linear_state_dict(torch, module_or_state_dict) if linear else module_or_state_dict
         return _dense_from_torch(torch, state_dict)
     if isinstance(module_or_state_dict, torch.nn.Module):
         spec = _module_spec(torch, module_or_state_dict)
@@ -308,6 +308,24 @@ def from_torch(
         f"module_or_state_dict: got {type(module_or_state_dict).__name__}, expected a torch RNN/LSTM/GRU "
         "module, cell, nn.Linear, or a state_dict"
     )
+
+
+def _linear_state_dict(torch: Any, module: Any) -> Mapping[str, Any]:
+    """An ``nn.Linear``'s state_dict, refusing a subclass that computes something else (its own ``forward``,
+    or weights beside ``weight`` and ``bias``: fake quantization, a parametrization such as weight norm)."""
+    if type(module).forward is not torch.nn.Linear.forward:
+        raise TypeError(
+            f"module_or_state_dict: got {type(module).__name__}, an nn.Linear subclass with its own forward, "
+            "expected nn.Linear's (y = x W^T + b)"
+        )
+    state_dict = module.state_dict()
+    if set(state_dict) not in _LINEAR_KEYS:
+        raise ValueError(
+            f"module_or_state_dict: got {type(module).__name__} with state_dict keys {sorted(state_dict)}, "
+            "expected 'weight' and 'bias' or 'weight' alone (quantized or parametrized weights are not "
+            "converted)"
+        )
+    return state_dict
 
 
 def _dense_from_torch(torch: Any, state_dict: Mapping[str, Any]) -> tuple[Dense, dict]:
@@ -486,8 +504,9 @@ def carries_from_torch(net: Network, h_0: Any, c_0: Any = None) -> list[dict[str
 
 def carries_to_torch(net: Network, carries: Any) -> Any:
     """``net``'s (final) carries as PyTorch's states: ``h_n`` for RNN and GRU, ``(h_n, c_n)`` for an LSTM,
-    each a ``(L * D, B, H)`` tensor with ``h_n[l * D + d] = carries[l]["forward" / "backward"]`` (as
-    ``nn.RNN``/``nn.LSTM``/``nn.GRU`` return them)."""
+    each a ``(L * D, B, H)`` tensor (``(L * D, H)`` for unbatched carries; a projected LSTM's ``h_n`` is ``P``
+    wide) with ``h_n[l * D + d] = carries[l]["forward" / "backward"]`` (as ``nn.RNN``/``nn.LSTM``/``nn.GRU``
+    return them)."""
     torch = require("torch", "torch", "carries_to_torch")
     directions, order, widths = _torch_layout(net, "carries_to_torch")
     is_lstm = "c_0" in widths

@@ -620,6 +620,16 @@ def test_linear_subclass_with_its_own_forward():
         from_torch(Doubled(5, 3))
 
 
+def test_recurrent_subclass_with_its_own_forward():
+    class Normalized(torch.nn.LSTM):
+        def forward(self, x, hx=None):
+            out, state = super().forward(x, hx)
+            return torch.nn.functional.layer_norm(out, out.shape[-1:]), state
+
+    with pytest.raises(TypeError, match=r"got Normalized, an nn.LSTM subclass with its own forward"):
+        from_torch(Normalized(5, 3))
+
+
 def test_linear_with_a_parametrized_weight():
     linear = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(5, 3))
     with pytest.raises(

@@ -43,9 +43,24 @@ _TORCH_MODES: dict[str, tuple[str, str | None]] = {
 }
 
 
+def _refuse_own_forward(module: Any, base: type) -> None:
+    """Refuses a subclass of the torch module ``base`` that computes its own ``forward``."""
+    if type(module).forward is not base.forward:
+        raise TypeError(
+            f"module_or_state_dict: got {type(module).__name__}, an nn.{base.__name__} subclass with its own "
+            f"forward, expected nn.{base.__name__}'s"
+        )
+
+
 def _module_spec(torch: Any, module: Any) -> dict[str, Any]:
     """What a torch module says about itself: mode, nonlinearity, cell or not, batch_first, dropout."""
     nn = torch.nn
+    base = next(
+        (t for t in (nn.RNNCell, nn.LSTMCell, nn.GRUCell, nn.RNN, nn.LSTM, nn.GRU) if isinstance(module, t)),
+        None,
+    )
+    if base is not None:
+        _refuse_own_forward(module, base)
     if isinstance(module, nn.RNNCell):
         return {"mode": "rnn", "nonlinearity": module.nonlinearity, "cell": True}
     if isinstance(module, (nn.LSTMCell, nn.GRUCell)):
@@ -313,11 +328,7 @@ def from_torch(
 def _linear_state_dict(torch: Any, module: Any) -> Mapping[str, Any]:
     """An ``nn.Linear``'s state_dict, refusing a subclass that computes something else (its own ``forward``,
     or weights beside ``weight`` and ``bias``: fake quantization, a parametrization such as weight norm)."""
-    if type(module).forward is not torch.nn.Linear.forward:
-        raise TypeError(
-            f"module_or_state_dict: got {type(module).__name__}, an nn.Linear subclass with its own forward, "
-            "expected nn.Linear's (y = x W^T + b)"
-        )
+    _refuse_own_forward(module, torch.nn.Linear)
     state_dict = module.state_dict()
     if set(state_dict) not in _LINEAR_KEYS:
         raise ValueError(

@@ -432,3 +432,17 @@ def test_dense_layer_built_for_another_input_size():
     layer.build((None, 4))
     with pytest.raises(ValueError, match=r"layer: built for input size 4, expected 5"):
         to_keras(head, head.init(jax.random.key(0), 5), layer)
+
+
+@pytest.mark.parametrize("base", [L.GRU, L.Dense], ids=["gru", "dense"])
+def test_layer_subclass_with_its_own_call(base):
+    class Scaled(base):
+        def call(self, *args, **kwargs):
+            return super().call(*args, **kwargs)
+
+    layer = Scaled(3)
+    layer.build((None, 4, 5) if base is L.GRU else (None, 5))
+    with pytest.raises(
+        TypeError, match=rf"layer: got Scaled, a keras.layers.{base.__name__} subclass with its own"
+    ):
+        from_keras(layer)

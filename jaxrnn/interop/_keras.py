@@ -52,12 +52,14 @@ _GRU_ORDER = (1, 0, 2)
 
 def _rnn_spec(keras: Any, layer: Any, argument: str, go_backwards: bool) -> dict[str, Any]:
     """The math a Keras RNN layer computes, or a ValueError naming the setting jaxrnn cannot represent."""
-    kind = next((k for name, k in _KINDS.items() if isinstance(layer, getattr(keras.layers, name))), None)
-    if kind is None:
+    name = next((name for name in _KINDS if isinstance(layer, getattr(keras.layers, name))), None)
+    if name is None:
         raise TypeError(
             f"{argument}: got {type(layer).__name__}, expected keras.layers.SimpleRNN, LSTM, GRU or a "
             "Bidirectional of one"
         )
+    _refuse_own_call(layer, getattr(keras.layers, name), argument)
+    kind = _KINDS[name]
     config = layer.get_config()
     activations = {}
     for name in _GATED if kind != "elman" else _GATED[:1]:
@@ -86,6 +88,15 @@ def _rnn_spec(keras: Any, layer: Any, argument: str, go_backwards: bool) -> dict
     }
 
 
+def _refuse_own_call(layer: Any, base: type, argument: str) -> None:
+    """Refuses a subclass of the Keras layer ``base`` that computes its own ``call``."""
+    if type(layer).call is not base.call:
+        raise TypeError(
+            f"{argument}: got {type(layer).__name__}, a keras.layers.{base.__name__} subclass with its own "
+            f"call, expected {base.__name__}'s"
+        )
+
+
 def _check_one_dtype(layer: Any, argument: str) -> None:
     if layer.compute_dtype != layer.variable_dtype:
         raise ValueError(
@@ -102,8 +113,9 @@ def _require_built(layer: Any) -> None:
         )
 
 
-def _dense_spec(layer: Any) -> dict[str, Any]:
+def _dense_spec(keras: Any, layer: Any) -> dict[str, Any]:
     """The math a Keras ``Dense`` layer computes, or a ValueError naming the setting jaxrnn lacks."""
+    _refuse_own_call(layer, keras.layers.Dense, "layer")
     config = layer.get_config()
     activation = config["activation"]
     if not isinstance(activation, str) or activation not in _DENSE_ACTIVATIONS:
@@ -123,7 +135,7 @@ def _dense_spec(layer: Any) -> dict[str, Any]:
 
 
 def _dense_from_keras(keras: Any, layer: Any) -> tuple[Dense, dict]:
-    spec = _dense_spec(layer)
+    spec = _dense_spec(keras, layer)
     _require_built(layer)
     weights = [keras.ops.convert_to_numpy(w.value) for w in layer.weights]
     head = dense(spec["units"], spec["activation"], use_bias=spec["use_bias"])
@@ -135,7 +147,7 @@ def _dense_from_keras(keras: Any, layer: Any) -> tuple[Dense, dict]:
 def _dense_to_keras(keras: Any, head: Dense, params: Any, layer: Any) -> Any:
     if not isinstance(layer, keras.layers.Dense):
         raise TypeError(f"layer: got {type(layer).__name__}, expected a keras.layers.Dense for a dense head")
-    spec = _dense_spec(layer)
+    spec = _dense_spec(keras, layer)
     for name, value in (("units", head.out_size), ("activation", head.activation)):
         if spec[name] != value:
             raise ValueError(f"layer.{name}: got {spec[name]!r}, expected {value!r} to match the head")

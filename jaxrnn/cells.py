@@ -91,8 +91,7 @@ def _checked_init(init: Callable[..., Params]) -> Callable[..., Params]:
     def checked(key: Array, input_size: int, dtype=jnp.float32) -> Params:
         validate.prng_key(key, "key")
         input_size = validate.positive_int(input_size, "input_size")
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(f"dtype: got {jnp.dtype(dtype)}, expected a floating dtype")
+        validate.float_dtype(dtype)
         return init(key, input_size, dtype)
 
     return checked

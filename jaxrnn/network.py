@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -97,7 +98,7 @@ def rnn(
       bidirectional: add a backward direction to every layer.
       merge: how the two directions' outputs combine.
       dropout: inverted dropout on the outputs of every layer but the last, in training (as PyTorch's
-        ``dropout``).
+        ``dropout``; with one layer it has no effect, and a warning says so).
       recurrent_dropout: variational dropout of the recurrent input ``h`` (Gal & Ghahramani 2016): one mask
         per sequence and direction, reused at every step, in training.
       time_major, unroll, remat, backend: passed to :func:`jaxrnn.scan`.
@@ -117,6 +118,13 @@ def rnn(
     unroll = validate.positive_int(unroll, "unroll", allow_bool=True)
     remat = validate.positive_int(remat, "remat", allow_bool=True)
     validate.choice(backend, BACKENDS, "backend")
+    if dropout > 0 and len(layer_cells) == 1:
+        warnings.warn(
+            f"dropout: got {dropout} with one layer; it applies to the outputs of all layers but the last "
+            "(as PyTorch's), so it has no effect here",
+            stacklevel=2,
+        )
+        dropout = 0.0
     if len(layer_cells) > 1 or bidirectional:
         for cell in layer_cells:
             if cell.hidden_size is None:
@@ -287,6 +295,7 @@ def dense(
     def init(key: Array, input_size: int, dtype=jnp.float32) -> dict[str, Array]:
         validate.prng_key(key, "key")
         validate.positive_int(input_size, "input_size")
+        validate.float_dtype(dtype)
         kw, kb = jax.random.split(key)
         params = {"w": kernel_init(kw, (input_size, out_size), dtype)}
         if use_bias:

@@ -27,6 +27,22 @@ def _dtype(x: Any) -> np.dtype:
     return jnp.result_type(x)
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article ("a list", "an int")."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _kind(value: Any) -> str:
+    """What ``value`` is, for a message: "an array", "a tuple", ..."""
+    return "an array" if hasattr(value, "shape") and hasattr(value, "dtype") else _a(type(value).__name__)
+
+
+def float_dtype(dtype: Any, argument: str = "dtype") -> None:
+    """``dtype`` must be a floating dtype (the dtype of params that ``init`` makes)."""
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{argument}: got {jnp.dtype(dtype)}, expected a floating dtype")
+
+
 def floating(x: Any, argument: str) -> None:
     """``x`` must be an array with a floating dtype."""
     array(x, argument)
@@ -97,7 +113,12 @@ def _input_size(cell: Cell, params: Mapping, argument: str) -> int:
         raise ValueError(f"{argument}[{name!r}]: got shape {shape}, expected rank {len(one)}")
     axis = next(k for k, (a, b) in enumerate(zip(one, two)) if a != b)
     step = two[axis] - one[axis]
-    return max(1, (shape[axis] - one[axis]) // step + 1)
+    size = (shape[axis] - one[axis]) // step + 1
+    if size < 1:
+        raise ValueError(
+            f"{argument}[{name!r}]: got shape {shape}, expected an input size of at least 1 along axis {axis}"
+        )
+    return size
 
 
 def sequence(
@@ -169,14 +190,19 @@ def carry(carry: Any, expected: Any, argument: str = "carry", *, promotes: bool 
     dtype). With ``promotes`` (the built-in cells, whose step computes in the params' dtype promoted with the
     carry's) every leaf must also have that promoted dtype: a carry may be wider than the params, not
     narrower, and its leaves must agree."""
-    got_leaves, got_tree = jax.tree_util.tree_flatten(carry)
+    got_paths, got_tree = jax.tree_util.tree_flatten_with_path(carry)
     want_leaves, want_tree = jax.tree_util.tree_flatten(expected)
     if got_tree != want_tree:
-        raise ValueError(f"{argument}: got structure {got_tree}, expected {want_tree}")
-    for got, want in zip(got_leaves, want_leaves):
+        raise ValueError(
+            f"{argument}: got {_kind(carry)} of structure {got_tree}, expected {_kind(expected)} of "
+            f"structure {want_tree} (as the cell's initial_carry)"
+        )
+    for (path, got), want in zip(got_paths, want_leaves):
+        leaf = f"{argument}{jax.tree_util.keystr(path)}"
         if _shape(got) != _shape(want):
-            raise ValueError(f"{argument}: got shape {_shape(got)}, expected {_shape(want)}")
-        floating(got, argument)
+            raise ValueError(f"{leaf}: got shape {_shape(got)}, expected {_shape(want)}")
+        floating(got, leaf)
+    got_leaves = [leaf for _, leaf in got_paths]
     if not promotes:
         return
     dtypes = [_dtype(leaf) for leaf in got_leaves]
@@ -201,8 +227,9 @@ def boolean(value: Any, argument: str) -> None:
 def array(value: Any, argument: str) -> None:
     """``value`` must be an array (JAX or NumPy), not a list or a Python scalar."""
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
-        got = type(value).__name__
-        raise TypeError(f"{argument}: got a {got}, expected an array (jax.Array or numpy.ndarray)")
+        raise TypeError(
+            f"{argument}: got {_a(type(value).__name__)}, expected an array (jax.Array or numpy.ndarray)"
+        )
 
 
 @functools.cache

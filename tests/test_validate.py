@@ -149,13 +149,41 @@ def test_integer_params():
 
 def test_carry_of_wrong_shape():
     carry = (jnp.zeros((3, 5)), jnp.zeros((3, 4)))
-    with pytest.raises(ValueError, match=r"carry: got shape \(3, 4\), expected \(3, 5\)"):
+    with pytest.raises(ValueError, match=r"carry\[1\]: got shape \(3, 4\), expected \(3, 5\)"):
         jaxrnn.scan(CELL, PARAMS, XS, carry)
 
 
 def test_carry_of_wrong_structure():
-    with pytest.raises(ValueError, match="carry: got structure"):
+    with pytest.raises(
+        ValueError, match=r"carry: got an array of structure .*, expected a tuple of structure"
+    ):
         jaxrnn.scan(CELL, PARAMS, XS, jnp.zeros((3, 5)))
+
+
+def test_carry_as_a_list():
+    carry = [jnp.zeros((3, 5)), jnp.zeros((3, 5))]
+    with pytest.raises(
+        ValueError, match=r"carry: got a list of structure PyTreeDef\(\[\*, \*\]\), expected a tuple"
+    ):
+        jaxrnn.scan(CELL, PARAMS, XS, carry)
+
+
+def test_params_with_an_input_size_of_zero():
+    params = {**PARAMS, "w_x": jnp.zeros((0, PARAMS["w_x"].shape[1]))}
+    with pytest.raises(
+        ValueError, match=r"params\['w_x'\]: got shape \(0, \d+\), expected an input size of at least 1"
+    ):
+        jaxrnn.scan(CELL, params, XS)
+
+
+def test_dense_init_with_an_integer_dtype():
+    with pytest.raises(TypeError, match=r"dtype: got int32, expected a floating dtype"):
+        jaxrnn.dense(3).init(jax.random.key(0), 4, jnp.int32)
+
+
+def test_lengths_as_a_python_int():
+    with pytest.raises(TypeError, match=r"lengths: got an int, expected an array"):
+        jaxrnn.scan(CELL, PARAMS, XS, lengths=3)
 
 
 @pytest.mark.parametrize("backend", ["xla", "auto", "pallas"])
@@ -632,7 +660,7 @@ def test_negative_slope_as_a_jax_scalar_keeps_the_cell_hashable(activation):
 
 @pytest.mark.parametrize("rate", [np.float32(0.1), jnp.float32(0.1)], ids=["numpy", "jax"])
 def test_dropout_rates_may_be_numpy_or_jax_scalars(rate):
-    net = jaxrnn.rnn(CELL, dropout=rate, recurrent_dropout=rate)
+    net = jaxrnn.rnn(CELL, num_layers=2, dropout=rate, recurrent_dropout=rate)
     ys, _ = net.apply(net.init(jax.random.key(0), 4), XS, key=jax.random.key(1), train=True)
     assert ys.shape == (3, 6, 5)
 

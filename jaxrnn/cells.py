@@ -224,9 +224,14 @@ def _add_zero_biases(params: Params, names: tuple[str, ...]) -> Params:
     return {**params, **{name: zero for name in names if name not in params}}
 
 
-def _use_bias(value: Any) -> bool:
+def _use_bias(value: Any, bias_init: Any) -> bool:
+    """``use_bias`` as a bool; without biases, a ``bias_init`` other than the default has nothing to set."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"use_bias: got {value!r}, expected True or False")
+    if not value and not (isinstance(bias_init, str) and bias_init == "zeros"):
+        raise ValueError(
+            f"bias_init: got {bias_init!r} with use_bias=False, expected the default 'zeros' (no bias)"
+        )
     return bool(value)
 
 
@@ -350,7 +355,7 @@ def elman(
         with "relu" gives the IRNN of Le et al. 2015).
       bias_init: initializer of ``b`` (default "zeros").
       use_bias: False for a cell without ``b`` (PyTorch's ``bias=False``, Keras' ``use_bias=False``): its
-        params leave it out, the equations read it as zero and ``bias_init`` sets nothing.
+        params leave it out and the equations read it as zero (a ``bias_init`` other than "zeros" raises).
       compute_dtype: e.g. ``jnp.bfloat16`` to run the matmuls in that dtype, accumulating in the params'
         dtype; ``None`` (default) computes in the params' dtype.
 
@@ -361,7 +366,7 @@ def elman(
       carry, h = cell.step(params, cell.initial_carry(32), x)       # x: (32, 8)
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
-    use_bias = _use_bias(use_bias)
+    use_bias = _use_bias(use_bias, bias_init)
     compute_dtype = _compute_dtype(compute_dtype)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
@@ -452,7 +457,7 @@ def lstm(
       kernel_init: initializer of each gate block of ``w_x`` (default "glorot_uniform").
       recurrent_init: initializer of each gate block of ``w_h`` (default "orthogonal").
       bias_init: initializer of ``b`` (default "zeros").
-      use_bias: as for :func:`elman` (``forget_bias`` and ``bias_init`` then have nothing to set).
+      use_bias: as for :func:`elman` (a ``forget_bias`` other than 1.0 or None then raises).
       compute_dtype: as for :func:`elman`.
 
     Example::
@@ -464,11 +469,15 @@ def lstm(
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
     proj_size = _proj_size(proj_size, hidden_size)
-    use_bias = _use_bias(use_bias)
+    use_bias = _use_bias(use_bias, bias_init)
     act_name, act = _gated_activation(activation, "activation")
     gate_name, gate = _gated_activation(recurrent_activation, "recurrent_activation")
     if forget_bias is not None:
         forget_bias = validate.real(forget_bias, "forget_bias")
+    if not use_bias and forget_bias not in (None, 1.0):
+        raise ValueError(
+            f"forget_bias: got {forget_bias} with use_bias=False, expected 1.0 or None (no bias)"
+        )
     compute_dtype = _compute_dtype(compute_dtype)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
@@ -560,7 +569,7 @@ def gru(
       kernel_init: initializer of each gate block of ``w_x`` (default "glorot_uniform").
       recurrent_init: initializer of each gate block of ``w_h`` (default "orthogonal").
       bias_init: initializer of ``b_x`` and ``b_h`` (default "zeros").
-      use_bias: as for :func:`elman`: False leaves out ``b_x`` and ``b_h`` (``bias_init`` sets nothing).
+      use_bias: as for :func:`elman`: False leaves out ``b_x`` and ``b_h``.
       compute_dtype: as for :func:`elman`.
 
     Example::
@@ -570,7 +579,7 @@ def gru(
       ys, h = jaxrnn.scan(cell, params, xs, lengths=lengths)
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
-    use_bias = _use_bias(use_bias)
+    use_bias = _use_bias(use_bias, bias_init)
     compute_dtype = _compute_dtype(compute_dtype)
     act_name, act = _gated_activation(activation, "activation")
     gate_name, gate = _gated_activation(recurrent_activation, "recurrent_activation")

@@ -254,6 +254,19 @@ def test_proj_size_not_a_non_negative_int(proj_size):
         jaxrnn.lstm(4, proj_size=proj_size)
 
 
+@pytest.mark.parametrize("factory", [jaxrnn.elman, jaxrnn.lstm, jaxrnn.gru])
+def test_bias_init_without_biases(factory):
+    with pytest.raises(
+        ValueError, match=r"bias_init: got 'ones' with use_bias=False, expected the default 'zeros'"
+    ):
+        factory(4, bias_init="ones", use_bias=False)
+
+
+def test_forget_bias_without_biases():
+    with pytest.raises(ValueError, match=r"forget_bias: got 2.0 with use_bias=False, expected 1.0 or None"):
+        jaxrnn.lstm(4, forget_bias=2.0, use_bias=False)
+
+
 def test_use_bias_not_a_bool():
     with pytest.raises(TypeError, match=r"use_bias: got 0, expected True or False"):
         jaxrnn.gru(4, use_bias=0)

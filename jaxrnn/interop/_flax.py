@@ -121,12 +121,12 @@ def _dense_from_flax(variables: Any, module: Any) -> tuple[Dense, dict[str, Arra
     names = ["bias", "kernel"] if module.use_bias else ["kernel"]
     if sorted(tree) != names:
         raise ValueError(f"variables: got {sorted(tree)}, expected {names} (a Flax Dense's params)")
+    for name in names:
+        validate.floating(tree[name], f"variables[{name!r}]")
     head = dense(module.features, use_bias=module.use_bias)
     params = {"w": np.asarray(tree["kernel"])}
     if module.use_bias:
         params["b"] = np.asarray(tree["bias"])
-    for name, value in params.items():
-        validate.floating(value, f"variables[{'kernel' if name == 'w' else 'bias'!r}]")
     params = to_jax(params)
     check_dense_params(head, params, "variables")
     return head, params

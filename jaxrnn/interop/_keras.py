@@ -52,14 +52,16 @@ _GRU_ORDER = (1, 0, 2)
 
 def _rnn_spec(keras: Any, layer: Any, argument: str, go_backwards: bool) -> dict[str, Any]:
     """The math a Keras RNN layer computes, or a ValueError naming the setting jaxrnn cannot represent."""
-    name = next((name for name in _KINDS if isinstance(layer, getattr(keras.layers, name))), None)
-    if name is None:
+    base = next(
+        (getattr(keras.layers, n) for n in _KINDS if isinstance(layer, getattr(keras.layers, n))), None
+    )
+    if base is None:
         raise TypeError(
             f"{argument}: got {type(layer).__name__}, expected keras.layers.SimpleRNN, LSTM, GRU or a "
             "Bidirectional of one"
         )
-    _refuse_own_call(layer, getattr(keras.layers, name), argument)
-    kind = _KINDS[name]
+    _refuse_own_call(layer, base, argument)
+    kind = _KINDS[base.__name__]
     config = layer.get_config()
     activations = {}
     for name in _GATED if kind != "elman" else _GATED[:1]:
@@ -105,11 +107,11 @@ def _check_one_dtype(layer: Any, argument: str) -> None:
         )
 
 
-def _require_built(layer: Any) -> None:
+def _require_built(layer: Any, input_shape: str) -> None:
     if not layer.built:
         raise ValueError(
-            "layer: got an unbuilt layer, expected a built one (call it on an input or "
-            "layer.build((batch, T, input_size)) first)"
+            f"layer: got an unbuilt layer, expected a built one (call it on an input or "
+            f"layer.build({input_shape}) first)"
         )
 
 
@@ -136,7 +138,7 @@ def _dense_spec(keras: Any, layer: Any) -> dict[str, Any]:
 
 def _dense_from_keras(keras: Any, layer: Any) -> tuple[Dense, dict]:
     spec = _dense_spec(keras, layer)
-    _require_built(layer)
+    _require_built(layer, "(batch, input_size)")
     weights = [keras.ops.convert_to_numpy(w.value) for w in layer.weights]
     head = dense(spec["units"], spec["activation"], use_bias=spec["use_bias"])
     params = to_jax({"w": weights[0], "b": weights[1]} if spec["use_bias"] else {"w": weights[0]})
@@ -231,7 +233,7 @@ def from_keras(layer: Any) -> tuple[Network, list] | tuple[Dense, dict]:
             "of one, or Dense"
         )
     spec, directions, merge = _layer_spec(keras, layer)
-    _require_built(layer)
+    _require_built(layer, "(batch, T, input_size)")
     names = ("forward", "backward")
     # The variables' values, not get_weights(): that goes through a numpy-2-deprecated __array__.
     params = [

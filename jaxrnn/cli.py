@@ -60,9 +60,14 @@ GRADIENT_FLOW_FILE = "gradient_flow.png"
 #: Every file ``train`` may write into ``--out`` besides the checkpoint.
 RUN_FILES = (METRICS_FILE, LEARNING_CURVES_FILE, GRADIENT_FLOW_FILE, *(t.plot_name for t in TASKS.values()))
 #: What orbax writes into a checkpoint directory: a folder per step (a temporary one while it writes).
-_STEP_FOLDER = re.compile(r"\d+(\.orbax-checkpoint-tmp-\d+)?")
+_STEP_FOLDER = re.compile(r"\d+(\.orbax-checkpoint-tmp(-\d+)?)?")
 #: How many test sequences the gradient-flow profile averages over.
 PROBE_SIZE = 32
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 class Parser(argparse.ArgumentParser):
@@ -380,11 +385,11 @@ def describe(task: Task, config: RunConfig, n_params: int) -> str:
     """The run's model and optimizer in one line."""
     cell = config.cell + (f"({config.activation})" if config.cell == "elman" else "")
     cell += f" (projected to {config.proj_size})" if config.proj_size else ""
-    layers = f"{config.layers} layer{'s' if config.layers > 1 else ''} x {config.hidden}"
+    layers = f"{_count(config.layers, 'layer')} x {config.hidden}"
     direction = ", bidirectional" if config.bidirectional else ""
     direction += f", {config.readout} readout" if task.output != "sequence" else ""
     options = "".join(f", {name} {getattr(config, name)}" for name in task.options)
-    budget = f"{config.steps} steps" if config.steps is not None else f"{config.epochs} epochs"
+    budget = _count(config.steps, "step") if config.steps is not None else _count(config.epochs, "epoch")
     clip = f"clip-norm {config.clip_norm}" if config.clip_norm else "no clipping"
     return (
         f"{task.name}{options}: {cell}, {layers}{direction}, {n_params:,} params; "
@@ -472,7 +477,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         "versions": {"jaxrnn": jaxrnn.__version__, "jax": jax.__version__},
     }
     (out / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    epochs = f"{record['epochs_run']} epoch{'s' if record['epochs_run'] > 1 else ''}"
+    epochs = _count(record["epochs_run"], "epoch")
     print(
         f"trained {result.step} steps ({epochs}) in {fit_seconds:.1f} s; "
         f"{record['wall_seconds']:.1f} s in all"
@@ -537,6 +542,8 @@ def load_run(
     model = build_model(task, config, sizes)
     template = model.init(jax.random.key(0), sizes.input_size)
     state = train.TrainState(template, make_optimizer(config).init(template), 0, jax.random.key(0), template)
+    if not (out / CHECKPOINT_DIR).is_dir():  # (a Checkpointer would create the folder: this command reads)
+        parser.error(f"argument --out: {out} has {METRICS_FILE} but no checkpoint; train the run again")
     with train.Checkpointer(out / CHECKPOINT_DIR) as checkpointer:
         if checkpointer.latest_step() is None:
             parser.error(f"argument --out: {out} has {METRICS_FILE} but no checkpoint; train the run again")

@@ -217,6 +217,15 @@ def test_a_metrics_file_that_is_not_a_run_record_exits_2(capsys, tmp_path, text,
     assert err.count("\n") == 1 and "metrics.json is not the record of a jaxrnn run" in err
 
 
+def test_evaluate_of_a_run_without_checkpoint_exits_2_and_writes_nothing(capsys, tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps(run_record("digits")))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "has metrics.json but no checkpoint" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
 @pytest.mark.parametrize("leftover", ["checkpoint/model.pt", "metrics.json", "confusion.png"])
 def test_train_refuses_an_out_with_files_of_no_jaxrnn_run_and_keeps_them(capsys, tmp_path, leftover):
     path = tmp_path / leftover
@@ -233,7 +242,7 @@ def test_train_refuses_an_out_with_files_of_no_jaxrnn_run_and_keeps_them(capsys,
 
 def test_train_replaces_the_checkpoint_of_an_interrupted_run(tmp_path):
     """No metrics.json yet, only orbax's step folders (one of them half written): a jaxrnn run's remains."""
-    for step in ("3", "4.orbax-checkpoint-tmp-1700000000"):
+    for step in ("3", "4.orbax-checkpoint-tmp-1700000000", "5.orbax-checkpoint-tmp"):
         (tmp_path / "checkpoint" / step).mkdir(parents=True)
     run_cli(["train", "--steps", "1", "--hidden", "4", "--out", tmp_path])
     assert sorted(p.name for p in (tmp_path / "checkpoint").iterdir()) == ["1"]

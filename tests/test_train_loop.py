@@ -109,7 +109,8 @@ def test_nan_loss_stops_fit_naming_the_step_and_keeps_the_last_good_checkpoint(t
         FloatingPointError, match=r"non-finite loss=nan.* at step \d+ \(epoch 2, batch \d of 3\)"
     ) as err:
         fit(m, params, poisoned, epochs=3, key=jax.random.key(3), checkpoint_dir=tmp_path, **kwargs)
-    assert 3 <= int(re.search(r"at step (\d+)", str(err.value)).group(1)) < 6
+    step, batch = (int(n) for n in re.search(r"at step (\d+) \(epoch 2, batch (\d)", str(err.value)).groups())
+    assert step == 3 + batch  # the failing update is the (3 + batch)-th: three were taken in epoch 1
     assert "last good checkpoint (step 3)" in str(err.value)
     with Checkpointer(tmp_path) as ckpt:
         assert ckpt.latest_step() == 3
@@ -175,6 +176,12 @@ def _fit_bad(**overrides):
         ({"restore_best": None}, TypeError, "restore_best: got None, expected True or False"),
         ({"progress": 1}, TypeError, "progress: got 1, expected True or False"),
         ({"devices": []}, ValueError, r"devices: got an empty list, expected at least one device"),
+        ({"devices": ["cpu"]}, TypeError, r"devices: got 'cpu' in the list, expected jax.Device objects"),
+        (
+            {"optimizer": "adam"},
+            TypeError,
+            r"optimizer: got 'adam', expected an optax GradientTransformation",
+        ),
         (
             {"train": (np.zeros((8, T, 1), np.float32), np.array([0, 1, 2, 0, 1, 0, 1, -1]))},
             ValueError,
@@ -199,6 +206,8 @@ def _fit_bad(**overrides):
         "restore_best",
         "progress",
         "devices",
+        "device_names",
+        "optimizer_name",
         "train_labels",
         "validation_labels",
     ],
@@ -208,9 +217,49 @@ def test_bad_settings_are_rejected(overrides, error, message):
         _fit_bad(**overrides)
 
 
-def test_numpy_integer_settings_are_accepted():
-    result = _fit_bad(epochs=np.int64(1), batch_size=np.int32(16), patience=np.int64(2))
+def test_numpy_integer_settings_are_accepted(tmp_path):
+    numpy_settings = dict(
+        epochs=np.int64(1), batch_size=np.int32(16), patience=np.int64(2), shuffle=np.bool_(1)
+    )
+    result = _fit_bad(**numpy_settings, checkpoint_dir=tmp_path)  # (the checkpoint's JSON holds them)
     assert result.step == 3
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.latest_step() == 3
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_rejected_before_training(tmp_path):
+    path = tmp_path / "afile"
+    path.write_text("x")
+    with pytest.raises(ValueError, match=r"checkpoint_dir: got .*afile', a file, expected a directory"):
+        _fit_bad(checkpoint_dir=path)
+
+
+@pytest.mark.parametrize(
+    "first, then, message",
+    [
+        ({"metrics": ["accuracy"]}, {"metrics": []}, r"metrics: got \[\], expected \['accuracy'\] as in the"),
+        ({"loss": "cross_entropy"}, {"loss": "mse"}, r"loss: got 'mse', expected 'cross_entropy' as in the"),
+    ],
+    ids=["metrics", "loss"],
+)
+def test_resuming_with_other_metrics_or_loss_is_refused(tmp_path, first, then, message):
+    """The history's columns and the monitored loss would no longer line up with the checkpoint's."""
+    m, params = classifier()
+    kwargs = dict(optimizer=optimizer(0.05), batch_size=16, progress=False, key=jax.random.key(0))
+    kwargs.update(checkpoint_dir=tmp_path, loss="cross_entropy")
+    fit(m, params, sign_task(), epochs=1, **{**kwargs, **first})
+    with pytest.raises(ValueError, match=message):
+        fit(m, params, sign_task(), epochs=2, **{**kwargs, **then})
+
+
+def test_a_nan_validation_loss_stops_fit(tmp_path):
+    m, params = classifier()
+    validation = sign_task(8)
+    validation[0][0, 0, 0] = np.nan  # a valid step (every length is at least 2)
+    with pytest.raises(
+        FloatingPointError, match=r"fit: non-finite val_loss=nan after epoch 1 .* no checkpoint"
+    ):
+        _fit_bad(validation=validation, patience=2, checkpoint_dir=tmp_path)
 
 
 def test_resuming_from_a_checkpoint_fit_did_not_write_is_refused(tmp_path):

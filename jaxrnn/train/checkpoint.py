@@ -2,8 +2,9 @@
 
 Each checkpoint is one orbax step directory ``<directory>/<step>/`` holding the array state (``"state"``,
 orbax's standard pytree format) and ``"config"`` (JSON). Orbax writes a step into a temporary directory
-(``<step>.orbax-checkpoint-tmp-*``) and renames it into place only when every file is written, so a writer
-killed mid-save leaves the earlier steps intact and the half-written one is never listed or restored.
+(``<step>.orbax-checkpoint-tmp``, with a ``-<timestamp>`` suffix in some orbax versions) and renames it
+into place only when every file is written, so a writer killed mid-save leaves the earlier steps intact and
+the half-written one is never listed or restored.
 """
 
 from __future__ import annotations

@@ -95,9 +95,10 @@ def fit(
     Checkpoints: with ``checkpoint_dir`` the state (params, optimizer state, step, key, best params) and a
     JSON config (``config``, the history and the early-stopping state) are saved after every epoch; if the
     directory already holds a checkpoint, ``fit`` resumes from it (its key replaces ``key``) and reproduces
-    the uninterrupted run bit for bit on CPU. Resuming checks ``batch_size``, ``tbptt`` and ``shuffle``
-    against the checkpoint and the params' and optimizer state's shapes; the optimizer's settings (e.g. its
-    learning rate) are not stored, so a changed one goes unnoticed.
+    the uninterrupted run bit for bit on CPU. Resuming checks ``batch_size``, ``tbptt``, ``shuffle``, the loss
+    (a callable by its name) and the metric names against the checkpoint, and the params' and optimizer
+    state's shapes; the optimizer's settings (e.g. its learning rate) are not stored, so a changed one goes
+    unnoticed.
 
     Devices: the params, optimizer state and key are placed on ``devices`` (default ``jax.devices()``) and
     each batch is sharded over them (a 1-D mesh, ``NamedSharding`` on the batch axis; one device: everything
@@ -105,7 +106,8 @@ def fit(
     :mod:`jaxrnn.train.parallel`.
 
     A non-finite loss, gradient norm or update stops ``fit`` with a ``FloatingPointError`` naming the step;
-    that step's params are discarded and the last checkpoint (the previous epoch's) is left as it was.
+    that step's params are discarded and the last checkpoint (the previous epoch's) is left as it was. A
+    non-finite monitored loss after an epoch (a NaN in the validation data) stops it the same way.
 
     Args:
       model: a :class:`~jaxrnn.train.Model`.
@@ -128,20 +130,31 @@ def fit(
     Returns:
       A :class:`FitResult`.
     """
-    validate.positive_int(epochs, "epochs")
-    validate.positive_int(batch_size, "batch_size")
+    # the validated values are Python ints and bools (NumPy ones would not go into the JSON checkpoint)
+    epochs = validate.positive_int(epochs, "epochs")
+    batch_size = validate.positive_int(batch_size, "batch_size")
     validate.prng_key(key, "key")
     if tbptt is not None:
-        validate.positive_int(tbptt, "tbptt")
+        tbptt = validate.positive_int(tbptt, "tbptt")
     for flag, name in ((restore_best, "restore_best"), (shuffle, "shuffle"), (progress, "progress")):
         validate.boolean(flag, name)
+    restore_best, shuffle, progress = bool(restore_best), bool(shuffle), bool(progress)
     if patience is not None:
-        validate.positive_int(patience, "patience")
+        patience = validate.positive_int(patience, "patience")
     min_delta = validate.non_negative(min_delta, "min_delta")
     if max_to_keep is not None:
-        validate.positive_int(max_to_keep, "max_to_keep")
+        max_to_keep = validate.positive_int(max_to_keep, "max_to_keep")
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(
+            f"optimizer: got {optimizer!r}, expected an optax GradientTransformation "
+            "(e.g. jaxrnn.train.optimizer(1e-3))"
+        )
     if checkpoint_dir is not None:
         checkpoint_config(config)
+        if os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
+            raise ValueError(
+                f"checkpoint_dir: got {os.fspath(checkpoint_dir)!r}, a file, expected a directory"
+            )
     train = data_lib.dataset(train, "train")
     size = len(train["x"])
     if batch_size > size:
@@ -151,6 +164,11 @@ def fit(
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices: got an empty list, expected at least one device (or None: all)")
+    for device in devices:
+        if not isinstance(device, jax.Device):
+            raise TypeError(
+                f"devices: got {device!r} in the list, expected jax.Device objects (jax.devices())"
+            )
     mesh = parallel.data_mesh(devices)
     if batch_size % len(devices):
         raise ValueError(f"batch_size: got {batch_size}, expected a multiple of the {len(devices)} devices")
@@ -169,7 +187,15 @@ def fit(
     place = lambda batch: parallel.shard_batch(batch, mesh)  # noqa: E731
 
     monitor = "val_loss" if validation is not None else "loss"
-    fit_config = {"batch_size": batch_size, "tbptt": tbptt, "shuffle": shuffle, "monitor": monitor}
+    fit_config = {
+        "batch_size": batch_size,
+        "tbptt": tbptt,
+        "shuffle": shuffle,
+        "monitor": monitor,
+        # the history's columns and the monitored loss (a callable by its name)
+        "loss": loss if isinstance(loss, str) else getattr(loss, "__qualname__", type(loss).__name__),
+        "metrics": sorted(metric_fns),
+    }
     step, first_epoch, history = 0, 0, {}
     best, best_epoch, wait, best_params = math.inf, -1, 0, params
     ckpt = Checkpointer(checkpoint_dir, max_to_keep=max_to_keep) if checkpoint_dir is not None else None
@@ -245,7 +271,7 @@ def fit(
                     )
                     values = ", ".join(f"{name}={m[name]}" for name in bad)
                     raise FloatingPointError(
-                        f"fit: non-finite {values} at step {step} (epoch {epoch + 1}, batch {b + 1} of "
+                        f"fit: non-finite {values} at step {step + 1} (epoch {epoch + 1}, batch {b + 1} of "
                         f"{n_batches}); this step's update was discarded and {kept}"
                     )
                 params, opt_state, step = new_params, new_opt_state, step + 1
@@ -278,6 +304,16 @@ def fit(
                 )
                 bar.close()
 
+            if not np.isfinite(row[monitor]):
+                kept = (
+                    f"the last checkpoint (step {ckpt.latest_step()}) is kept"
+                    if ckpt is not None and ckpt.latest_step() is not None
+                    else "no checkpoint was written"
+                )
+                raise FloatingPointError(
+                    f"fit: non-finite {monitor}={row[monitor]} after epoch {epoch + 1} (early stopping and "
+                    f"the best epoch cannot follow it; check the validation data for NaN or inf); {kept}"
+                )
             if row[monitor] < best - min_delta:
                 best, best_epoch, wait, best_params = row[monitor], epoch, 0, params
             else:

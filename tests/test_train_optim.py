@@ -158,10 +158,14 @@ def test_numpy_scalars_are_numbers():
     [
         ({"learning_rate": float("nan")}, "learning_rate: got nan, expected a positive finite number"),
         ({"learning_rate": float("inf")}, "learning_rate: got inf, expected a positive finite number"),
+        (
+            {"learning_rate": 0.0},
+            "learning_rate: got 0.0, expected a positive finite number or an optax schedule",
+        ),
         ({"clip_norm": float("nan")}, "clip_norm: got nan, expected a positive finite number or None"),
         ({"clip_value": float("inf")}, "clip_value: got inf, expected a positive finite number or None"),
     ],
-    ids=["nan_lr", "inf_lr", "nan_clip_norm", "inf_clip_value"],
+    ids=["nan_lr", "inf_lr", "zero_lr", "nan_clip_norm", "inf_clip_value"],
 )
 def test_non_finite_settings_are_rejected(kwargs, message):
     kwargs = {"learning_rate": 1e-3, **kwargs}

@@ -277,7 +277,7 @@ def fit(
                 params, opt_state, step = new_params, new_opt_state, step + 1
                 per_batch.append(m)
                 if bar is not None:
-                    done = (b + 1) * batch_size
+                    done = min((b + 1) * batch_size, size)  # (the last batch's padding rows do not count)
                     bar.set_postfix(
                         loss=f"{m['loss']:.4g}",
                         grad_norm=f"{m['grad_norm']:.3g}",

@@ -16,11 +16,13 @@ from jaxrnn import validate
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
 
 
-def _positive_or_none(value: object, argument: str) -> None:
+def _positive_or_none(
+    value: object, argument: str, expected: str = "a positive finite number or None"
+) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
-        raise ValueError(f"{argument}: got {value!r}, expected a positive finite number or None")
+        raise ValueError(f"{argument}: got {value!r}, expected {expected}")
 
 
 def add_penalty_gradients(l1: float, l2: float) -> optax.GradientTransformation:
@@ -104,9 +106,10 @@ def optimizer(
             raise ValueError("schedule: got a schedule, expected None when learning_rate is a schedule")
         step_size: float | Callable = learning_rate
     else:
-        _positive_or_none(learning_rate, "learning_rate")
+        expected = "a positive finite number or an optax schedule"
+        _positive_or_none(learning_rate, "learning_rate", expected)
         if learning_rate is None:
-            raise ValueError("learning_rate: got None, expected a positive number or an optax schedule")
+            raise ValueError(f"learning_rate: got None, expected {expected}")
         if schedule is None:
             step_size = float(learning_rate)
         elif callable(schedule):

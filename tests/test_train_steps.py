@@ -69,6 +69,21 @@ def test_zero_weight_examples_do_not_change_the_update(clf):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
 
 
+def test_a_batch_of_only_padding_changes_neither_params_nor_optimizer_state(clf):
+    """Adam's moments would move the params on a zero gradient, and its step count would advance."""
+    m, params = clf
+    opt = optax.adam(0.1)
+    step = make_train_step(m, "cross_entropy", opt)
+    params, opt_state, _ = step(params, opt.init(params), make_batch(4), KEY)  # momentum now nonzero
+    empty = {**make_batch(4), "weights": np.zeros(4, np.float32)}
+    after, after_state, metrics = step(params, opt_state, empty, KEY)
+    for x, y in zip(
+        jax.tree_util.tree_leaves((after, after_state)), jax.tree_util.tree_leaves((params, opt_state))
+    ):
+        np.testing.assert_array_equal(x, y)
+    assert float(metrics["count"]) == 0 and float(metrics["update_norm"]) == 0
+
+
 def test_per_step_model_masks_steps_past_each_length():
     m = model(jaxrnn.rnn(jaxrnn.elman(4)), jaxrnn.dense(2), output="sequence")
     params = m.init(KEY, 2)

@@ -164,9 +164,11 @@ def make_train_step(
     """Builds ``train_step(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
 
     One BPTT step: ``g = ∇_θ L(θ; batch)``, ``(u, s') = optimizer.update(g, s, θ)``, ``θ' = θ + u``. Dropout
-    (if the network has any) draws from ``key``. ``metrics`` holds scalars: ``"loss"``, ``"grad_norm"`` (the
-    global norm ``‖g‖₂`` *before* clipping), ``"update_norm"`` (``‖u‖₂``, after clipping and scaling),
-    ``"count"`` (the batch's loss weight) and each requested metric.
+    (if the network has any) draws from ``key``. A batch whose loss weight is zero (every example padding)
+    changes nothing: ``θ`` and ``s`` come back as they were, as for a TBPTT chunk with nothing valid.
+    ``metrics`` holds scalars: ``"loss"``, ``"grad_norm"`` (the global norm ``‖g‖₂`` *before* clipping),
+    ``"update_norm"`` (``‖u‖₂``, after clipping and scaling; 0 when nothing changed), ``"count"`` (the
+    batch's loss weight) and each requested metric.
 
     Args:
       model: a :class:`~jaxrnn.train.Model`.
@@ -182,12 +184,18 @@ def make_train_step(
 
     def train_step(params, opt_state, batch, key):
         (value, (aux, _)), grads = jax.value_and_grad(fn, has_aux=True)(params, batch, key, True)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        # a batch with no loss weight (all padding) leaves the params and the optimizer state as they were
+        active = aux["count"] > 0
+        params, opt_state = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(active, new, old),
+            (optax.apply_updates(params, updates), new_opt_state),
+            (params, opt_state),
+        )
         stats = {
             "loss": value,
             "grad_norm": optax.tree.norm(grads),
-            "update_norm": optax.tree.norm(updates),
+            "update_norm": jnp.where(active, optax.tree.norm(updates), 0.0),
         }
         return params, opt_state, {**stats, **aux}
 

@@ -406,9 +406,10 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     sizes = {name: len(split["x"]) for name, split in (("train", data.train), ("test", data.test))}
     default = " (the task's default)" if args.batch_size is None else ""
     if config.batch_size > sizes["train"]:
+        options = ", ".join(f"--{name} {getattr(config, name)}" for name in task.options)
         parser.error(
             f"argument --batch-size: got {config.batch_size}{default}, expected at most the {sizes['train']} "
-            f"training sequences of {task.name}"
+            f"training sequences of {task.name}" + (f" (with {options})" if options else "")
         )
     devices = jax.device_count()
     if devices > 1 and config.batch_size % devices:

@@ -277,9 +277,9 @@ def test_a_default_batch_size_too_large_is_named_as_the_default(capsys, tmp_path
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--task", "sunspots", "--length", "240", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "argument --batch-size: got 16 (the task's default), expected at most the 10" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "argument --batch-size: got 16 (the task's default), expected at most the 10" in err
+    assert "training sequences of sunspots (with --length 240, --horizon " in err  # what made them few
 
 
 def test_a_projected_lstm_trains_records_its_proj_size_and_evaluates_alike(tmp_path):

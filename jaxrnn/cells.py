@@ -224,17 +224,6 @@ def _add_zero_biases(params: Params, names: tuple[str, ...]) -> Params:
     return {**params, **{name: zero for name in names if name not in params}}
 
 
-def _use_bias(value: Any, bias_init: Any) -> bool:
-    """``use_bias`` as a bool; without biases, a ``bias_init`` other than the default has nothing to set."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"use_bias: got {value!r}, expected True or False")
-    if not value and not (isinstance(bias_init, str) and bias_init == "zeros"):
-        raise ValueError(
-            f"bias_init: got {bias_init!r} with use_bias=False, expected the default 'zeros' (no bias)"
-        )
-    return bool(value)
-
-
 def _built_cell(
     kind: str,
     hidden_size: int,
@@ -366,7 +355,7 @@ def elman(
       carry, h = cell.step(params, cell.initial_carry(32), x)       # x: (32, 8)
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
-    use_bias = _use_bias(use_bias, bias_init)
+    use_bias = validate.use_bias(use_bias, bias_init)
     compute_dtype = _compute_dtype(compute_dtype)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     recurrent_init = initializers.get(recurrent_init, "recurrent_init")
@@ -469,7 +458,7 @@ def lstm(
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
     proj_size = _proj_size(proj_size, hidden_size)
-    use_bias = _use_bias(use_bias, bias_init)
+    use_bias = validate.use_bias(use_bias, bias_init)
     act_name, act = _gated_activation(activation, "activation")
     gate_name, gate = _gated_activation(recurrent_activation, "recurrent_activation")
     if forget_bias is not None:
@@ -579,7 +568,7 @@ def gru(
       ys, h = jaxrnn.scan(cell, params, xs, lengths=lengths)
     """
     hidden_size = validate.positive_int(hidden_size, "hidden_size")
-    use_bias = _use_bias(use_bias, bias_init)
+    use_bias = validate.use_bias(use_bias, bias_init)
     compute_dtype = _compute_dtype(compute_dtype)
     act_name, act = _gated_activation(activation, "activation")
     gate_name, gate = _gated_activation(recurrent_activation, "recurrent_activation")

@@ -543,11 +543,12 @@ def load_run(
     model = build_model(task, config, sizes)
     template = model.init(jax.random.key(0), sizes.input_size)
     state = train.TrainState(template, make_optimizer(config).init(template), 0, jax.random.key(0), template)
+    missing = f"argument --out: {out} has {METRICS_FILE} but no checkpoint; train the run again"
     if not (out / CHECKPOINT_DIR).is_dir():  # (a Checkpointer would create the folder: this command reads)
-        parser.error(f"argument --out: {out} has {METRICS_FILE} but no checkpoint; train the run again")
+        parser.error(missing)
     with train.Checkpointer(out / CHECKPOINT_DIR) as checkpointer:
         if checkpointer.latest_step() is None:
-            parser.error(f"argument --out: {out} has {METRICS_FILE} but no checkpoint; train the run again")
+            parser.error(missing)
         state, _ = checkpointer.restore(state)
     return task, config, record, model, state.params
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -286,10 +287,9 @@ def dense(
     validate.positive_int(out_size, "out_size")
     if not isinstance(activation, (str, type(None))) or activation not in DENSE_ACTIVATIONS:
         raise ValueError(f"activation: got {activation!r}, expected one of {list(DENSE_ACTIVATIONS)}")
+    use_bias = validate.use_bias(use_bias, bias_init)
     kernel_init = initializers.get(kernel_init, "kernel_init")
     bias_init = initializers.get(bias_init, "bias_init", vector=True)
-    validate.boolean(use_bias, "use_bias")
-    use_bias = bool(use_bias)
     g = DENSE_ACTIVATIONS[activation]
 
     def init(key: Array, input_size: int, dtype=jnp.float32) -> dict[str, Array]:
@@ -313,7 +313,17 @@ def dense(
         return g(y + params["b"] if use_bias else y)
 
     head = Dense(init=init, apply=apply, out_size=out_size, activation=activation, use_bias=use_bias)
+    _DENSE_MADE[apply] = (out_size, activation, use_bias)
     return head
+
+
+#: Each :func:`dense`-made ``apply`` and the settings it computes (kept by identity, as the cells' steps).
+_DENSE_MADE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def is_built_dense(head: Dense) -> bool:
+    """Whether ``head`` is as :func:`dense` made it (its ``apply`` computes what its fields say)."""
+    return _DENSE_MADE.get(head.apply) == (head.out_size, head.activation, head.use_bias)
 
 
 def check_dense_params(head: Dense, params: Any, argument: str) -> int:

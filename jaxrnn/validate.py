@@ -39,8 +39,23 @@ def _kind(value: Any) -> str:
 
 def float_dtype(dtype: Any, argument: str = "dtype") -> None:
     """``dtype`` must be a floating dtype (the dtype of params that ``init`` makes)."""
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"{argument}: got {dtype!r}, expected a floating dtype") from err
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{argument}: got {jnp.dtype(dtype)}, expected a floating dtype")
+        raise TypeError(f"{argument}: got {dtype}, expected a floating dtype")
+
+
+def use_bias(value: Any, bias_init: Any) -> bool:
+    """``use_bias`` as a bool; without biases, a ``bias_init`` other than the default has nothing to set."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"use_bias: got {value!r}, expected True or False")
+    if not value and not (isinstance(bias_init, str) and bias_init == "zeros"):
+        raise ValueError(
+            f"bias_init: got {bias_init!r} with use_bias=False, expected the default 'zeros' (no bias)"
+        )
+    return bool(value)
 
 
 def floating(x: Any, argument: str) -> None:

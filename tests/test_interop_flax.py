@@ -404,3 +404,14 @@ def test_flax_dense_with_a_compute_dtype():
         ValueError, match=r"cell.dtype: got bfloat16, expected None or the param_dtype float32"
     ):
         from_flax(variables, nn.Dense(3, dtype=jnp.bfloat16))
+
+
+def test_dense_head_with_params_of_the_wrong_kind_to_flax():
+    with pytest.raises(ValueError, match=r"params: got \['b'\], expected a dict with keys \['b', 'w'\]"):
+        to_flax(jaxrnn.dense(3), {"b": jnp.zeros(3)})
+
+
+def test_flax_dense_kernel_of_the_wrong_width():
+    variables = {"params": {"kernel": jnp.ones((5, 4)), "bias": jnp.zeros(3)}}
+    with pytest.raises(ValueError, match=r"variables\['kernel'\]: got shape \(5, 4\), expected \(in, 3\)"):
+        from_flax(variables, nn.Dense(3))

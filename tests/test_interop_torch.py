@@ -607,7 +607,9 @@ def test_linear_state_dict_with_a_3d_weight():
 
 
 def test_linear_state_dict_with_a_bias_of_the_wrong_size():
-    with pytest.raises(ValueError, match=r"module_or_state_dict: got w \(5, 3\) and b \(4,\), expected w"):
+    with pytest.raises(
+        ValueError, match=r"module_or_state_dict\['bias'\]: got shape \(4,\), expected \(3,\)"
+    ):
         from_torch({"weight": torch.zeros(3, 5), "bias": torch.zeros(4)})
 
 
@@ -642,3 +644,31 @@ def test_linear_with_fake_quantized_weights():
     linear = torch.ao.nn.qat.Linear(5, 3, qconfig=torch.ao.quantization.get_default_qat_qconfig())
     with pytest.raises(TypeError, match=r"an nn.Linear subclass with its own forward"):
         from_torch(linear)
+
+
+def test_linear_with_integer_weights():
+    with pytest.raises(
+        TypeError, match=r"module_or_state_dict\['weight'\]: got dtype int\d+, expected a floating"
+    ):
+        from_torch({"weight": torch.zeros(3, 5, dtype=torch.int64)})
+
+
+def test_uninitialized_lazy_linear():
+    with pytest.raises(ValueError, match=r"got an uninitialized LazyLinear, expected one with weights"):
+        from_torch(torch.nn.LazyLinear(3))
+
+
+def test_hand_built_dense_is_not_exported():
+    made = jaxrnn.dense(3)
+    gelu = made._replace(apply=lambda p, h: jax.nn.gelu(made.apply(p, h)))
+    with pytest.raises(TypeError, match=r"net_or_cell: got a Dense that jaxrnn.dense did not make"):
+        to_torch(gelu, made.init(jax.random.key(0), 5))
+
+
+def test_one_layer_module_with_dropout_converts_without_a_warning(recwarn):
+    with pytest.warns(UserWarning, match="dropout"):  # torch's own, when the module is made
+        module = torch.nn.LSTM(4, 8, num_layers=1, dropout=0.5)
+    recwarn.clear()
+    net, _ = from_torch(module)
+    assert not [w for w in recwarn if "dropout" in str(w.message)]
+    assert len(net.cells) == 1

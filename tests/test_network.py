@@ -94,6 +94,20 @@ def test_dropout_is_off_outside_training_and_reproducible_inside():
     assert not np.allclose(once, reference) and not np.allclose(once, other)
 
 
+def test_dropout_drops_the_first_layers_outputs_and_spares_the_last():
+    """A second layer that copies its input (identity activation, w_x = I, w_h = 0) shows what reaches it:
+    the first layer's outputs, each either dropped (0) or scaled by 1/(1-p) = 2, and nothing more."""
+    xs, _ = xs_and_lengths()
+    net = jaxrnn.rnn([jaxrnn.elman(6), jaxrnn.elman(6, "identity")], dropout=0.5)
+    params = net.init(jax.random.key(0), 4)
+    params[1]["forward"] = {"w_x": jnp.eye(6), "w_h": jnp.zeros((6, 6)), "b": jnp.zeros(6)}
+    first = jaxrnn.scan(net.cells[0], params[0]["forward"], xs)[0]
+    ys = net.apply(params, xs, key=jax.random.key(1), train=True)[0]
+    dropped = np.isclose(ys, 0.0)
+    assert np.all(dropped | np.isclose(ys, 2 * first, rtol=1e-5)), "the last layer's outputs were changed"
+    assert 0.3 < dropped.mean() < 0.7  # p = 0.5 on the first layer only (on both layers: about 0.75)
+
+
 def test_dropout_spares_the_last_layer_output():
     """With one layer there is nothing to drop: train and eval outputs agree, no key is needed, and a
     warning says the setting does nothing (as PyTorch's)."""

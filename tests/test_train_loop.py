@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxrnn
-from jaxrnn.train import Checkpointer, TrainState, evaluate, fit, model, optimizer
+from jaxrnn.train import Checkpointer, TrainState, evaluate, fit, losses, model, optimizer
 
 rng = np.random.default_rng()
 N, T = 48, 6
@@ -250,6 +250,16 @@ def test_resuming_with_other_metrics_or_loss_is_refused(tmp_path, first, then, m
     fit(m, params, sign_task(), epochs=1, **{**kwargs, **first})
     with pytest.raises(ValueError, match=message):
         fit(m, params, sign_task(), epochs=2, **{**kwargs, **then})
+
+
+def test_resuming_with_the_loss_function_a_name_stands_for_is_accepted(tmp_path):
+    m, params = classifier()
+    kwargs = dict(optimizer=optimizer(0.05), batch_size=16, progress=False, key=jax.random.key(0))
+    fit(m, params, sign_task(), epochs=1, loss="cross_entropy", checkpoint_dir=tmp_path, **kwargs)
+    result = fit(
+        m, params, sign_task(), epochs=2, loss=losses.softmax_cross_entropy, checkpoint_dir=tmp_path, **kwargs
+    )
+    assert len(result.history["loss"]) == 2
 
 
 def test_a_nan_validation_loss_stops_fit(tmp_path):

@@ -176,6 +176,11 @@ def test_params_with_an_input_size_of_zero():
         jaxrnn.scan(CELL, params, XS)
 
 
+def test_init_with_a_dtype_name_numpy_does_not_know():
+    with pytest.raises(TypeError, match=r"dtype: got 'foo', expected a floating dtype"):
+        jaxrnn.dense(3).init(jax.random.key(0), 4, "foo")
+
+
 def test_dense_init_with_an_integer_dtype():
     with pytest.raises(TypeError, match=r"dtype: got int32, expected a floating dtype"):
         jaxrnn.dense(3).init(jax.random.key(0), 4, jnp.int32)
@@ -254,7 +259,7 @@ def test_proj_size_not_a_non_negative_int(proj_size):
         jaxrnn.lstm(4, proj_size=proj_size)
 
 
-@pytest.mark.parametrize("factory", [jaxrnn.elman, jaxrnn.lstm, jaxrnn.gru])
+@pytest.mark.parametrize("factory", [jaxrnn.elman, jaxrnn.lstm, jaxrnn.gru, jaxrnn.dense])
 def test_bias_init_without_biases(factory):
     with pytest.raises(
         ValueError, match=r"bias_init: got 'ones' with use_bias=False, expected the default 'zeros'"

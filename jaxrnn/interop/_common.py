@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxrnn import validate
 from jaxrnn.cells import Cell, is_built_in
-from jaxrnn.network import Dense, Network, check_dense_params
+from jaxrnn.network import Dense, Network, check_dense_params, dense, is_built_dense
 
 
 def require(package: str, extra: str, caller: str) -> ModuleType:
@@ -124,16 +124,41 @@ def require_zero(value: Any, argument: str, reason: str) -> None:
         raise ValueError(f"{argument}: has nonzero entries, expected zeros ({reason})")
 
 
-def dense_weights(head: Dense, params: Any, target: str, target_has_bias: bool) -> tuple[np.ndarray, Any]:
-    """Checks a dense head's params and returns the ``(w, b)`` of a ``target`` layer: ``b`` zeros for a head
-    without bias, None for a target without one (the head's bias must then be zero)."""
-    check_dense_params(head, params, "params")
+def dense_head(
+    w: np.ndarray, b: np.ndarray | None, activation: str | None, argument: str
+) -> tuple[Dense, dict[str, Any]]:
+    """A :func:`jaxrnn.dense` head for an imported ``w (in, out)`` and ``b`` (None: no bias), and its params
+    (checked; ``argument``: the caller's name for the source)."""
+    head = dense(w.shape[-1], activation, use_bias=b is not None)
+    params = to_jax({"w": w} if b is None else {"w": w, "b": b})
+    check_dense_params(head, params, argument)
+    return head, params
+
+
+def dense_weights(
+    head: Dense, params: Any, argument: str, target: str, target_has_bias: bool
+) -> tuple[np.ndarray, Any]:
+    """Checks a dense head (``argument``: the caller's name for it) and its params and returns the ``(w, b)``
+    of a ``target`` layer: ``b`` zeros for a head without bias, None for a target without one (the head's
+    bias must then be zero)."""
+    check_dense_head(head, params, argument)
     w = np.asarray(params["w"])
     if target_has_bias:
         return w, np.asarray(params["b"]) if head.use_bias else np.zeros(head.out_size, w.dtype)
     if head.use_bias:
         require_zero(params["b"], "params['b']", f"the {target} has no bias")
     return w, None
+
+
+def check_dense_head(head: Dense, params: Any, argument: str) -> None:
+    """Checks that ``head`` is as :func:`jaxrnn.dense` made it (an exported layer computes that math) and
+    ``params`` fit it."""
+    if not is_built_dense(head):
+        raise TypeError(
+            f"{argument}: got a Dense that jaxrnn.dense did not make (or whose fields were replaced), "
+            "expected one from jaxrnn.dense (the exported layer would compute its math, not this head's)"
+        )
+    check_dense_params(head, params, "params")
 
 
 def refuse_dense_activation(head: Dense, argument: str, target: str) -> None:

@@ -21,13 +21,15 @@ from jaxrnn import validate
 from jaxrnn.cells import Cell, elman, gru, lstm, with_zero_biases
 from jaxrnn.interop._common import (
     check_cell,
+    check_dense_head,
+    dense_head,
     dense_weights,
     refuse_dense_activation,
     refuse_projection,
     require,
     to_jax,
 )
-from jaxrnn.network import Dense, check_dense_params, dense
+from jaxrnn.network import Dense
 
 Array = jax.Array
 
@@ -123,16 +125,16 @@ def _dense_from_flax(variables: Any, module: Any) -> tuple[Dense, dict[str, Arra
         raise ValueError(f"variables: got {sorted(tree)}, expected {names} (a Flax Dense's params)")
     for name in names:
         validate.floating(tree[name], f"variables[{name!r}]")
-    head = dense(module.features, use_bias=module.use_bias)
-    params = {"w": np.asarray(tree["kernel"])}
-    if module.use_bias:
-        params["b"] = np.asarray(tree["bias"])
-    params = to_jax(params)
-    check_dense_params(head, params, "variables")
-    return head, params
+    kernel, bias = np.asarray(tree["kernel"]), np.asarray(tree["bias"]) if module.use_bias else None
+    if kernel.ndim != 2 or kernel.shape[1] != module.features:
+        raise ValueError(f"variables['kernel']: got shape {kernel.shape}, expected (in, {module.features})")
+    if bias is not None and bias.shape != (module.features,):
+        raise ValueError(f"variables['bias']: got shape {bias.shape}, expected ({module.features},)")
+    return dense_head(kernel, bias, None, "variables")
 
 
 def _dense_to_flax(nn: Any, head: Dense, params: Any, module: Any) -> tuple[Any, dict[str, Any]]:
+    check_dense_head(head, params, "cell")
     refuse_dense_activation(head, "cell", "flax.linen.Dense")
     if module is None:
         module = nn.Dense(head.out_size, use_bias=head.use_bias, param_dtype=jnp.result_type(params["w"]))
@@ -145,7 +147,7 @@ def _dense_to_flax(nn: Any, head: Dense, params: Any, module: Any) -> tuple[Any,
         raise ValueError(
             f"flax_cell: got features {module.features}, expected {head.out_size} to match the head"
         )
-    w, b = dense_weights(head, params, "flax.linen.Dense", module.use_bias)
+    w, b = dense_weights(head, params, "cell", "flax.linen.Dense", module.use_bias)
     return module, {"params": to_jax({"kernel": w} if b is None else {"kernel": w, "bias": b})}
 
 
@@ -184,11 +186,13 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell | Dense, di
       variables: ``cell.init(...)``'s result, ``{"params": {...}}``, or the inner params dict.
       cell: the ``flax.linen`` SimpleCell (no ``residual``), LSTMCell, OptimizedLSTMCell or GRUCell the
         variables belong to, with ``activation_fn`` (and ``gate_fn``) among ``flax.linen.tanh``, ``relu``,
-        ``sigmoid`` and ``hard_sigmoid``.
+        ``sigmoid`` and ``hard_sigmoid``; or a ``flax.linen.Dense`` (no ``precision``, ``dot_general`` or
+        separate compute ``dtype``).
 
     Returns:
       ``(jaxrnn_cell, params)``; ``jaxrnn_cell.step(params, carry, x)`` matches ``cell.apply(variables, carry,
-      x)`` with an LSTM's carry ``(h, c)`` for Flax's ``(c, h)``.
+      x)`` with an LSTM's carry ``(h, c)`` for Flax's ``(c, h)``. For a Dense, ``(head, params)`` with
+      ``head.apply(params, x)`` equal to ``cell.apply(variables, x)``.
     """
     nn = require("flax.linen", "flax", "from_flax")
     if type(cell) is nn.Dense:
@@ -230,10 +234,10 @@ def to_flax(
 
     Args:
       cell: a jaxrnn Elman, LSTM or GRU (``reset_after=True``) cell whose activations Flax has (tanh, relu,
-        sigmoid, hard_sigmoid).
+        sigmoid, hard_sigmoid), or a :func:`jaxrnn.dense` head without activation.
       params: its params.
       flax_cell: the target Flax cell (checked against ``cell``); ``None`` makes a SimpleCell, LSTMCell or
-        GRUCell with ``param_dtype`` the params' dtype.
+        GRUCell (a ``Dense`` for a head) with ``param_dtype`` the params' dtype.
 
     Returns:
       ``(flax_cell, {"params": {...}})``. A GRU's recurrent r/z biases are added to the input ones (Flax has

@@ -16,13 +16,14 @@ from jaxrnn.cells import BIASES, Cell, elman, gru, lstm, with_zero_biases
 from jaxrnn.interop._common import (
     blocks,
     check_network,
+    dense_head,
     dense_weights,
     refuse_projection,
     require,
     require_zero,
     to_jax,
 )
-from jaxrnn.network import Dense, Network, check_dense_params, dense, rnn
+from jaxrnn.network import Dense, Network, rnn
 
 _KINDS: dict[str, str] = {"SimpleRNN": "elman", "LSTM": "lstm", "GRU": "gru"}
 #: Keras activation name -> jaxrnn activation name (an Elman ``activation``, an LSTM's or GRU's
@@ -140,10 +141,7 @@ def _dense_from_keras(keras: Any, layer: Any) -> tuple[Dense, dict]:
     spec = _dense_spec(keras, layer)
     _require_built(layer, "(batch, input_size)")
     weights = [keras.ops.convert_to_numpy(w.value) for w in layer.weights]
-    head = dense(spec["units"], spec["activation"], use_bias=spec["use_bias"])
-    params = to_jax({"w": weights[0], "b": weights[1]} if spec["use_bias"] else {"w": weights[0]})
-    check_dense_params(head, params, "layer")
-    return head, params
+    return dense_head(weights[0], weights[1] if spec["use_bias"] else None, spec["activation"], "layer")
 
 
 def _dense_to_keras(keras: Any, head: Dense, params: Any, layer: Any) -> Any:
@@ -153,7 +151,7 @@ def _dense_to_keras(keras: Any, head: Dense, params: Any, layer: Any) -> Any:
     for name, value in (("units", head.out_size), ("activation", head.activation)):
         if spec[name] != value:
             raise ValueError(f"layer.{name}: got {spec[name]!r}, expected {value!r} to match the head")
-    w, b = dense_weights(head, params, "Keras layer", spec["use_bias"])
+    w, b = dense_weights(head, params, "net", "Keras layer", spec["use_bias"])
     # every check before the layer changes: a call that raises leaves it as it was
     if layer.built and layer.weights[0].shape[0] != w.shape[0]:
         raise ValueError(

@@ -21,6 +21,7 @@ from jaxrnn.cells import BIASES, DEFAULT_GATED_ACTIVATIONS, Cell, elman, gru, ls
 from jaxrnn.interop._common import (
     check_cell,
     check_network,
+    dense_head,
     dense_weights,
     refuse_dense_activation,
     refuse_projection,
@@ -28,7 +29,7 @@ from jaxrnn.interop._common import (
     require_zero,
     to_jax,
 )
-from jaxrnn.network import Dense, Network, check_dense_params, dense, rnn
+from jaxrnn.network import Dense, Network, rnn
 
 #: The keys of an ``nn.Linear``'s state_dict, with and without bias.
 _LINEAR_KEYS = ({"weight", "bias"}, {"weight"})
@@ -264,7 +265,7 @@ def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[st
         cell,
         num_layers=num_layers,
         bidirectional=bidirectional,
-        dropout=spec["dropout"],
+        dropout=spec["dropout"] if num_layers > 1 else 0.0,  # (with one layer torch applies none)
         time_major=not spec["batch_first"],
     )
     return net, params
@@ -329,6 +330,11 @@ def _linear_state_dict(torch: Any, module: Any) -> Mapping[str, Any]:
     """An ``nn.Linear``'s state_dict, refusing a subclass that computes something else (its own ``forward``,
     or weights beside ``weight`` and ``bias``: fake quantization, a parametrization such as weight norm)."""
     _refuse_own_forward(module, torch.nn.Linear)
+    if isinstance(module, torch.nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
+        raise ValueError(
+            f"module_or_state_dict: got an uninitialized {type(module).__name__}, expected one with weights "
+            "(call it on an input first)"
+        )
     state_dict = module.state_dict()
     if set(state_dict) not in _LINEAR_KEYS:
         raise ValueError(
@@ -343,18 +349,21 @@ def _dense_from_torch(torch: Any, state_dict: Mapping[str, Any]) -> tuple[Dense,
     """An ``nn.Linear``'s weights as a :func:`jaxrnn.dense` head without activation."""
     for key, value in state_dict.items():
         validate.array(value, f"module_or_state_dict[{key!r}]")
+    arrays = {key: _to_numpy(torch, value) for key, value in state_dict.items()}
+    for key, value in arrays.items():
+        validate.floating(value, f"module_or_state_dict[{key!r}]")
     shape = tuple(state_dict["weight"].shape)
     if len(shape) != 2:
         raise ValueError(
             f"module_or_state_dict['weight']: got shape {shape}, expected (out_features, in_features)"
         )
-    params = {"w": _to_numpy(torch, state_dict["weight"]).T}
-    if "bias" in state_dict:
-        params["b"] = _to_numpy(torch, state_dict["bias"])
-    head = dense(shape[0], use_bias="bias" in state_dict)
-    params = to_jax(params)
-    check_dense_params(head, params, "module_or_state_dict")
-    return head, params
+    bias = state_dict.get("bias")
+    if bias is not None and tuple(bias.shape) != shape[:1]:
+        raise ValueError(
+            f"module_or_state_dict['bias']: got shape {tuple(bias.shape)}, expected {shape[:1]} (the "
+            "weight's out_features)"
+        )
+    return dense_head(arrays["weight"].T, arrays.get("bias"), None, "module_or_state_dict")
 
 
 def _torch_mode(cell: Cell) -> str:
@@ -444,8 +453,8 @@ def to_torch(net_or_cell: Network | Cell, params: Any, *, bias: bool | None = No
 
 
 def _dense_to_torch(torch: Any, head: Dense, params: Any, bias: bool | None) -> dict[str, Any]:
+    w, b = dense_weights(head, params, "net_or_cell", "nn.Linear", head.use_bias if bias is None else bias)
     refuse_dense_activation(head, "net_or_cell", "nn.Linear")
-    w, b = dense_weights(head, params, "nn.Linear", head.use_bias if bias is None else bias)
     state_dict = {"weight": _to_torch(torch, w.T)}
     if b is not None:
         state_dict["bias"] = _to_torch(torch, b)

@@ -6,7 +6,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -55,6 +55,15 @@ def _progress(total: int, desc: str, enabled: bool):
             "the progress bar needs tqdm: pip install jaxrnn[train] (or progress=False)"
         ) from err
     return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True)
+
+
+def _loss_name(loss: str | Callable) -> str:
+    """A loss as the checkpoint records it: its name in :data:`~jaxrnn.train.losses.LOSSES`, else the
+    callable's qualified name (two lambdas, or two partials of one function, are not told apart)."""
+    if isinstance(loss, str):
+        return loss
+    named = next((name for name, fn in losses.LOSSES.items() if fn is loss), None)
+    return named or getattr(loss, "__qualname__", type(loss).__name__)
 
 
 def fit(
@@ -193,7 +202,7 @@ def fit(
         "shuffle": shuffle,
         "monitor": monitor,
         # the history's columns and the monitored loss (a callable by its name)
-        "loss": loss if isinstance(loss, str) else getattr(loss, "__qualname__", type(loss).__name__),
+        "loss": _loss_name(loss),
         "metrics": sorted(metric_fns),
     }
     step, first_epoch, history = 0, 0, {}

@@ -73,14 +73,8 @@ class Cell(NamedTuple):
 def _compute_dtype(value: Any) -> Any:
     """``value`` unchanged when it is None or a floating dtype; ``TypeError`` otherwise (an integer dtype
     would truncate every matmul operand)."""
-    if value is None:
-        return None
-    try:
-        dtype = jnp.dtype(value)
-    except TypeError as err:
-        raise TypeError(f"compute_dtype: got {value!r}, expected None or a floating dtype") from err
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"compute_dtype: got {dtype}, expected None or a floating dtype (e.g. jnp.bfloat16)")
+    if value is not None:
+        validate.float_dtype(value, "compute_dtype", "None or a floating dtype (e.g. jnp.bfloat16)")
     return value
 
 

@@ -37,14 +37,14 @@ def _kind(value: Any) -> str:
     return "an array" if hasattr(value, "shape") and hasattr(value, "dtype") else _a(type(value).__name__)
 
 
-def float_dtype(dtype: Any, argument: str = "dtype") -> None:
+def float_dtype(dtype: Any, argument: str = "dtype", expected: str = "a floating dtype") -> None:
     """``dtype`` must be a floating dtype (the dtype of params that ``init`` makes)."""
     try:
         dtype = jnp.dtype(dtype)
     except TypeError as err:
-        raise TypeError(f"{argument}: got {dtype!r}, expected a floating dtype") from err
+        raise TypeError(f"{argument}: got {dtype!r}, expected {expected}") from err
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{argument}: got {dtype}, expected a floating dtype")
+        raise TypeError(f"{argument}: got {dtype}, expected {expected}")
 
 
 def use_bias(value: Any, bias_init: Any) -> bool:

@@ -166,12 +166,19 @@ def run_record(task: str) -> dict:
     return {"config": dataclasses.asdict(config), "sizes": {"input": 8, "output": 10}}
 
 
-def test_generate_rejects_a_run_of_another_task(capsys, tmp_path):
-    (tmp_path / "metrics.json").write_text(json.dumps(run_record("digits")))
+def error_on_a_recorded_run(capsys, out, command: str) -> str:
+    """Runs ``command`` on ``out`` holding only a digits run's metrics.json; it must exit 2: its stderr."""
+    (out / "metrics.json").write_text(json.dumps(run_record("digits")))
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["generate", "--out", str(tmp_path)])
+        cli.main([command, "--out", str(out)])
     assert exit_info.value.code == 2
-    assert "holds a digits run, expected a charlm run" in capsys.readouterr().err
+    return capsys.readouterr().err
+
+
+def test_generate_rejects_a_run_of_another_task(capsys, tmp_path):
+    assert "holds a digits run, expected a charlm run" in error_on_a_recorded_run(
+        capsys, tmp_path, "generate"
+    )
 
 
 @pytest.mark.parametrize(
@@ -218,11 +225,7 @@ def test_a_metrics_file_that_is_not_a_run_record_exits_2(capsys, tmp_path, text,
 
 
 def test_evaluate_of_a_run_without_checkpoint_exits_2_and_writes_nothing(capsys, tmp_path):
-    (tmp_path / "metrics.json").write_text(json.dumps(run_record("digits")))
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["evaluate", "--out", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert "has metrics.json but no checkpoint" in capsys.readouterr().err
+    assert "has metrics.json but no checkpoint" in error_on_a_recorded_run(capsys, tmp_path, "evaluate")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 

@@ -9,6 +9,7 @@ is ignored. Not supported, so routed to the XLA path by ``backend="auto"``:
 * custom cells and callable Elman activations: the kernel needs the activation's derivative;
 * ``remat``: the kernel saves its own residuals, and checkpointing a chunk of them needs the XLA scan;
 * other dtypes, and float64 on GPU/TPU;
+* platforms other than CPU, GPU and TPU (a JAX plugin such as Apple's METAL);
 * recurrent weights larger than the platform's on-chip budget (:data:`kernels.layout.WEIGHT_BUDGET_BYTES`):
   the kernel holds the whole ``W_h`` on chip and has no blocked-``W_h`` variant;
 * tracing inside ``jax.shard_map`` or ``pmap``: there ``pallas_call`` needs each output's manual-axis type,
@@ -71,6 +72,8 @@ def unsupported(
     reason = cell_unsupported(cell)
     if reason is not None:
         return reason
+    if platform not in layout.PLATFORMS:
+        return f"no fused kernel for platform {platform!r} (supported: {list(layout.PLATFORMS)})"
     if remat:
         return f"remat={remat!r} needs the XLA scan (the kernel saves its own residuals)"
     if varying.in_manual_axes():

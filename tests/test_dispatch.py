@@ -54,6 +54,19 @@ def test_auto_routes_float64_on_tpu_to_xla():
     assert chosen == "xla" and "float64" in reason
 
 
+def test_another_jax_platform_runs_auto_on_xla_and_refuses_pallas(monkeypatch):
+    """A platform with no kernel layout (a JAX plugin such as METAL) is a reason, not a KeyError."""
+    from jaxrnn.kernels import layout
+
+    monkeypatch.setattr(layout, "default_platform", lambda: "metal")
+    cell, params = _lstm(4)
+    xs = jax.random.normal(jax.random.key(1), (2, 3, 3))
+    ys, _ = jaxrnn.scan(cell, params, xs, backend="auto")
+    np.testing.assert_allclose(ys, jaxrnn.scan(cell, params, xs, backend="xla")[0], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"no fused kernel for platform 'metal' \(supported: \['cpu'"):
+        jaxrnn.scan(cell, params, xs, backend="pallas")
+
+
 def test_auto_routes_a_callable_activation_to_xla():
     assert dispatch.choose(jaxrnn.elman(4, jnp.sin), "auto") is dispatch.reference_layer
 

@@ -1,12 +1,16 @@
 """The fused recurrence behind the backend signature every recurrence in :mod:`jaxrnn` has, and the rules
 for what it supports.
 
-Supported in the kernels: Elman with every table activation, LSTM, GRU (both forms); step masks (lengths),
-``reverse``, recurrent dropout (``h_mask``); float32, bfloat16 (float32 accumulation and carry) and float64
-(CPU interpret mode only, for checking). ``unroll`` is a ``lax.scan`` hint with no meaning inside a kernel and
-is ignored. Not supported, so routed to the XLA path by ``backend="auto"``:
+Supported in the kernels: Elman with the activations of :data:`kernels.elman.ACTIVATIONS` (those of
+:data:`jaxrnn.activations.ELMAN_ACTIVATIONS` but ``hard_sigmoid``), LSTM without ``proj_size``, GRU (both
+forms), with tanh activations and sigmoid gates; step masks (lengths), ``reverse``, recurrent dropout
+(``h_mask``); float32, bfloat16 (float32 accumulation and carry) and float64 (CPU interpret mode only, for
+checking). ``unroll`` is a ``lax.scan`` hint with no meaning inside a kernel and is ignored. Not supported,
+so routed to the XLA path by ``backend="auto"``:
 
 * custom cells and callable Elman activations: the kernel needs the activation's derivative;
+* Elman ``hard_sigmoid``, LSTM/GRU activations or gates other than tanh and sigmoid, and an LSTM
+  ``proj_size``;
 * ``remat``: the kernel saves its own residuals, and checkpointing a chunk of them needs the XLA scan;
 * other dtypes, and float64 on GPU/TPU;
 * platforms other than CPU, GPU and TPU (a JAX plugin such as Apple's METAL);

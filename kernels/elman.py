@@ -106,7 +106,7 @@ def elman(
       ``hs (T, B, H)`` and the final ``h (B, H)``.
     """
     _check_alpha(activation, alpha)
-    layout, acc = fused.plan(xp, 1, h0.dtype, platform)
+    layout, acc = fused.plan(xp, 1, (h0,), w_h, platform, {} if alpha is None else {"alpha": (alpha, 1)})
     extras = () if alpha is None else (fused.pad_vector(alpha, 1, layout),)
     hs, (h,) = fused.run(
         _kernel(activation, negative_slope, acc),

@@ -12,8 +12,9 @@ and ``g_{t-1}`` with the transposed recurrent weight, which is also held on chip
 bias ``b_h``) are then large matmuls over all ``T * B`` rows outside the kernel.
 
 Loops count upward (Triton requires it); a step that runs backward in time indexes ``Tc - 1 - i``. No value
-in a kernel is sliced or concatenated (Triton supports neither): gate blocks are read from and written to
-ref slices of width ``Hp``.
+in a kernel is sliced or concatenated at arbitrary offsets (Triton lowers only equal power-of-two splits and
+joins): gate blocks are read from and written to ref slices of width ``Hp``, and the LSTM's one
+``(Hp, 4Hp)`` product is cut into its four gate blocks with ``jnp.split``.
 
 A masked step (mask 0) holds the carry; its gradient passes ``g`` through unchanged and its ``dxp`` is zero.
 """
@@ -489,13 +490,44 @@ def accumulation_dtype(carry_dtype: Any) -> Any:
     return jnp.promote_types(carry_dtype, jnp.float32)
 
 
-def plan(xp: Array, gates: int, carry_dtype: Any, platform: str | None) -> tuple[Layout, Any]:
-    """The layout and accumulation dtype for ``xp (T, B, gates * H)`` on ``platform`` (default: the default
-    backend's)."""
+def plan(
+    xp: Array,
+    gates: int,
+    carry0: Sequence[Array],
+    w_h: Array,
+    platform: str | None,
+    vectors: dict[str, tuple[Array, int]] | None = None,
+) -> tuple[Layout, Any]:
+    """Checks a kernel's arguments; returns the layout and accumulation dtype for ``xp (T, B, gates * H)``
+    on ``platform`` (default: the default backend's).
+
+    ``carry0`` are the ``(B, H)`` carry leaves, ``w_h`` is ``(H, gates * H)``, and ``vectors`` maps the name
+    of each parameter vector to the vector and its number of ``H``-blocks (PReLU ``alpha``: 1, GRU
+    ``b_h``: 3). The kernels pad to their layout, so a wrong shape would be padded or cut silently.
+
+    Raises:
+      TypeError: for a non-floating array.
+      ValueError: for a shape that does not fit ``xp``, or an unknown platform.
+    """
     platform = layouts.default_platform() if platform is None else platform
     if platform not in layouts.PLATFORMS:
         raise ValueError(f"platform: got {platform!r}, expected one of {list(layouts.PLATFORMS)}")
-    acc = accumulation_dtype(carry_dtype)
+    arrays = {"xp": xp, "w_h": w_h, **{f"carry0[{k}]": c for k, c in enumerate(carry0)}}
+    arrays |= {name: v for name, (v, _) in (vectors or {}).items()}
+    for name, value in arrays.items():
+        if not jnp.issubdtype(jnp.result_type(value), jnp.floating):
+            raise TypeError(f"{name}: got dtype {jnp.result_type(value)}, expected a floating dtype")
+    if jnp.ndim(xp) != 3 or not xp.shape[-1] or xp.shape[-1] % gates:
+        raise ValueError(f"xp: got shape {jnp.shape(xp)}, expected (T, B, {gates}·H) with H >= 1")
     steps, batch, width = xp.shape
-    layout = layouts.choose(platform, batch, width // gates, steps, gates, jnp.dtype(acc).itemsize)
+    hidden = width // gates
+    expected = {"w_h": (hidden, width), **{f"carry0[{k}]": (batch, hidden) for k in range(len(carry0))}}
+    expected |= {name: (blocks * hidden,) for name, (_, blocks) in (vectors or {}).items()}
+    for name, shape in expected.items():
+        if tuple(jnp.shape(arrays[name])) != shape:
+            raise ValueError(
+                f"{name}: got shape {tuple(jnp.shape(arrays[name]))}, expected {shape} (xp is {xp.shape})"
+            )
+    acc = accumulation_dtype(carry0[0].dtype)
+    layout = layouts.choose(platform, batch, hidden, steps, gates, jnp.dtype(acc).itemsize)
     return layout, acc

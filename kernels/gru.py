@@ -104,7 +104,7 @@ def gru(
     Returns:
       ``hs (T, B, H)`` and the final ``h (B, H)``.
     """
-    layout, acc = fused.plan(xp, 3, h0.dtype, platform)
+    layout, acc = fused.plan(xp, 3, (h0,), w_h, platform, {"b_h": (b_h, 3)})
     hs, (h,) = fused.run(
         _kernel(reset_after, layout.hidden, acc),
         layout,

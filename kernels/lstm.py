@@ -83,7 +83,7 @@ def lstm(
     Returns:
       ``hs (T, B, H)`` and the final ``(h, c)``.
     """
-    layout, acc = fused.plan(xp, 4, carry0[0].dtype, platform)
+    layout, acc = fused.plan(xp, 4, carry0, w_h, platform)
     hs, carry = fused.run(
         _kernel(layout.hidden, acc),
         layout,

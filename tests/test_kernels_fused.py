@@ -168,6 +168,47 @@ def test_masks_that_would_need_broadcasting_are_refused(name, shape, expected):
         elman.elman(jnp.ones((4, 2, 3)), jnp.ones((2, 3)), jnp.ones((3, 3)), **options)
 
 
+def _call_kernel(kind: str, **changes):
+    """A kernel call at T=4, B=2, H=3 with the arguments in ``changes`` replaced."""
+    gates = {"elman": 1, "prelu": 1, "lstm": 4, "gru": 3}[kind]
+    args = {"xp": jnp.ones((4, 2, 3 * gates)), "h0": jnp.ones((2, 3)), "w_h": jnp.ones((3, 3 * gates))}
+    args |= {"alpha": jnp.ones(3)} if kind == "prelu" else {"b_h": jnp.ones(9)} if kind == "gru" else {}
+    args |= changes
+    if kind == "lstm":
+        return lstm.lstm(args["xp"], (args["h0"], args.get("c0", args["h0"])), args["w_h"])
+    if kind == "gru":
+        return gru.gru(args["xp"], args["h0"], args["w_h"], args["b_h"])
+    if kind == "prelu":
+        return elman.elman(args["xp"], args["h0"], args["w_h"], activation="prelu", alpha=args["alpha"])
+    return elman.elman(args["xp"], args["h0"], args["w_h"])
+
+
+@pytest.mark.parametrize(
+    "kind, changes, message",
+    [
+        ("elman", {"h0": jnp.ones((2, 5))}, r"carry0\[0\]: got shape \(2, 5\), expected \(2, 3\)"),
+        ("elman", {"h0": jnp.ones((3, 3))}, r"carry0\[0\]: got shape \(3, 3\), expected \(2, 3\)"),
+        ("lstm", {"c0": jnp.ones((2, 4))}, r"carry0\[1\]: got shape \(2, 4\), expected \(2, 3\)"),
+        ("elman", {"w_h": jnp.ones((3, 4))}, r"w_h: got shape \(3, 4\), expected \(3, 3\)"),
+        ("lstm", {"w_h": jnp.ones((3, 3))}, r"w_h: got shape \(3, 3\), expected \(3, 12\)"),
+        ("prelu", {"alpha": jnp.ones(4)}, r"alpha: got shape \(4,\), expected \(3,\)"),
+        ("gru", {"b_h": jnp.ones(6)}, r"b_h: got shape \(6,\), expected \(9,\)"),
+        ("elman", {"xp": jnp.ones((4, 3))}, r"xp: got shape \(4, 3\), expected \(T, B, 1·H\)"),
+        ("lstm", {"xp": jnp.ones((4, 2, 10))}, r"xp: got shape \(4, 2, 10\), expected \(T, B, 4·H\)"),
+    ],
+    ids=["h0_wide", "h0_rows", "c0", "w_h", "w_h_gates", "alpha", "b_h", "xp_2d", "xp_width"],
+)
+def test_kernel_arguments_that_do_not_fit_xp_are_refused(kind, changes, message):
+    """The kernels pad to their layout: a wrong shape would be padded or cut instead of failing."""
+    with pytest.raises(ValueError, match=message):
+        _call_kernel(kind, **changes)
+
+
+def test_kernel_inputs_of_an_integer_dtype_are_refused():
+    with pytest.raises(TypeError, match="xp: got dtype int32, expected a floating dtype"):
+        _call_kernel("elman", xp=jnp.ones((4, 2, 3), jnp.int32))
+
+
 def test_pallas_under_a_mesh_with_explicit_axes_is_refused_and_auto_runs():
     cell = jaxrnn.gru(3)
     params = cell.init(jax.random.key(0), 2)

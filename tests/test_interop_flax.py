@@ -415,3 +415,50 @@ def test_flax_dense_kernel_of_the_wrong_width():
     variables = {"params": {"kernel": jnp.ones((5, 4)), "bias": jnp.zeros(3)}}
     with pytest.raises(ValueError, match=r"variables\['kernel'\]: got shape \(5, 4\), expected \(in, 3\)"):
         from_flax(variables, nn.Dense(3))
+
+
+def test_variables_wider_than_the_flax_compute_dtype_raise():
+    """Flax would compute in the cell's float32, jaxrnn in the variables' float64."""
+    with jax.enable_x64(True):
+        cell = nn.GRUCell(4, dtype=jnp.float32, param_dtype=jnp.float32)
+        variables = _flax_variables(cell, jnp.zeros((1, 4)), jnp.zeros((1, 2)), seed=0)
+        variables = jax.tree.map(lambda v: v.astype(jnp.float64), variables)
+        with pytest.raises(ValueError, match=r"cell.dtype: got float32, expected None or float64 \(the"):
+            from_flax(variables, cell)
+
+
+def test_a_flax_dense_computing_in_another_dtype_than_its_variables_raises():
+    variables = {"params": {"kernel": jnp.ones((5, 3), jnp.bfloat16), "bias": jnp.zeros(3, jnp.bfloat16)}}
+    with pytest.raises(ValueError, match=r"cell.dtype: got float32, expected None or bfloat16"):
+        from_flax(variables, nn.Dense(3, dtype=jnp.float32))
+
+
+@pytest.mark.parametrize(
+    ("module", "leaves", "message"),
+    [
+        ("ii", ["bias", "kernel"], r"\['ii/bias'\], which a Flax LSTMCell does not have"),
+        ("x", ["kernel"], r"\['x'\]"),
+    ],
+    ids=["leaf", "module"],
+)
+def test_unexpected_variables_raise(module, leaves, message):
+    """A leaf or module the cell does not have would be dropped silently (an input bias on an LSTM)."""
+    variables = _flax_variables(nn.LSTMCell(4), (jnp.zeros((1, 4)),) * 2, jnp.zeros((1, 2)), seed=0)
+    variables["params"][module] = {leaf: jnp.ones((2, 4) if leaf == "kernel" else 4) for leaf in leaves}
+    with pytest.raises(ValueError, match=rf"variables: got {message}"):
+        from_flax(variables, nn.LSTMCell(4))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "dense"])
+def test_to_flax_target_with_another_param_dtype_raises(kind):
+    """The module would compute in its bfloat16 while the exported variables are float32."""
+    if kind == "dense":
+        cell, target = jaxrnn.dense(3), nn.Dense(3, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+        params = cell.init(jax.random.key(0), 5)
+    else:
+        cell, target = jaxrnn.lstm(4), nn.LSTMCell(4, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+        params = _random_params(cell, 2)
+    with pytest.raises(
+        ValueError, match=r"flax_cell.param_dtype: got bfloat16, expected float32 \(the params' dtype"
+    ):
+        to_flax(cell, params, target)

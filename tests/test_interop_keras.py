@@ -446,3 +446,33 @@ def test_layer_subclass_with_its_own_call(base):
         TypeError, match=rf"layer: got Scaled, a keras.layers.{base.__name__} subclass with its own"
     ):
         from_keras(layer)
+
+
+def test_bidirectional_subclass_with_its_own_call():
+    class ForwardOnly(L.Bidirectional):
+        def call(self, inputs, *args, **kwargs):
+            return self.forward_layer(inputs)
+
+    layer = ForwardOnly(L.LSTM(3, return_sequences=True))
+    layer.build((None, 4, 5))
+    with pytest.raises(
+        TypeError, match=r"layer: got ForwardOnly, a keras.layers.Bidirectional subclass with its own call"
+    ):
+        from_keras(layer)
+
+
+def test_rnn_layer_whose_cell_has_its_own_call():
+    class DoubledCell(L.GRUCell):
+        def call(self, inputs, states, training=False):
+            output, new_states = super().call(inputs, states, training=training)
+            return 2.0 * output, new_states
+
+    class DoubledGRU(L.GRU):
+        def __init__(self, units, **kwargs):
+            super().__init__(units, **kwargs)
+            self.cell = DoubledCell(units)
+
+    layer = DoubledGRU(3)
+    layer.build((None, 4, 5))
+    with pytest.raises(TypeError, match=r"layer.cell: got DoubledCell, expected keras.layers.GRUCell"):
+        from_keras(layer)

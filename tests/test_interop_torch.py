@@ -238,6 +238,25 @@ def test_a_projected_state_dict_with_a_weight_of_the_wrong_shape_raises(key, sha
         from_torch(state_dict, batch_first=False)
 
 
+def test_a_state_dict_with_an_integer_tensor_raises():
+    """An int64 bias would be promoted with the float weights, and reported as float64 weights."""
+    state_dict = torch.nn.GRU(3, 4).state_dict()
+    state_dict["bias_hh_l0"] = torch.zeros(12, dtype=torch.int64)
+    with pytest.raises(TypeError, match=r"\['bias_hh_l0'\]: got dtype int64, expected a floating dtype"):
+        from_torch(state_dict, batch_first=False)
+
+
+def test_a_state_dict_of_mixed_float_dtypes_raises():
+    """A float16 weight beside float32 ones would make params of two dtypes."""
+    state_dict = torch.nn.LSTM(3, 4).state_dict()
+    state_dict["weight_hh_l0"] = state_dict["weight_hh_l0"].half()
+    with pytest.raises(
+        TypeError,
+        match=r"\['weight_hh_l0'\]: got dtype float16, expected float32 \(the dtype of 'weight_ih_l0'",
+    ):
+        from_torch(state_dict, batch_first=False)
+
+
 def test_mode_disagreeing_with_a_projected_state_dict_names_weight_hr():
     with pytest.raises(ValueError, match=r"mode: got 'gru', but the state_dict has weight_hr_l0, which only"):
         from_torch(torch.nn.LSTM(3, 4, proj_size=2).state_dict(), mode="gru", batch_first=False)

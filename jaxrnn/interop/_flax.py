@@ -93,6 +93,25 @@ def _check_one_dtype(module: Any, argument: str) -> None:
         )
 
 
+def _check_compute_dtype(module: Any, dtype: Any, argument: str, what: str) -> None:
+    """Refuses a module whose ``dtype`` (its compute dtype) is set to other than ``dtype``: Flax would compute
+    in it, jaxrnn computes in the params' dtype."""
+    if module.dtype is not None and jnp.dtype(module.dtype) != jnp.dtype(dtype):
+        raise ValueError(
+            f"{argument}.dtype: got {jnp.dtype(module.dtype)}, expected None or {jnp.dtype(dtype)} (the "
+            f"{what}' dtype; Flax would compute in {jnp.dtype(module.dtype)})"
+        )
+
+
+def _check_param_dtype(module: Any, dtype: Any, argument: str) -> None:
+    """Refuses a target module whose ``param_dtype`` is not the exported params' dtype."""
+    if jnp.dtype(module.param_dtype) != jnp.dtype(dtype):
+        raise ValueError(
+            f"{argument}.param_dtype: got {jnp.dtype(module.param_dtype)}, expected {jnp.dtype(dtype)} (the "
+            "params' dtype; cast the params first to export in another dtype)"
+        )
+
+
 def _check_dense_module(module: Any, argument: str) -> None:
     """Refuses a Flax ``Dense`` whose matmul jaxrnn's dense head does not compute exactly."""
     _check_one_dtype(module, argument)
@@ -126,6 +145,11 @@ def _dense_from_flax(variables: Any, module: Any) -> tuple[Dense, dict[str, Arra
     for name in names:
         validate.floating(tree[name], f"variables[{name!r}]")
     kernel, bias = np.asarray(tree["kernel"]), np.asarray(tree["bias"]) if module.use_bias else None
+    if bias is not None and bias.dtype != kernel.dtype:
+        raise TypeError(
+            f"variables['bias']: got dtype {bias.dtype}, expected {kernel.dtype} (one dtype for every leaf)"
+        )
+    _check_compute_dtype(module, kernel.dtype, "cell", "variables")
     if kernel.ndim != 2 or kernel.shape[1] != module.features:
         raise ValueError(f"variables['kernel']: got shape {kernel.shape}, expected (in, {module.features})")
     if bias is not None and bias.shape != (module.features,):
@@ -143,6 +167,7 @@ def _dense_to_flax(nn: Any, head: Dense, params: Any, module: Any) -> tuple[Any,
             f"flax_cell: got {type(module).__name__}, expected a flax.linen.Dense for a dense head"
         )
     _check_dense_module(module, "flax_cell")
+    _check_param_dtype(module, jnp.result_type(params["w"]), "flax_cell")
     if module.features != head.out_size:
         raise ValueError(
             f"flax_cell: got features {module.features}, expected {head.out_size} to match the head"
@@ -203,8 +228,26 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell | Dense, di
     gates = _GATES[kind]
     if not isinstance(tree.get(f"i{gates[0]}"), Mapping) or "kernel" not in tree[f"i{gates[0]}"]:
         raise ValueError(f"variables: got modules {sorted(tree)}, expected a Flax {type(cell).__name__}'s")
+    expected = {
+        f"{prefix}{g}": ["bias", "kernel"] if _has_bias(kind, f"{prefix}{g}") else ["kernel"]
+        for prefix in "ih"
+        for g in gates
+    }
+    unexpected = [name for name in tree if name not in expected] + [
+        f"{name}/{leaf}"
+        for name, value in tree.items()
+        if name in expected and isinstance(value, Mapping)
+        for leaf in value
+        if leaf not in expected[name]
+    ]
+    if unexpected:  # (missing leaves are named below)
+        raise ValueError(
+            f"variables: got {unexpected}, which a Flax {type(cell).__name__} does not have "
+            f"(expected {expected})"
+        )
     input_size = np.shape(tree[f"i{gates[0]}"]["kernel"])[0]
     dtype = _leaf(tree, f"i{gates[0]}", "kernel", (input_size, H)).dtype
+    _check_compute_dtype(cell, dtype, "cell", "variables")
     w_x = np.concatenate([_leaf(tree, f"i{g}", "kernel", (input_size, H), dtype) for g in gates], axis=-1)
     w_h = np.concatenate([_leaf(tree, f"h{g}", "kernel", (H, H), dtype) for g in gates], axis=-1)
 
@@ -267,6 +310,7 @@ def to_flax(
         else:
             flax_cell = (nn.LSTMCell if kind == "lstm" else nn.GRUCell)(H, gate_fn=fns[gate], **functions)
     spec = _flax_spec(nn, flax_cell, "flax_cell")
+    _check_param_dtype(flax_cell, dtype, "flax_cell")
     expected = {"kind": kind, "features": H, "activation": activation, "recurrent_activation": gate}
     for name, value in expected.items():
         if spec[name] != value:

@@ -62,6 +62,12 @@ def _rnn_spec(keras: Any, layer: Any, argument: str, go_backwards: bool) -> dict
             "Bidirectional of one"
         )
     _refuse_own_call(layer, base, argument)
+    cell_base = getattr(keras.layers, f"{base.__name__}Cell")
+    if not isinstance(layer.cell, cell_base) or type(layer.cell).call is not cell_base.call:
+        raise TypeError(
+            f"{argument}.cell: got {type(layer.cell).__name__}, expected keras.layers.{cell_base.__name__} "
+            "(a cell with its own call computes something else)"
+        )
     kind = _KINDS[base.__name__]
     config = layer.get_config()
     activations = {}
@@ -166,6 +172,7 @@ def _dense_to_keras(keras: Any, head: Dense, params: Any, layer: Any) -> Any:
 def _layer_spec(keras: Any, layer: Any) -> tuple[dict[str, Any], list[Any], str | None]:
     """``(spec, [rnn layer per direction], merge or None)`` for a Keras layer."""
     if isinstance(layer, keras.layers.Bidirectional):
+        _refuse_own_call(layer, keras.layers.Bidirectional, "layer")
         merge_mode = layer.merge_mode
         if merge_mode not in _MERGES:
             raise ValueError(f"layer.merge_mode: got {merge_mode!r}, expected one of {list(_MERGES)}")
@@ -211,7 +218,9 @@ def from_keras(layer: Any) -> tuple[Network, list] | tuple[Dense, dict]:
     ``ys (B, T, D)`` and the final carries whatever ``return_sequences``/``return_state`` say: Keras'
     ``return_sequences=False`` output is ``ys[:, -1]`` (Bidirectional: the two directions' final ``h``
     merged, ``jaxrnn.train.model(net, output="final")``'s readout), its states are ``carries[0]["forward"]``
-    (then ``["backward"]``), an LSTM's ``[h, c]`` as ``(h, c)``. ``use_bias=False`` gives cells without
+    (then ``["backward"]``), an LSTM's ``[h, c]`` as ``(h, c)``. With a Keras mask, pass ``lengths``: the
+    last output is then ``jaxrnn.last_output(ys, lengths)``, and padded steps output zeros (docs/interop.md).
+    ``use_bias=False`` gives cells without
     biases (``use_bias=False``).
     Train-time ``dropout`` and ``recurrent_dropout`` are not carried over (they do not change inference).
     A built ``Dense`` layer gives ``(head, params)``: a :func:`jaxrnn.dense` head with the layer's units,

@@ -191,6 +191,26 @@ def _layer_keys(is_cell: bool, num_layers: int, bidirectional: bool) -> list[tup
     return [(i, d, f"_l{i}{s}") for i in range(num_layers) for d, s in directions]
 
 
+def _floating_arrays(torch: Any, state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The state_dict's tensors as numpy copies, all of one floating dtype (or a TypeError naming the key)."""
+    for key, value in state_dict.items():
+        validate.array(value, f"module_or_state_dict[{key!r}]")
+    arrays = {key: _to_numpy(torch, value) for key, value in state_dict.items()}
+    for key, value in arrays.items():  # (numpy's dtype: JAX's would read int64 as int32 without x64)
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            raise TypeError(
+                f"module_or_state_dict[{key!r}]: got dtype {value.dtype}, expected a floating dtype"
+            )
+    first = next(iter(arrays), None)
+    for key, value in arrays.items():
+        if value.dtype != arrays[first].dtype:
+            raise TypeError(
+                f"module_or_state_dict[{key!r}]: got dtype {value.dtype}, expected {arrays[first].dtype} "
+                f"(the dtype of {first!r}: one dtype for every tensor)"
+            )
+    return arrays
+
+
 def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[str, Any]):
     mode, is_cell = spec["mode"], spec["cell"]
     num_layers = 1
@@ -210,6 +230,7 @@ def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[st
             f"module_or_state_dict: missing keys {missing} and unexpected keys {extra} for a "
             f"{num_layers}-layer{' bidirectional' if bidirectional else ''} {mode}"
         )
+    arrays = _floating_arrays(torch, state_dict)
     gates = _GATES[mode]
     if projected:
         hr_shape = tuple(state_dict["weight_hr_l0"].shape)
@@ -247,14 +268,14 @@ def _convert_state_dict(torch: Any, state_dict: Mapping[str, Any], spec: dict[st
                     f"module_or_state_dict['{name}{suffix}']: got shape {tuple(tensor.shape)}, expected "
                     f"{shapes[name]} ({sizes})"
                 )
-        w_ih, w_hh = _to_numpy(torch, tensors["weight_ih"]), _to_numpy(torch, tensors["weight_hh"])
+        w_ih, w_hh = arrays[f"weight_ih{suffix}"], arrays[f"weight_hh{suffix}"]
         params[layer][direction] = {"w_x": w_ih.T, "w_h": w_hh.T}
         if bias:  # (without, the cell has no biases either)
-            b_ih, b_hh = _to_numpy(torch, tensors["bias_ih"]), _to_numpy(torch, tensors["bias_hh"])
+            b_ih, b_hh = arrays[f"bias_ih{suffix}"], arrays[f"bias_hh{suffix}"]
             biases = {"b_x": b_ih, "b_h": b_hh} if mode == "gru" else {"b": b_ih + b_hh}
             params[layer][direction] |= biases
         if projected:
-            params[layer][direction]["w_hr"] = _to_numpy(torch, tensors["weight_hr"]).T
+            params[layer][direction]["w_hr"] = arrays[f"weight_hr{suffix}"].T
     params = to_jax(params)
     cell = _cell_for(mode, hidden_size, spec["nonlinearity"], proj_size, bias)
     for layer, direction, suffix in keys:
@@ -347,11 +368,7 @@ def _linear_state_dict(torch: Any, module: Any) -> Mapping[str, Any]:
 
 def _dense_from_torch(torch: Any, state_dict: Mapping[str, Any]) -> tuple[Dense, dict]:
     """An ``nn.Linear``'s weights as a :func:`jaxrnn.dense` head without activation."""
-    for key, value in state_dict.items():
-        validate.array(value, f"module_or_state_dict[{key!r}]")
-    arrays = {key: _to_numpy(torch, value) for key, value in state_dict.items()}
-    for key, value in arrays.items():
-        validate.floating(value, f"module_or_state_dict[{key!r}]")
+    arrays = _floating_arrays(torch, state_dict)
     shape = tuple(state_dict["weight"].shape)
     if len(shape) != 2:
         raise ValueError(

@@ -116,9 +116,19 @@ def _zeros_carry(widths: tuple[int, ...]) -> Callable[..., Carry]:
     return initial_carry
 
 
-#: Each factory-made ``step`` and the ``(project, recur_step)`` pair it was built from. Kept by identity (a
-#: wrapper such as ``jax.jit(step)`` or ``functools.wraps`` is a new object, not the factory's function).
+#: Each factory-made ``step`` and what it was built from (:class:`_Made`). Kept by identity (a wrapper such as
+#: ``jax.jit(step)`` or ``functools.wraps`` is a new object, not the factory's function).
 _FACTORY_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class _Made(NamedTuple):
+    """What a factory made a ``step`` from: the functions, and the facts that describe their math."""
+
+    project: Callable
+    recur_step: Callable
+    kind: str
+    hidden_size: int
+    options: dict[str, Any]
 
 
 def carry_h(carry: Carry) -> Array:
@@ -129,7 +139,36 @@ def carry_h(carry: Carry) -> Array:
 def is_built_in(cell: Cell) -> bool:
     """Whether ``cell`` still has the functions its factory made (none replaced, e.g. with ``_replace``):
     only then may a backend run its own implementation of the cell's ``kind`` instead of the functions."""
-    return cell.kind != "custom" and _FACTORY_STEPS.get(cell.step) == (cell.project, cell.recur_step)
+    made = _FACTORY_STEPS.get(cell.step)
+    return (
+        cell.kind != "custom"
+        and made is not None
+        and (made.project, made.recur_step) == (cell.project, cell.recur_step)
+        and redescribed(cell) is None
+    )
+
+
+def redescribed(cell: Cell) -> str | None:
+    """For a cell whose functions a factory made but whose ``kind``, ``hidden_size`` or ``options`` were
+    changed since (``cell._replace(options=...)``): what differs from the math the functions compute, as an
+    error message; else ``None``. Backends read those fields, the functions do not."""
+    made = _FACTORY_STEPS.get(cell.step)
+    if made is None or (made.project, made.recur_step) != (cell.project, cell.recur_step):
+        return None
+    facts = {"kind": made.kind, "hidden_size": made.hidden_size}
+    facts |= {f"options[{name!r}]": value for name, value in made.options.items()}
+    options = cell.options if isinstance(cell.options, Mapping) else {}
+    given = {"kind": cell.kind, "hidden_size": cell.hidden_size}
+    given |= {f"options[{name!r}]": options.get(name, "missing") for name in made.options}
+    given |= {f"options[{name!r}]": options[name] for name in options if name not in made.options}
+    for field in given:  # (every fact's field, then options the factory did not set)
+        if field not in facts or given[field] != facts[field]:
+            expected = facts.get(field, "missing")
+            return (
+                f"cell.{field}: got {given[field]!r}, but the cell's functions compute {expected!r} (a field "
+                f"changed with _replace does not change the math); make the cell with its factory instead"
+            )
+    return None
 
 
 #: An LSTM's or GRU's default ``activation`` and ``recurrent_activation``, the only ones the fast CPU path,
@@ -161,9 +200,10 @@ def runs_split(cell: Cell) -> bool:
     if cell.recur_step is None:
         return False
     pair = (cell.project, cell.recur_step)
-    if _FACTORY_STEPS.get(cell.step) == pair:
+    made = _FACTORY_STEPS.get(cell.step)
+    if made is not None and (made.project, made.recur_step) == pair:
         return True
-    return pair not in list(_FACTORY_STEPS.values())
+    return pair not in [(m.project, m.recur_step) for m in list(_FACTORY_STEPS.values())]
 
 
 def _check_step(cell: Cell, params: Params, carry: Carry, x: Array) -> None:
@@ -242,7 +282,7 @@ def _built_cell(
         _check_step(cell, params, carry, x)
         return recur_step(params, carry, project(params, x))
 
-    _FACTORY_STEPS[step] = (project, recur_step)
+    _FACTORY_STEPS[step] = _Made(project, recur_step, kind, hidden_size, dict(options))
     cell = Cell(
         init=_checked_init(init),
         initial_carry=_zeros_carry(carry_widths),

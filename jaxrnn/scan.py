@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import dispatch, validate, varying
-from jaxrnn.cells import Cell, is_built_in, runs_split
+from jaxrnn.cells import Cell, is_built_in, redescribed, runs_split
 
 Array = jax.Array
 
@@ -110,6 +110,9 @@ def run(
     # 1. validate
     if not isinstance(cell, Cell):
         raise TypeError(f"cell: got {type(cell).__name__}, expected a jaxrnn.Cell")
+    mismatch = redescribed(cell)
+    if mismatch is not None:
+        raise ValueError(mismatch)
     validate.boolean(time_major, "time_major")
     input_size = validate.params(cell, params, params_name)
     source = params_name if input_size is None else f"{params_name}[{validate.input_leaf(cell)!r}]"

@@ -363,3 +363,40 @@ def test_numpy_bools_and_ints_for_remat_and_unroll_trace_as_python_ones():
 
     assert jaxpr(remat=np.True_) == jaxpr(remat=True) != jaxpr(remat=1)
     assert jaxpr(unroll=np.int64(2)) == jaxpr(unroll=2) and jaxpr(unroll=np.True_) == jaxpr(unroll=True)
+
+
+@pytest.mark.parametrize(
+    ("factory", "changes", "message"),
+    [
+        (
+            lambda: jaxrnn.elman(4),
+            {"activation": "relu"},
+            r"cell.options\['activation'\]: got 'relu', but the",
+        ),
+        (lambda: jaxrnn.gru(4), {"reset_after": False}, r"cell.options\['reset_after'\]: got False, but the"),
+        (lambda: jaxrnn.lstm(4), {"hidden_size": 2}, r"cell.hidden_size: got 2, but the cell's functions"),
+        (
+            lambda: jaxrnn.gru(4),
+            {"kind": "lstm"},
+            r"cell.kind: got 'lstm', but the cell's functions compute 'gru'",
+        ),
+        (
+            lambda: jaxrnn.elman(4),
+            {"extra": 1},
+            r"cell.options\['extra'\]: got 1, but the cell's functions compute",
+        ),
+    ],
+    ids=["activation", "reset_after", "hidden_size", "kind", "new_option"],
+)
+def test_a_cell_redescribed_with_replace_is_refused(factory, changes, message):
+    """Its functions still compute the factory's math, which the fast path would not (it reads the fields):
+    "auto" and "xla" gave different outputs, or failed with a broadcasting error."""
+    cell = factory()
+    params = cell.init(jax.random.key(0), 3)
+    fields = {k: v for k, v in changes.items() if k in ("kind", "hidden_size")}
+    options = {k: v for k, v in changes.items() if k not in fields}
+    changed = cell._replace(**fields, options={**cell.options, **options})
+    assert jaxrnn.cells.is_built_in(cell) and not jaxrnn.cells.is_built_in(changed)
+    for backend in ("auto", "xla"):
+        with pytest.raises(ValueError, match=message):
+            jaxrnn.scan(changed, params, jnp.ones((2, 5, 3)), backend=backend)

@@ -220,8 +220,7 @@ def from_keras(layer: Any) -> tuple[Network, list] | tuple[Dense, dict]:
     merged, ``jaxrnn.train.model(net, output="final")``'s readout), its states are ``carries[0]["forward"]``
     (then ``["backward"]``), an LSTM's ``[h, c]`` as ``(h, c)``. With a Keras mask, pass ``lengths``: the
     last output is then ``jaxrnn.last_output(ys, lengths)``, and padded steps output zeros (docs/interop.md).
-    ``use_bias=False`` gives cells without
-    biases (``use_bias=False``).
+    ``use_bias=False`` gives cells without biases (``use_bias=False``).
     Train-time ``dropout`` and ``recurrent_dropout`` are not carried over (they do not change inference).
     A built ``Dense`` layer gives ``(head, params)``: a :func:`jaxrnn.dense` head with the layer's units,
     activation (linear, softmax, log_softmax, sigmoid, tanh or relu) and ``use_bias``.

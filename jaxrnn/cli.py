@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 import jaxrnn
-from jaxrnn import train
+from jaxrnn import kernels, train
 from jaxrnn.activations import ELMAN_ACTIVATIONS
 from jaxrnn.dispatch import BACKENDS
 from jaxrnn.tasks import DEFAULT_TASK, TASKS, charlm, digits
@@ -61,6 +61,8 @@ GRADIENT_FLOW_FILE = "gradient_flow.png"
 RUN_FILES = (METRICS_FILE, LEARNING_CURVES_FILE, GRADIENT_FLOW_FILE, *(t.plot_name for t in TASKS.values()))
 #: What orbax writes into a checkpoint directory: a folder per step (a temporary one while it writes).
 _STEP_FOLDER = re.compile(r"\d+(\.orbax-checkpoint-tmp(-\d+)?)?")
+#: Files orbax writes into every finished step folder (either marks one).
+_STEP_MARKERS = ("_CHECKPOINT_METADATA", "commit_success.txt")
 #: How many test sequences the gradient-flow profile averages over.
 PROBE_SIZE = 32
 
@@ -418,6 +420,11 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             "devices (each batch is sharded over them)"
         )
     model = build_model(task, config, data)
+    if config.backend == "pallas":  # (fit would raise when it first traces a step: after --out is cleared)
+        for cell in model.network.cells:
+            reason = kernels.cell_unsupported(cell)
+            if reason is not None:
+                parser.error(f"argument --backend: pallas cannot run this model: {reason}; use auto or xla")
     out = args.out if args.out is not None else Path("runs") / task.name
     if out.exists() and not out.is_dir():
         parser.error(f"argument --out: {out} is a file, expected a directory (new or a run to overwrite)")
@@ -491,17 +498,27 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def foreign_files(out: Path) -> list[str]:
-    """The names in ``out`` that a new run would delete but no jaxrnn run wrote: without a run record
-    (``metrics.json``), any of :data:`RUN_FILES`; in ``checkpoint/``, anything but orbax's step folders (an
-    interrupted run leaves those alone)."""
-    present = [name for name in RUN_FILES if (out / name).exists()]
-    foreign = [] if read_run_record(out / METRICS_FILE) is not None else present
+    """The names in ``out`` that a new run would delete but no jaxrnn run wrote. ``checkpoint/`` must hold
+    orbax's step folders only (finished ones, or the temporary folder of an interrupted write); any of
+    :data:`RUN_FILES` counts as a run's when there is a run record (``metrics.json``) or a finished step in
+    ``checkpoint/`` (a run stopped after its plots, before its record)."""
     checkpoint = out / CHECKPOINT_DIR
-    if checkpoint.exists() and (
-        not checkpoint.is_dir() or not all(_STEP_FOLDER.fullmatch(p.name) for p in checkpoint.iterdir())
-    ):
-        foreign.insert(0, CHECKPOINT_DIR)
+    steps = list(checkpoint.iterdir()) if checkpoint.is_dir() else []
+    finished = [p for p in steps if _is_step_folder(p) and any((p / m).is_file() for m in _STEP_MARKERS)]
+    foreign = []
+    if checkpoint.exists() and (not checkpoint.is_dir() or not all(_is_step_folder(p) for p in steps)):
+        foreign.append(CHECKPOINT_DIR)
+    if read_run_record(out / METRICS_FILE) is None and not finished:
+        foreign += [name for name in RUN_FILES if (out / name).exists()]
     return foreign
+
+
+def _is_step_folder(path: Path) -> bool:
+    """An orbax step folder: named by its step, and finished (with orbax's markers) or being written."""
+    match = _STEP_FOLDER.fullmatch(path.name)
+    if match is None or not path.is_dir():
+        return False
+    return match.group(1) is not None or any((path / m).is_file() for m in _STEP_MARKERS)
 
 
 def read_run_record(path: Path) -> dict[str, Any] | None:
@@ -511,7 +528,10 @@ def read_run_record(path: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
         TASKS[RunConfig(**record["config"]).task]
         int(record["sizes"]["input"]), int(record["sizes"]["output"])
-    except (OSError, ValueError, KeyError, TypeError):
+        numbers = record["metrics"].values()
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return record
 
@@ -549,7 +569,14 @@ def load_run(
     with train.Checkpointer(out / CHECKPOINT_DIR) as checkpointer:
         if checkpointer.latest_step() is None:
             parser.error(missing)
-        state, _ = checkpointer.restore(state)
+        try:
+            state, _ = checkpointer.restore(state)
+        except Exception as err:  # a damaged checkpoint, or one of another model: orbax raises all kinds
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            parser.error(
+                f"argument --out: the checkpoint in {out} cannot be restored for its {METRICS_FILE} "
+                f"({type(err).__name__}: {reason[:300]}); train the run again"
+            )
     return task, config, record, model, state.params
 
 

@@ -163,7 +163,7 @@ def run_record(task: str) -> dict:
     """A metrics.json record of a ``task`` run with that task's defaults (no checkpoint beside it)."""
     args = cli.build_parser().parse_args(["train", "--task", task])
     config = cli.resolve_config(args, TASKS[task], cli.build_parser())
-    return {"config": dataclasses.asdict(config), "sizes": {"input": 8, "output": 10}}
+    return {"config": dataclasses.asdict(config), "sizes": {"input": 8, "output": 10}, "metrics": {"m": 0.5}}
 
 
 def error_on_a_recorded_run(capsys, out, command: str) -> str:
@@ -247,8 +247,30 @@ def test_train_replaces_the_checkpoint_of_an_interrupted_run(tmp_path):
     """No metrics.json yet, only orbax's step folders (one of them half written): a jaxrnn run's remains."""
     for step in ("3", "4.orbax-checkpoint-tmp-1700000000", "5.orbax-checkpoint-tmp"):
         (tmp_path / "checkpoint" / step).mkdir(parents=True)
+    (tmp_path / "checkpoint" / "3" / "_CHECKPOINT_METADATA").write_text("{}")  # finished: orbax's marker
     run_cli(["train", "--steps", "1", "--hidden", "4", "--out", tmp_path])
     assert sorted(p.name for p in (tmp_path / "checkpoint").iterdir()) == ["1"]
+
+
+def test_train_replaces_a_run_stopped_after_its_plots_before_its_record(tmp_path):
+    """metrics.json is written last: a finished checkpoint step marks the plots beside it as a run's."""
+    (tmp_path / "checkpoint" / "3").mkdir(parents=True)
+    (tmp_path / "checkpoint" / "3" / "commit_success.txt").write_text("")
+    (tmp_path / "learning_curves.png").write_text("an earlier run's")
+    run_cli(["train", "--steps", "1", "--hidden", "4", "--out", tmp_path])
+    assert (tmp_path / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("entry", ["7", "2023/notes.txt"], ids=["file", "folder_without_markers"])
+def test_train_refuses_a_checkpoint_entry_named_like_a_step_that_orbax_did_not_write(capsys, tmp_path, entry):
+    path = tmp_path / "checkpoint" / entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("precious")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--steps", "1", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "holds ['checkpoint'], which no jaxrnn run wrote" in capsys.readouterr().err
+    assert path.read_text() == "precious"
 
 
 def test_train_into_an_out_below_a_file_exits_2(capsys, tmp_path):
@@ -294,3 +316,43 @@ def test_a_projected_lstm_trains_records_its_proj_size_and_evaluates_alike(tmp_p
     assert f"matches the metrics saved in {tmp_path / 'metrics.json'}" in run_cli(
         ["evaluate", "--out", tmp_path]
     )
+
+
+def test_pallas_with_an_option_its_kernel_lacks_exits_2_and_keeps_the_old_run(capsys, tmp_path):
+    """fit would raise when it first traced a step, after the old run in --out was deleted."""
+    (tmp_path / "metrics.json").write_text("{}")
+    argv = ["train", "--backend", "pallas", "--cell", "lstm", "--hidden", "8", "--proj-size", "3"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        "argument --backend: pallas cannot run this model: the fused LSTM kernel has no output projection"
+        in err
+    )
+    assert (tmp_path / "metrics.json").read_text() == "{}"
+
+
+def test_evaluate_of_a_checkpoint_that_does_not_fit_its_record_exits_2(capsys, tmp_path):
+    """A record edited (or a checkpoint replaced) since training: one line and exit 2, not a traceback."""
+    run_cli(["train", "--steps", "1", "--hidden", "4", "--out", tmp_path])
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    record["config"]["hidden"] = 5
+    (tmp_path / "metrics.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        f"the checkpoint in {tmp_path} cannot be restored for its metrics.json (ValueError: template" in err
+    )
+
+
+def test_a_record_without_metrics_is_not_a_run_record(capsys, tmp_path):
+    record = run_record("digits")
+    del record["metrics"]
+    (tmp_path / "metrics.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "metrics.json is not the record of a jaxrnn run" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from test_cli import assert_run_files, run_cli
 
+from jaxrnn import cli
 from jaxrnn.tasks import copy
 
 
@@ -55,3 +56,13 @@ def test_train_writes_recall_metrics_and_plots(tmp_path):
     )
     assert record["sizes"]["input"] == copy.SYMBOLS + 2 and record["steps"] == 2
     assert "test recall accuracy" in stdout
+
+
+def test_a_length_beyond_the_bound_exits_2(capsys):
+    """Without a bound a huge --length failed allocating the data (a MemoryError traceback)."""
+    bound = copy.MAX_LENGTH
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--task", "copy", "--length", str(bound + 1)])
+    assert exit_info.value.code == 2
+    assert f"argument --length: got {bound + 1}, expected" in (err := capsys.readouterr().err)
+    assert f"to {bound} for copy" in err

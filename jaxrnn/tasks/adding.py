@@ -21,6 +21,8 @@ from jaxrnn.train.models import Model
 
 TRAIN_SIZE = 10_000
 TEST_SIZE = 1_000
+#: The longest ``length``: generating the data then peaks at about 1.6 GB.
+MAX_LENGTH = 4_000
 TRAIN_SEED, TEST_SEED = 0, 1
 
 
@@ -96,4 +98,5 @@ TASK = Task(
     plot_name="predictions.png",
     report=report,
     min_length=2,
+    max_length=MAX_LENGTH,
 )

@@ -25,6 +25,8 @@ RECALL = 5
 BLANK, DELIMITER = 0, SYMBOLS + 1
 TRAIN_SIZE = 10_000
 TEST_SIZE = 1_000
+#: The longest delay (``length``): generating the one-hot data then peaks at about 0.7 GB.
+MAX_LENGTH = 1_000
 TRAIN_SEED, TEST_SEED = 0, 1
 
 
@@ -114,4 +116,5 @@ TASK = Task(
     plot=plot,
     plot_name="recall.png",
     report=report,
+    max_length=MAX_LENGTH,
 )

@@ -66,3 +66,16 @@ def test_a_length_beyond_the_bound_exits_2(capsys):
     assert exit_info.value.code == 2
     assert f"argument --length: got {bound + 1}, expected" in (err := capsys.readouterr().err)
     assert f"to {bound} for copy" in err
+
+
+def test_the_test_set_holds_no_string_of_the_training_set():
+    """10 000 training draws of the 8^5 strings cover about a quarter of them: a test set drawn alike would
+    repeat ~260 training sequences and score memory."""
+    config = cli.RunConfig("copy", "lstm", None, 8, 1, False, 1, None, 50, 1e-3, 1.0, "auto", 0, length=3)
+    data = copy.load(config)
+    train_strings = {tuple(row) for row in np.asarray(data.train["y"][:, -copy.RECALL :])}
+    test_strings = [tuple(row) for row in np.asarray(data.test["y"][:, -copy.RECALL :])]
+    assert len(test_strings) == copy.TEST_SIZE and not train_strings & set(test_strings)
+    # the training set is drawn as before
+    drawn = copy.generate(copy.TRAIN_SIZE, 3, np.random.default_rng(copy.TRAIN_SEED))
+    np.testing.assert_array_equal(data.train["y"], drawn["y"])

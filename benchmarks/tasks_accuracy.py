@@ -3,13 +3,14 @@
 ::
 
     python benchmarks/tasks_accuracy.py                                  # the default task, seeds 0 1 2
-    python benchmarks/tasks_accuracy.py --tasks all --seeds 0 --runs DIR   # every task, keeping the plots
+    python benchmarks/tasks_accuracy.py --tasks all --seeds 0 --runs DIR --results F  # every task, plots kept
     python benchmarks/tasks_accuracy.py --variant pixel --seeds 0 --results F   # digits pixel by pixel
 
 Each run is a fresh ``python -m jaxrnn train --task T --seed S --out DIR`` process whose wall time is measured
 from outside, so imports, data loading, compilation, training, evaluation, plots and the checkpoint all count.
 The 1-minute load average is recorded before and after each run: on a shared machine it says how far the
-times are inflated. Results go to ``--results`` (default ``benchmarks/results/tasks_accuracy.json``) and a
+times are inflated. Results go to ``--results`` (default ``benchmarks/results/tasks_accuracy.json``, the
+digits seeds; the README's every-task figures are in ``benchmarks/results/tasks_all.json``) and a
 markdown table to stdout. The exit code is 1 when the default task misses the target of issue 6: at least 95%
 test accuracy in under 120 s.
 """

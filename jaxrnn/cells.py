@@ -121,6 +121,20 @@ def _zeros_carry(widths: tuple[int, ...]) -> Callable[..., Carry]:
 _FACTORY_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+#: The options some factory sets that change a cell's math (a backend reads them); other keys are free.
+MATH_OPTIONS = frozenset(
+    (
+        "activation",
+        "recurrent_activation",
+        "negative_slope",
+        "reset_after",
+        "proj_size",
+        "use_bias",
+        "compute_dtype",
+    )
+)
+
+
 class _Made(NamedTuple):
     """What a factory made a ``step`` from: the functions, and the facts that describe their math."""
 
@@ -148,27 +162,37 @@ def is_built_in(cell: Cell) -> bool:
     )
 
 
-def redescribed(cell: Cell) -> str | None:
-    """For a cell whose functions a factory made but whose ``kind``, ``hidden_size`` or ``options`` were
-    changed since (``cell._replace(options=...)``): what differs from the math the functions compute, as an
-    error message; else ``None``. Backends read those fields, the functions do not."""
+def redescribed(cell: Cell, argument: str = "cell") -> str | None:
+    """For a cell whose functions a factory made but whose ``kind`` (other than "custom", which no backend
+    reads), ``hidden_size`` or math options (:data:`MATH_OPTIONS`) were changed since
+    (``cell._replace(options=...)``): what differs from the math the functions compute, as an error message;
+    else ``None``. Backends read those fields, the functions do not. ``argument``: the caller's name for the
+    cell."""
     made = _FACTORY_STEPS.get(cell.step)
-    if made is None or (made.project, made.recur_step) != (cell.project, cell.recur_step):
+    if (
+        cell.kind == "custom"
+        or made is None
+        or (made.project, made.recur_step) != (cell.project, cell.recur_step)
+    ):
         return None
-    facts = {"kind": made.kind, "hidden_size": made.hidden_size}
-    facts |= {f"options[{name!r}]": value for name, value in made.options.items()}
     options = cell.options if isinstance(cell.options, Mapping) else {}
-    given = {"kind": cell.kind, "hidden_size": cell.hidden_size}
-    given |= {f"options[{name!r}]": options.get(name, "missing") for name in made.options}
-    given |= {f"options[{name!r}]": options[name] for name in options if name not in made.options}
-    for field in given:  # (every fact's field, then options the factory did not set)
-        if field not in facts or given[field] != facts[field]:
-            expected = facts.get(field, "missing")
+    fields = {"kind": (cell.kind, made.kind), "hidden_size": (cell.hidden_size, made.hidden_size)}
+    fields |= {f"options[{k!r}]": (options.get(k, _ABSENT), v) for k, v in made.options.items()}
+    fields |= {
+        f"options[{k!r}]": (options[k], _ABSENT) for k in MATH_OPTIONS & set(options) - set(made.options)
+    }
+    for field, (given, fact) in fields.items():
+        if given is not fact and given != fact:  # (``is`` first: a NaN option equals itself only so)
+            got, made_with = ("no such option" if v is _ABSENT else repr(v) for v in (given, fact))
             return (
-                f"cell.{field}: got {given[field]!r}, but the cell's functions compute {expected!r} (a field "
-                f"changed with _replace does not change the math); make the cell with its factory instead"
+                f"{argument}.{field}: got {got}, but the cell's functions were made with {made_with} (a "
+                "field changed with _replace does not change the math); make the cell with its factory"
             )
     return None
+
+
+#: Marks an option a cell does not have, in :func:`redescribed`.
+_ABSENT = object()
 
 
 #: An LSTM's or GRU's default ``activation`` and ``recurrent_activation``, the only ones the fast CPU path,

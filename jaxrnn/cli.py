@@ -63,6 +63,10 @@ RUN_FILES = (METRICS_FILE, LEARNING_CURVES_FILE, GRADIENT_FLOW_FILE, *(t.plot_na
 _STEP_FOLDER = re.compile(r"\d+(\.orbax-checkpoint-tmp(-\d+)?)?")
 #: Files orbax writes into every finished step folder (either marks one).
 _STEP_MARKERS = ("_CHECKPOINT_METADATA", "commit_success.txt")
+#: What a step folder holds: the markers and the two items (each while it is written, or being deleted).
+_STEP_ENTRY = re.compile(
+    r"(_CHECKPOINT_METADATA|commit_success\.txt|state|config)(\.orbax-checkpoint-tmp(-\d+)?)?"
+)
 #: How many test sequences the gradient-flow profile averages over.
 PROBE_SIZE = 32
 
@@ -421,10 +425,15 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         )
     model = build_model(task, config, data)
     if config.backend == "pallas":  # (fit would raise when it first traces a step: after --out is cleared)
-        for cell in model.network.cells:
-            reason = kernels.cell_unsupported(cell)
-            if reason is not None:
-                parser.error(f"argument --backend: pallas cannot run this model: {reason}; use auto or xla")
+        shapes = jax.eval_shape(partial(model.init, input_size=data.input_size), jax.random.key(0))["rnn"]
+        platform = kernels.layout.default_platform()
+        for cell, layer in zip(model.network.cells, shapes):
+            for params in layer.values():
+                reason = kernels.unsupported(cell, params, remat=False, platform=platform)
+                if reason is not None:
+                    parser.error(
+                        f"argument --backend: pallas cannot run this model: {reason}; use auto or xla"
+                    )
     out = args.out if args.out is not None else Path("runs") / task.name
     if out.exists() and not out.is_dir():
         parser.error(f"argument --out: {out} is a file, expected a directory (new or a run to overwrite)")
@@ -499,7 +508,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 def foreign_files(out: Path) -> list[str]:
     """The names in ``out`` that a new run would delete but no jaxrnn run wrote. ``checkpoint/`` must hold
-    orbax's step folders only (finished ones, or the temporary folder of an interrupted write); any of
+    orbax's step folders only (finished, or left by an interrupted write or delete); any of
     :data:`RUN_FILES` counts as a run's when there is a run record (``metrics.json``) or a finished step in
     ``checkpoint/`` (a run stopped after its plots, before its record)."""
     checkpoint = out / CHECKPOINT_DIR
@@ -514,11 +523,11 @@ def foreign_files(out: Path) -> list[str]:
 
 
 def _is_step_folder(path: Path) -> bool:
-    """An orbax step folder: named by its step, and finished (with orbax's markers) or being written."""
-    match = _STEP_FOLDER.fullmatch(path.name)
-    if match is None or not path.is_dir():
+    """An orbax step folder: named by its step, holding nothing but what orbax writes there (a folder being
+    written or deleted may lack some of it, its markers included)."""
+    if _STEP_FOLDER.fullmatch(path.name) is None or not path.is_dir():
         return False
-    return match.group(1) is not None or any((path / m).is_file() for m in _STEP_MARKERS)
+    return all(_STEP_ENTRY.fullmatch(entry.name) for entry in path.iterdir())
 
 
 def read_run_record(path: Path) -> dict[str, Any] | None:

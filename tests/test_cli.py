@@ -244,10 +244,11 @@ def test_train_refuses_an_out_with_files_of_no_jaxrnn_run_and_keeps_them(capsys,
 
 
 def test_train_replaces_the_checkpoint_of_an_interrupted_run(tmp_path):
-    """No metrics.json yet, only orbax's step folders (one of them half written): a jaxrnn run's remains."""
+    """No metrics.json yet, only orbax's step folders (one half written, one half deleted): a run's."""
     for step in ("3", "4.orbax-checkpoint-tmp-1700000000", "5.orbax-checkpoint-tmp"):
         (tmp_path / "checkpoint" / step).mkdir(parents=True)
     (tmp_path / "checkpoint" / "3" / "_CHECKPOINT_METADATA").write_text("{}")  # finished: orbax's marker
+    (tmp_path / "checkpoint" / "2" / "config").mkdir(parents=True)  # half deleted: its markers went first
     run_cli(["train", "--steps", "1", "--hidden", "4", "--out", tmp_path])
     assert sorted(p.name for p in (tmp_path / "checkpoint").iterdir()) == ["1"]
 
@@ -356,3 +357,24 @@ def test_a_record_without_metrics_is_not_a_run_record(capsys, tmp_path):
         cli.main(["evaluate", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "metrics.json is not the record of a jaxrnn run" in capsys.readouterr().err
+
+
+def test_pallas_for_weights_beyond_the_kernels_budget_exits_2_and_keeps_the_old_run(
+    capsys, monkeypatch, tmp_path
+):
+    """The budget check (a GPU's is 128 KiB: the default charlm LSTM exceeds it) runs before --out goes."""
+    from jaxrnn.kernels import layout
+
+    monkeypatch.setitem(layout.WEIGHT_BUDGET_BYTES, "cpu", 1024)
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--backend", "pallas", "--hidden", "16", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "pallas cannot run this model: W_h of hidden size 16 takes" in capsys.readouterr().err
+    assert (tmp_path / "metrics.json").read_text() == "{}"
+
+
+@pytest.mark.filterwarnings("ignore:backend='pallas' on CPU runs the fused kernel in Pallas interpret mode")
+def test_pallas_for_a_model_its_kernels_run_passes_the_check_and_trains(tmp_path):
+    run_cli(["train", "--backend", "pallas", "--steps", "1", "--hidden", "4", "--out", tmp_path])
+    assert json.loads((tmp_path / "metrics.json").read_text())["config"]["backend"] == "pallas"

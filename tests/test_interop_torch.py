@@ -691,3 +691,11 @@ def test_one_layer_module_with_dropout_converts_without_a_warning(recwarn):
     net, _ = from_torch(module)
     assert not [w for w in recwarn if "dropout" in str(w.message)]
     assert len(net.cells) == 1
+
+
+def test_exporting_a_cell_whose_options_were_changed_names_the_option():
+    """Its functions are the factory's but its options say otherwise: not 'functions were replaced'."""
+    cell = jaxrnn.gru(4)
+    changed = cell._replace(options={**cell.options, "reset_after": False})
+    with pytest.raises(TypeError, match=r"cell.options\['reset_after'\]: got False, but the cell's"):
+        to_torch(changed, cell.init(jax.random.key(0), 3))

@@ -378,15 +378,15 @@ def test_numpy_bools_and_ints_for_remat_and_unroll_trace_as_python_ones():
         (
             lambda: jaxrnn.gru(4),
             {"kind": "lstm"},
-            r"cell.kind: got 'lstm', but the cell's functions compute 'gru'",
+            r"cell.kind: got 'lstm', but the cell's functions were made with 'gru'",
         ),
         (
             lambda: jaxrnn.elman(4),
-            {"extra": 1},
-            r"cell.options\['extra'\]: got 1, but the cell's functions compute",
+            {"proj_size": 2},
+            r"cell.options\['proj_size'\]: got 2, but .* made with no such option",
         ),
     ],
-    ids=["activation", "reset_after", "hidden_size", "kind", "new_option"],
+    ids=["activation", "reset_after", "hidden_size", "kind", "new_math_option"],
 )
 def test_a_cell_redescribed_with_replace_is_refused(factory, changes, message):
     """Its functions still compute the factory's math, which the fast path would not (it reads the fields):
@@ -400,3 +400,25 @@ def test_a_cell_redescribed_with_replace_is_refused(factory, changes, message):
     for backend in ("auto", "xla"):
         with pytest.raises(ValueError, match=message):
             jaxrnn.scan(changed, params, jnp.ones((2, 5, 3)), backend=backend)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"kind": "custom"}, {"options": {"name": "encoder"}}, {"negative_slope": float("nan")}],
+    ids=["custom_kind", "descriptive_option", "nan_option"],
+)
+def test_a_relabelled_cell_whose_math_is_unchanged_runs(change):
+    """kind="custom" keeps a factory cell off the fast paths, an option no backend reads changes nothing,
+    and a NaN option equals itself (it failed the comparison)."""
+    if "negative_slope" in change:
+        cell = jaxrnn.elman(4, negative_slope=change["negative_slope"])
+        relabelled = cell._replace(options=dict(cell.options))
+    else:
+        cell = jaxrnn.gru(4)
+        extra = change.get("options", {})
+        relabelled = cell._replace(kind=change.get("kind", cell.kind), options={**cell.options, **extra})
+    params = cell.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    np.testing.assert_allclose(
+        jaxrnn.scan(relabelled, params, xs)[0], jaxrnn.scan(cell, params, xs)[0], atol=1e-6
+    )

@@ -76,6 +76,16 @@ def test_the_test_set_holds_no_string_of_the_training_set():
     train_strings = {tuple(row) for row in np.asarray(data.train["y"][:, -copy.RECALL :])}
     test_strings = [tuple(row) for row in np.asarray(data.test["y"][:, -copy.RECALL :])]
     assert len(test_strings) == copy.TEST_SIZE and not train_strings & set(test_strings)
-    # the training set is drawn as before
-    drawn = copy.generate(copy.TRAIN_SIZE, 3, np.random.default_rng(copy.TRAIN_SEED))
-    np.testing.assert_array_equal(data.train["y"], drawn["y"])
+    # the training set is drawn as before the exclusion: one draw of all its strings
+    drawn = np.random.default_rng(copy.TRAIN_SEED).integers(
+        1, copy.SYMBOLS + 1, (copy.TRAIN_SIZE, copy.RECALL)
+    )
+    np.testing.assert_array_equal(data.train["y"][:, -copy.RECALL :], drawn)
+
+
+def test_excluding_every_string_is_refused_instead_of_drawing_forever():
+    every = np.stack(np.meshgrid(*[np.arange(1, copy.SYMBOLS + 1)] * copy.RECALL), -1).reshape(
+        -1, copy.RECALL
+    )
+    with pytest.raises(ValueError, match=r"exclude: got all 32768 strings"):
+        copy.draw_symbols(1, np.random.default_rng(0), exclude=every)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import validate
-from jaxrnn.cells import Cell, is_built_in
+from jaxrnn.cells import Cell, is_built_in, redescribed
 from jaxrnn.network import Dense, Network, check_dense_params, dense, is_built_dense
 
 
@@ -92,6 +92,9 @@ def check_exact(cell: Cell, argument: str) -> None:
     were replaced (the exported layer would run the built-in math of its ``kind``), or one whose matmuls
     round to a ``compute_dtype`` (the other library would compute in the params' dtype; the importers
     refuse mixed precision likewise)."""
+    mismatch = redescribed(cell, argument)
+    if mismatch is not None:
+        raise TypeError(mismatch)
     if not is_built_in(cell):
         article = "an" if cell.kind in ("elman", "lstm") else "a"
         what = f"{article} {cell.kind} cell" + (

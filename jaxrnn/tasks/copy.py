@@ -39,7 +39,9 @@ def recall_accuracy(logits: jax.Array, labels: jax.Array, mask: Any = None) -> j
 def draw_symbols(count: int, rng: np.random.Generator, exclude: np.ndarray | None = None) -> np.ndarray:
     """``count`` random symbol strings ``(count, RECALL)``, none a row of ``exclude`` (drawn again if so)."""
     kept = np.empty((0, RECALL), np.int64)
-    excluded = np.zeros(0, np.int64) if exclude is None else _codes(exclude)
+    excluded = np.zeros(0, np.int64) if exclude is None else np.unique(_codes(exclude))
+    if count and len(excluded) >= SYMBOLS**RECALL:
+        raise ValueError(f"exclude: got all {SYMBOLS**RECALL} strings, expected fewer (none would be left)")
     while len(kept) < count:
         symbols = rng.integers(1, SYMBOLS + 1, (count, RECALL))
         kept = np.concatenate([kept, symbols[~np.isin(_codes(symbols), excluded)]])

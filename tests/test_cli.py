@@ -378,3 +378,14 @@ def test_pallas_for_weights_beyond_the_kernels_budget_exits_2_and_keeps_the_old_
 def test_pallas_for_a_model_its_kernels_run_passes_the_check_and_trains(tmp_path):
     run_cli(["train", "--backend", "pallas", "--steps", "1", "--hidden", "4", "--out", tmp_path])
     assert json.loads((tmp_path / "metrics.json").read_text())["config"]["backend"] == "pallas"
+
+
+@pytest.mark.parametrize("name", [name for name, task in TASKS.items() if task.max_length is not None])
+def test_a_length_beyond_a_tasks_bound_exits_2(capsys, name):
+    """Without a bound a huge --length failed allocating the data (adding, copy: a MemoryError traceback)."""
+    bound = TASKS[name].max_length
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--task", name, "--length", str(bound + 1)])
+    assert exit_info.value.code == 2
+    assert f"argument --length: got {bound + 1}, expected" in (err := capsys.readouterr().err)
+    assert f"to {bound} for {name}" in err

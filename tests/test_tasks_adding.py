@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from test_cli import assert_run_files, run_cli, run_record
 
-from jaxrnn import cli
 from jaxrnn.tasks import adding
 from jaxrnn.tasks.base import TaskData
 
@@ -83,13 +82,3 @@ def test_plot_title_gives_the_test_sets_own_baseline(monkeypatch, tmp_path):
     adding.plot(None, None, TaskData({}, test, 2, 1), types.SimpleNamespace(length=10), tmp_path / "p.png")
     baseline = float(np.mean((test["y"][:, 0] - 1.0) ** 2))
     assert titles == [f"adding, T = 10: test MSE {baseline:.4f} (baseline {baseline:.3f})"]
-
-
-def test_a_length_beyond_the_bound_exits_2(capsys):
-    """Without a bound a huge --length failed allocating the data (a MemoryError traceback)."""
-    bound = adding.MAX_LENGTH
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--task", "adding", "--length", str(bound + 1)])
-    assert exit_info.value.code == 2
-    assert f"argument --length: got {bound + 1}, expected" in (err := capsys.readouterr().err)
-    assert f"to {bound} for adding" in err

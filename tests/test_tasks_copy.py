@@ -58,16 +58,6 @@ def test_train_writes_recall_metrics_and_plots(tmp_path):
     assert "test recall accuracy" in stdout
 
 
-def test_a_length_beyond_the_bound_exits_2(capsys):
-    """Without a bound a huge --length failed allocating the data (a MemoryError traceback)."""
-    bound = copy.MAX_LENGTH
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--task", "copy", "--length", str(bound + 1)])
-    assert exit_info.value.code == 2
-    assert f"argument --length: got {bound + 1}, expected" in (err := capsys.readouterr().err)
-    assert f"to {bound} for copy" in err
-
-
 def test_the_test_set_holds_no_string_of_the_training_set():
     """10 000 training draws of the 8^5 strings cover about a quarter of them: a test set drawn alike would
     repeat ~260 training sequences and score memory."""

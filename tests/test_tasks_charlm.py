@@ -65,5 +65,5 @@ def test_a_tiny_temperature_samples_the_most_likely_character():
     m = build_model(charlm.TASK, CONFIG, TaskData({}, {}, 96, 96))
     params = m.init(jax.random.key(int(np.random.default_rng().integers(1 << 30))), 96)
     greedy = charlm.generate(m, params, "def ", 12, 1e-30, jax.random.key(0))
-    for temperature in (1e-39, 1e-45):
+    for temperature in (1e-39, 1e-45, 1e-300):
         assert charlm.generate(m, params, "def ", 12, temperature, jax.random.key(1)) == greedy

@@ -95,7 +95,8 @@ def generate(model: Model, params: Any, prompt: str, length: int, temperature: f
     chars = []
     for k in jax.random.split(key, length):
         scores = logits[0, -1] - jnp.max(logits[0, -1])  # <= 0, so a tiny temperature cannot overflow
-        char = jax.random.categorical(k, scores / temperature)
+        # A temperature below the dtype's smallest normal would round to 0 and make the maximum 0/0.
+        char = jax.random.categorical(k, scores / max(temperature, float(jnp.finfo(scores.dtype).tiny)))
         chars.append(int(char))
         logits, carries = step(params, onehot[None, None, char], carries)
     return decode(chars)

@@ -52,6 +52,13 @@ def test_keeps_the_newest_max_to_keep(tmp_path):
         assert ckpt.all_steps() == [2, 3] and ckpt.latest_step() == 3
 
 
+@pytest.mark.parametrize("max_to_keep", [0, 1.5])
+def test_a_max_to_keep_that_is_not_a_positive_int_is_rejected(tmp_path, max_to_keep):
+    """0 was passed on to orbax, which deleted every checkpoint as soon as it was saved."""
+    with pytest.raises(ValueError, match=rf"max_to_keep: got {max_to_keep}, expected a positive int"):
+        Checkpointer(tmp_path, max_to_keep=max_to_keep)
+
+
 def test_restore_without_checkpoint_is_a_clear_error(tmp_path):
     with Checkpointer(tmp_path) as ckpt, pytest.raises(FileNotFoundError, match="no complete checkpoint in"):
         ckpt.restore(state())

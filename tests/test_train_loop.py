@@ -192,6 +192,19 @@ def _fit_bad(**overrides):
             ValueError,
             r"validation\['y'\]: got values in \[2, 2\], expected class indices in \[0, 2\)",
         ),
+        (
+            {
+                "train": (np.zeros((8, T, 1), np.float32), np.eye(2, dtype=np.float32)[np.arange(8) % 2] * 3),
+                "loss": "binary_cross_entropy",
+            },
+            ValueError,
+            r"train\['y'\]: got values in \[0.0, 3.0\], expected values in \[0, 1\]",
+        ),
+        (
+            {"train": (np.zeros((8, T, 1), np.float32), np.array([[0, 1]] * 7 + [[1, 1]]))},
+            ValueError,
+            r"train\['y'\] \(integer labels with a class axis\): got a row with 2 ones, expected one-hot",
+        ),
     ],
     ids=[
         "empty",
@@ -210,6 +223,8 @@ def _fit_bad(**overrides):
         "optimizer_name",
         "train_labels",
         "validation_labels",
+        "binary_labels",
+        "one_hot_rows",
     ],
 )
 def test_bad_settings_are_rejected(overrides, error, message):

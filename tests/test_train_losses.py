@@ -225,3 +225,37 @@ def test_masked_mean_of_a_list_is_rejected_naming_it():
 def test_binary_labels_outside_zero_one_are_rejected():
     with pytest.raises(ValueError, match=r"labels: got values in \[-1.0, 2.0\], expected values in \[0, 1\]"):
         losses.binary_cross_entropy(jnp.zeros(3), jnp.array([0.0, 2.0, -1.0]))
+
+
+@pytest.mark.parametrize("row", [[1, 1, 0], [0, 0, 0]], ids=["two_ones", "no_one"])
+def test_integer_one_hot_rows_need_exactly_one_one(row):
+    """[1, 1, 0] added two cross-entropy terms; [0, 0, 0] added none and counted as class 0 for accuracy."""
+    labels = np.array([[0, 1, 0], row])
+    for fn in (losses.softmax_cross_entropy, losses.accuracy):
+        with pytest.raises(ValueError, match=rf"got a row with {sum(row)} ones, expected one-hot rows"):
+            fn(jnp.zeros((2, 3)), labels)
+
+
+def test_integer_one_hot_rows_are_checked_at_valid_steps_only():
+    """Padding may hold anything (-100, as with class indices): only valid rows must be one-hot."""
+    logits = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 4))
+    lengths = np.array([4, 2])
+    one_hot = np.eye(3, dtype=np.int32)[labels]
+    one_hot[1, 2:] = -100
+    labels[1, 2:] = -100
+    np.testing.assert_allclose(
+        losses.softmax_cross_entropy(logits, one_hot, lengths=lengths),
+        losses.softmax_cross_entropy(logits, labels, lengths=lengths),
+        1e-6,
+    )
+
+
+def test_negative_probability_labels_are_rejected():
+    with pytest.raises(ValueError, match=r"labels: got a value of -0.5, expected probabilities >= 0"):
+        losses.softmax_cross_entropy(jnp.zeros((2, 3)), np.array([[0.5, 0.5, 0.0], [1.5, -0.5, 0.0]]))
+
+
+def test_binary_accuracy_labels_outside_zero_one_are_rejected():
+    with pytest.raises(ValueError, match=r"labels: got values in \[0.0, 2.0\], expected values in \[0, 1\]"):
+        losses.binary_accuracy(jnp.zeros(3), jnp.array([0.0, 2.0, 1.0]))

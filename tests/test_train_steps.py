@@ -292,3 +292,23 @@ def test_evaluate_ignores_labels_past_a_sequence_end():
     y[1, 4] = 3
     with pytest.raises(ValueError, match=r"data\['y'\]: got values in \[1, 3\], expected class indices in"):
         evaluate(m, params, data, loss="cross_entropy")
+
+
+@pytest.mark.parametrize("key", ["lenghts", "mask"])
+def test_an_unknown_batch_key_is_rejected(clf, key):
+    """A misspelt 'lengths' (or a 'mask' the steps do not read) trained on the padding too."""
+    m, params = clf
+    opt = optax.sgd(0.1)
+    batch = {**make_batch(4), key: np.ones(4, np.int32)}
+    with pytest.raises(ValueError, match=rf"batch: got unknown keys \['{key}'\], expected only \['x', 'y', "):
+        make_train_step(m, "cross_entropy", opt)(params, opt.init(params), batch, KEY)
+
+
+def test_evaluate_refuses_negative_probability_labels(clf):
+    """Float class labels are probability rows: a negative entry gave a negative cross-entropy."""
+    m, params = clf
+    y = np.full((4, 3), 1 / 3, np.float32)
+    y[2] = [-1.0, 1.0, 1.0]
+    data = {"x": np.ones((4, 3, 2), np.float32), "y": y}
+    with pytest.raises(ValueError, match=r"data\['y'\]: got a value of -1.0, expected probabilities >= 0"):
+        evaluate(m, params, data, loss="cross_entropy")

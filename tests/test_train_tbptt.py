@@ -1,5 +1,6 @@
 """Truncated BPTT: gradients stop at the chunk edge, carries reset at sequence starts."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -201,3 +202,46 @@ def test_reset_of_the_wrong_shape_or_dtype_is_rejected(lm, reset, message):
         make_tbptt_step(m, "cross_entropy", opt)(
             params, opt.init(params), None, {"x": x[:, :K], "y": y[:, :K], "reset": reset}, KEY
         )
+
+
+def test_a_chunk_with_nothing_valid_changes_neither_params_nor_optimizer_state(lm):
+    """AdamW's weight decay and moments moved the params on a chunk whose rows had all ended."""
+    m, params = lm
+    x, y = stream()
+    opt = optax.adamw(1e-2, weight_decay=0.1)
+    step = make_tbptt_step(m, "cross_entropy", opt)
+    params, opt_state, carries, _ = step(params, opt.init(params), None, {"x": x[:, :K], "y": y[:, :K]}, KEY)
+    empty = {"x": x[:, K:], "y": y[:, K:], "lengths": np.zeros(3, np.int32)}
+    after, after_state, after_carries, metrics = step(params, opt_state, carries, empty, KEY)
+    chex.assert_trees_all_equal((after, after_state), (params, opt_state))
+    chex.assert_trees_all_equal(after_carries, carries)  # (a length of 0 holds the carry)
+    assert float(metrics["count"]) == 0 and float(metrics["update_norm"]) == 0
+
+
+def test_a_batch_with_nothing_valid_reports_no_update(lm):
+    """update_norm is the largest over the chunks that updated: the discarded ones reported theirs."""
+    m, params = lm
+    x, y = stream()
+    opt = optax.adam(1e-2)
+    train_step = make_tbptt_train_step(m, "cross_entropy", opt, K)
+    params, opt_state, _ = train_step(params, opt.init(params), {"x": x, "y": y}, KEY)  # momentum now nonzero
+    batch = {"x": x, "y": y, "lengths": np.zeros(3, np.int32)}
+    after, after_state, metrics = train_step(params, opt_state, batch, KEY)
+    chex.assert_trees_all_equal((after, after_state), (params, opt_state))
+    assert float(metrics["update_norm"]) == 0
+
+
+@pytest.mark.parametrize(
+    "reset, message",
+    [
+        (np.ones((3, 1), bool), r"reset: got bool of shape \(3, 1\), expected bool of shape \(3,\)"),
+        (np.ones(1, bool), r"reset: got bool of shape \(1,\), expected bool of shape \(3,\)"),
+        (np.ones(3, np.int32), r"reset: got int32 of shape \(3,\), expected bool of shape \(3,\)"),
+    ],
+    ids=["column", "broadcast", "int"],
+)
+def test_truncate_checks_reset_against_the_carries(reset, message):
+    """A (3, 1) reset turned (3, 4) carries into (3, 3, 4); a (1,) one reset every row."""
+    carries = jaxrnn.rnn(jaxrnn.lstm(4)).initial_carries(3)
+    with pytest.raises(ValueError, match=message):
+        truncate(carries, reset)

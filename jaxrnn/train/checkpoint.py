@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxrnn import validate
+
 
 def _ocp():
     try:
@@ -121,6 +123,8 @@ class Checkpointer:
 
     def __init__(self, directory: str | os.PathLike, *, max_to_keep: int | None = 3) -> None:
         ocp = _ocp()
+        if max_to_keep is not None:
+            max_to_keep = validate.positive_int(max_to_keep, "max_to_keep")
         self.directory = os.path.abspath(os.fspath(directory))
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False

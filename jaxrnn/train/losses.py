@@ -111,14 +111,45 @@ def check_label_range(
         )
 
 
-def check_one_hot(labels: Any, argument: str) -> None:
-    """Concrete integer labels with a class axis must be one-hot 0/1 (class indices of another shape, e.g.
-    per-step ones for a per-sequence output, would otherwise pass as one-hot rows)."""
+def check_one_hot(labels: Any, argument: str, valid: Any = None) -> None:
+    """Concrete integer labels with a class axis must be one-hot rows: 0/1 values, exactly one 1 per row
+    (class indices of another shape, e.g. per-step ones for a per-sequence output, would otherwise pass as
+    one-hot rows; a row of zeros counted as class 0). ``valid``: concrete weights over a prefix of the rows'
+    axes; the rows where it is 0 are padding and not checked."""
     values = validate.concrete(labels)
-    if values is not None and values.size and not np.isin(values, (0, 1)).all():
+    if values is None or not values.size:
+        return
+    if valid is not None:
+        valid = np.asarray(valid) > 0
+        valid = valid.reshape(valid.shape + (1,) * (values.ndim - 1 - valid.ndim))
+        values = values[np.broadcast_to(valid, values.shape[:-1])]
+    if values.size and not np.isin(values, (0, 1)).all():
         raise ValueError(
             f"{argument}: got values in [{values.min()}, {values.max()}], expected one-hot 0/1 rows (or "
             "class indices without the class axis)"
+        )
+    ones = values.sum(axis=-1)
+    if ones.size and (ones != 1).any():
+        raise ValueError(
+            f"{argument}: got a row with {ones[ones != 1][0]} ones, expected one-hot rows with exactly one 1 "
+            "(or class indices without the class axis)"
+        )
+
+
+def check_probabilities(labels: Any, argument: str) -> None:
+    """Concrete float class labels (probability rows, e.g. label-smoothed) must be ``>= 0``; their sums are
+    not checked (a row need not be normalised, as for optax's and PyTorch's cross-entropy)."""
+    values = validate.concrete(labels)
+    if values is not None and values.size and values.min() < 0:
+        raise ValueError(f"{argument}: got a value of {values.min()}, expected probabilities >= 0")
+
+
+def check_binary_labels(labels: Any, argument: str = "labels") -> None:
+    """Concrete binary labels (valid elements only) must lie in ``[0, 1]``."""
+    values = validate.concrete(labels)
+    if values is not None and values.size and (values.min() < 0 or values.max() > 1):
+        raise ValueError(
+            f"{argument}: got values in [{values.min()}, {values.max()}], expected values in [0, 1]"
         )
 
 
@@ -158,9 +189,7 @@ def _check_labels(logits: Any, labels: Any) -> bool:
     if len(l_shape) < 1:
         raise ValueError(f"logits: got shape {l_shape}, expected (..., num_classes)")
     integer = jnp.issubdtype(jnp.result_type(labels), jnp.integer)
-    if integer and y_shape == l_shape:
-        check_one_hot(labels, f"labels (integer labels of the logits' shape {l_shape})")
-    elif integer:
+    if integer and y_shape != l_shape:
         if y_shape != l_shape[:-1]:
             raise ValueError(
                 f"labels: got integer labels of shape {y_shape} for logits of shape {l_shape}, "
@@ -176,11 +205,20 @@ def _check_labels(logits: Any, labels: Any) -> bool:
 
 
 def _class_inputs(logits: Array, labels: Array, mask: Any, lengths: Any) -> tuple[Array, Array, bool]:
-    """Checked ``(logits, labels)`` with padded elements zeroed, and whether the labels are class indices."""
+    """Checked ``(logits, labels)`` with padded elements zeroed, and whether the labels are class indices.
+    Concrete label values are checked at the valid elements only (padding may hold anything)."""
     integer = _check_labels(logits, labels)
-    logits, labels = _zero_padded(_shape(logits)[:-1], mask, lengths, logits, labels)
+    l_shape = _shape(logits)
+    weights = _weights(l_shape[:-1], mask, lengths)
+    logits, labels = _zero_padded(l_shape[:-1], mask, lengths, logits, labels)
     if integer:
-        check_label_range(labels, _shape(logits)[-1])
+        check_label_range(labels, l_shape[-1])
+    elif jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        valid = None if weights is None else validate.concrete(weights)
+        if weights is None or valid is not None:  # (traced weights: which rows are padding is unknown)
+            check_one_hot(labels, f"labels (integer labels of the logits' shape {l_shape})", valid)
+    else:
+        check_probabilities(labels, "labels")
     return logits, labels, integer
 
 
@@ -206,9 +244,7 @@ def binary_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, leng
     _check_floating(logits, "logits")
     _check_same_shape(logits, labels, "logits", "labels")
     logits, labels = _zero_padded(_shape(logits), mask, lengths, logits, labels)
-    values = validate.concrete(labels)
-    if values is not None and values.size and (values.min() < 0 or values.max() > 1):
-        raise ValueError(f"labels: got values in [{values.min()}, {values.max()}], expected values in [0, 1]")
+    check_binary_labels(labels)
     return masked_mean(optax.sigmoid_binary_cross_entropy(logits, labels), mask, lengths=lengths)
 
 
@@ -219,6 +255,8 @@ def binary_accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: 
     per label."""
     _check_floating(logits, "logits")
     _check_same_shape(logits, labels, "logits", "labels")
+    logits, labels = _zero_padded(_shape(logits), mask, lengths, logits, labels)
+    check_binary_labels(labels)
     hits = ((logits > 0) == (labels > 0.5)).astype(jnp.float32)
     return masked_mean(hits, mask, lengths=lengths)
 
@@ -243,6 +281,9 @@ def perplexity(logits: Array, labels: Array, mask: Any = None, *, lengths: Any =
 
 #: The losses and metrics that read class labels (integer ones index the last axis of the logits).
 CLASS_LABEL_FNS: tuple[LossFn, ...] = (softmax_cross_entropy, accuracy, perplexity)
+
+#: The losses and metrics that read binary labels in [0, 1].
+BINARY_LABEL_FNS: tuple[LossFn, ...] = (binary_cross_entropy, binary_accuracy)
 
 #: Loss names accepted by ``make_train_step``/``fit``.
 LOSSES: dict[str, LossFn] = {

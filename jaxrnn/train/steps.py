@@ -64,8 +64,12 @@ def split_aware_jit(fn: Callable) -> Callable:
     return call
 
 
-def check_batch(batch: Any, *, targets: bool = True) -> None:
-    """Trace-time checks of a batch's keys and shapes."""
+#: The keys a batch may hold (TBPTT chunks also ``"reset"``).
+BATCH_KEYS = ("x", "y", "lengths", "weights")
+
+
+def check_batch(batch: Any, *, targets: bool = True, extra: tuple[str, ...] = ()) -> None:
+    """Trace-time checks of a batch's keys (``BATCH_KEYS`` and ``extra``) and shapes."""
     if not isinstance(batch, Mapping):
         raise TypeError(
             f"batch: got {type(batch).__name__}, expected a dict with 'x', 'y'[, 'lengths', 'weights']"
@@ -74,6 +78,12 @@ def check_batch(batch: Any, *, targets: bool = True) -> None:
     missing = [k for k in required if k not in batch]
     if missing:
         raise ValueError(f"batch: got keys {sorted(batch)}, missing {missing}")
+    unknown = sorted(str(k) for k in batch if k not in BATCH_KEYS + extra)
+    if unknown:
+        raise ValueError(
+            f"batch: got unknown keys {unknown}, expected only {list(BATCH_KEYS + extra)} (a mask is given "
+            "as 'lengths' or per-sequence 'weights')"
+        )
     for name in ("x", "y", "lengths", "weights"):
         if name in batch:
             validate.array(batch[name], f"batch[{name!r}]")
@@ -95,28 +105,40 @@ def check_batch(batch: Any, *, targets: bool = True) -> None:
 
 
 def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str) -> None:
-    """Integer class labels of ``data`` (a :func:`~jaxrnn.train.dataset`; valid steps only) must index the
-    model's outputs when a loss or metric among ``fns`` reads them: inside the jitted steps they are traced
-    and cannot be checked (an out-of-range label gave a NaN loss)."""
-    y = data["y"]
-    if not np.issubdtype(y.dtype, np.integer) or not any(fn in losses.CLASS_LABEL_FNS for fn in fns):
-        return
+    """The labels of ``data`` (a :func:`~jaxrnn.train.dataset`; valid steps only), checked for the losses and
+    metrics among ``fns`` that read them: inside the jitted steps they are traced and cannot be checked (an
+    out-of-range class index gave a NaN loss, a binary label outside [0, 1] a negative one). Binary labels
+    must lie in [0, 1]; integer class labels must index the model's outputs (or be one-hot rows); float
+    class labels must be probabilities (``>= 0``)."""
+    y = np.asarray(data["y"])
     classes = model.network.output_size if model.head is None else model.head.out_size
-    if classes == 1:
-        return  # a one-logit head reads binary 0/1 labels ("accuracy" is binary accuracy there)
+    reads_classes = any(fn in losses.CLASS_LABEL_FNS for fn in fns)
+    binary = any(fn in losses.BINARY_LABEL_FNS for fn in fns) or (classes == 1 and reads_classes)
+    categorical = classes > 1 and reads_classes
+    if not (binary or categorical):
+        return
+    integer = np.issubdtype(y.dtype, np.integer)
     if model.output == "sequence":
         steps = np.shape(data["x"])[:2]
         if y.shape[:2] != steps:
-            raise ValueError(
-                f"{argument}['y']: got integer labels of shape {y.shape}, expected per-step class indices of "
-                f"shape {steps} (as {argument}['x'] of shape {np.shape(data['x'])}) for a model with output "
-                "'sequence'"
-            )
+            if categorical and integer:
+                raise ValueError(
+                    f"{argument}['y']: got integer labels of shape {y.shape}, expected per-step class "
+                    f"indices of shape {steps} (as {argument}['x'] of shape {np.shape(data['x'])}) for a "
+                    "model with output 'sequence'"
+                )
+            return  # (the loss reports the shapes)
         y = y[np.arange(y.shape[1]) < data["lengths"][:, None]]
-    if y.ndim == 2:  # (valid rows, classes): one-hot labels
-        losses.check_one_hot(y, f"{argument}['y'] (integer labels with a class axis)")
+    if binary:
+        losses.check_binary_labels(y, f"{argument}['y']")
+    if not categorical:
         return
-    losses.check_label_range(y, classes, f"{argument}['y']", "the model's output size")
+    if not integer:
+        losses.check_probabilities(y, f"{argument}['y']")
+    elif y.ndim == 2:  # (valid rows, classes): one-hot labels
+        losses.check_one_hot(y, f"{argument}['y'] (integer labels with a class axis)")
+    else:
+        losses.check_label_range(y, classes, f"{argument}['y']", "the model's output size")
 
 
 def loss_mask(model: Model, batch: Batch) -> Array:
@@ -184,22 +206,30 @@ def make_train_step(
 
     def train_step(params, opt_state, batch, key):
         (value, (aux, _)), grads = jax.value_and_grad(fn, has_aux=True)(params, batch, key, True)
-        updates, new_opt_state = optimizer.update(grads, opt_state, params)
-        # a batch with no loss weight (all padding) leaves the params and the optimizer state as they were
-        active = aux["count"] > 0
-        params, opt_state = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(active, new, old),
-            (optax.apply_updates(params, updates), new_opt_state),
-            (params, opt_state),
-        )
-        stats = {
-            "loss": value,
-            "grad_norm": optax.tree.norm(grads),
-            "update_norm": jnp.where(active, optax.tree.norm(updates), 0.0),
-        }
-        return params, opt_state, {**stats, **aux}
+        params, opt_state, stats = update(optimizer, params, opt_state, grads, aux["count"])
+        return params, opt_state, {"loss": value, **stats, **aux}
 
     return jax.jit(train_step) if jit else train_step
+
+
+def update(
+    optimizer: optax.GradientTransformation, params: Any, opt_state: Any, grads: Any, count: Array
+) -> tuple[Any, Any, dict[str, Array]]:
+    """One optimizer update from ``grads``, or none where the loss weight ``count`` is 0 (all padding):
+    the params and the optimizer state then come back as they were. Returns ``(params, opt_state, stats)``
+    with ``stats`` the ``"grad_norm"`` and ``"update_norm"`` (0 without an update) of the step."""
+    updates, new_opt_state = optimizer.update(grads, opt_state, params)
+    active = count > 0
+    params, opt_state = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(active, new, old),
+        (optax.apply_updates(params, updates), new_opt_state),
+        (params, opt_state),
+    )
+    stats = {
+        "grad_norm": optax.tree.norm(grads),
+        "update_norm": jnp.where(active, optax.tree.norm(updates), 0.0),
+    }
+    return params, opt_state, stats
 
 
 def make_eval_step(

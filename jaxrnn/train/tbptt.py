@@ -25,7 +25,7 @@ from jax import lax
 from jaxrnn import validate
 from jaxrnn.train import losses
 from jaxrnn.train.models import Model
-from jaxrnn.train.steps import Batch, TrainStep, check_batch, objective
+from jaxrnn.train.steps import Batch, TrainStep, check_batch, objective, update
 
 Array = jax.Array
 TBPTTStep = Callable[[Any, Any, Any, Batch, Array], tuple[Any, Any, Any, dict[str, Array]]]
@@ -40,12 +40,12 @@ def _check_model(model: Model) -> None:
         raise ValueError("model: got a bidirectional network, expected a unidirectional one for TBPTT")
 
 
-def _check_reset(reset: Any, batch_size: int) -> None:
-    validate.array(reset, "batch['reset']")
+def _check_reset(reset: Any, batch_size: int, argument: str, rows: str) -> None:
+    validate.array(reset, argument)
     if np.shape(reset) != (batch_size,) or np.dtype(reset.dtype) != np.bool_:
         raise ValueError(
-            f"batch['reset']: got {reset.dtype} of shape {np.shape(reset)}, expected bool of shape "
-            f"({batch_size},) (one flag per row of batch['x'])"
+            f"{argument}: got {reset.dtype} of shape {np.shape(reset)}, expected bool of shape "
+            f"({batch_size},) (one flag per row of {rows})"
         )
 
 
@@ -54,6 +54,11 @@ def truncate(carries: Any, reset: Array | None = None) -> Any:
     carries = lax.stop_gradient(carries)
     if reset is None:
         return carries
+    leaves = jax.tree_util.tree_leaves(carries)
+    shapes = sorted({np.shape(c) for c in leaves})
+    if not leaves or any(len(s) != 2 or s[0] != shapes[0][0] for s in shapes):
+        raise ValueError(f"carries: got leaves of shapes {shapes}, expected (B, H) leaves with one B")
+    _check_reset(reset, shapes[0][0], "reset", "the carries")
     return jax.tree_util.tree_map(lambda c: jnp.where(reset[:, None], jnp.zeros_like(c), c), carries)
 
 
@@ -76,29 +81,26 @@ def make_tbptt_step(
     ``batch`` holds one chunk: ``"x" (B, k, I)``, ``"y" (B, k, ...)``, optionally ``"lengths" (B,)`` (valid
     steps within the chunk), ``"weights" (B,)``, and ``"reset" (B,)`` bool: the rows that begin a new sequence
     with this chunk (their carry restarts from zeros). ``carries`` is the previous chunk's returned carries
-    (None at the start: zeros); the gradient never flows into it. Metrics are those of
-    :func:`~jaxrnn.train.make_train_step`.
+    (None at the start: zeros); the gradient never flows into it. A chunk with no valid step (its loss weight
+    0) makes no update: the params and the optimizer state come back as they were, the carries advanced.
+    Metrics are those of :func:`~jaxrnn.train.make_train_step`.
     """
     _check_model(model)
     fn = objective(model, loss, metrics)
 
     def step(params, opt_state, carries, batch, key):
-        check_batch(batch)
+        check_batch(batch, extra=("reset",))
         batch_size = batch["x"].shape[0]
         if "reset" in batch:
-            _check_reset(batch["reset"], batch_size)
+            _check_reset(batch["reset"], batch_size, "batch['reset']", "batch['x']")
         if carries is None:
             carries = model.initial_carries(batch_size, _carry_dtype(params, batch["x"]))
         carries = truncate(carries, batch.get("reset"))
+        chunk = {k: v for k, v in batch.items() if k != "reset"}
         grad_fn = jax.value_and_grad(fn, has_aux=True)
-        (value, (aux, carries)), grads = grad_fn(params, batch, key, True, carries)
-        updates, new_opt_state = optimizer.update(grads, opt_state, params)
-        stats = {
-            "loss": value,
-            "grad_norm": optax.tree.norm(grads),
-            "update_norm": optax.tree.norm(updates),
-        }
-        return optax.apply_updates(params, updates), new_opt_state, carries, {**stats, **aux}
+        (value, (aux, carries)), grads = grad_fn(params, chunk, key, True, carries)
+        params, opt_state, stats = update(optimizer, params, opt_state, grads, aux["count"])
+        return params, opt_state, carries, {"loss": value, **stats, **aux}
 
     return jax.jit(step) if jit else step
 
@@ -161,12 +163,8 @@ def make_tbptt_train_step(
             params, opt_state, carries = state
             x_c, y_c, len_c, reset_c, key_c = inputs
             chunk_batch = {"x": x_c, "y": y_c, "lengths": len_c, "weights": weights, "reset": reset_c}
-            new = step(params, opt_state, carries, chunk_batch, key_c)
-            active = jnp.sum(len_c * weights) > 0
-            params, opt_state = jax.tree_util.tree_map(
-                lambda n, o: jnp.where(active, n, o), (new[0], new[1]), (params, opt_state)
-            )
-            return (params, opt_state, new[2]), new[3]
+            params, opt_state, carries, metrics = step(params, opt_state, carries, chunk_batch, key_c)
+            return (params, opt_state, carries), metrics
 
         carries = model.initial_carries(size, _carry_dtype(params, x))
         (params, opt_state, _), per_chunk = lax.scan(body, (params, opt_state, carries), xs)

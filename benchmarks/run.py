@@ -9,13 +9,13 @@ One command, one process, the same weights and inputs for every implementation::
 
 Every implementation must agree with jaxrnn on the outputs, the loss, the input gradient and the weight
 gradients before it is timed (the weight gradients in each library's own layout, through their inner
-products with two directions mapped into that layout). Forward and forward+backward (the gradient of
-``0.5 * sum(ys**2)`` w.r.t. all params and the inputs) are compiled and warmed up, then timed in rounds:
-each round times every implementation's forward, then every forward+backward, in an order shuffled per
-round (seeded). The same rounds time each workload's matmuls alone (``floor_impl``), the least an XLA
-program with jaxrnn's matmul shapes can cost. A peer whose library is missing is skipped with a note.
+products with random directions mapped into that layout, eight per weight). Forward and forward+backward
+(the gradient of ``0.5 * sum(ys**2)`` w.r.t. all params and the inputs) are compiled and warmed up, then
+timed in rounds: each round times every implementation's forward, then every forward+backward, in an order
+shuffled per round (seeded). The same rounds time each workload's matmuls alone (``floor_impl``), the least
+an XLA program with jaxrnn's matmul shapes can cost. A peer whose library is missing is skipped with a note.
 Results: a table on stdout and ``bench.json``, ``bench.md`` and ``bench.png`` under ``--out`` (default
-``benchmarks/results``).
+``benchmarks/results``; ``benchmarks/results/partial`` for ``--quick``, ``--cells`` or ``--shape``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ import numpy as np
 from jax import lax
 
 import jaxrnn
+from jaxrnn import dispatch
 from jaxrnn.fast_recurrence import chunk_steps
 from jaxrnn.interop import to_flax, to_keras, to_torch
 
@@ -130,20 +133,37 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for lib in ("jax", "jaxlib", "numpy", "torch", "flax", "keras"):
+    for lib in ("jaxrnn", "jax", "jaxlib", "numpy", "torch", "flax", "keras"):
         try:
             versions[lib] = importlib.metadata.version(lib)
         except importlib.metadata.PackageNotFoundError:
             versions[lib] = "not installed"
     return {
         "cpu": cpu,
-        "cores": os.cpu_count(),
+        # (the cores this process may run on: a pinned or container-limited run has fewer than the machine)
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
+        "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in jax.devices()],
+        "accelerators": [d.device_kind for d in jax.devices() if d.platform != "cpu"],
         "versions": versions,
+        "commit": _commit(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+
+
+def _commit() -> str | None:
+    """The git commit of the harness's checkout (``+dirty`` with uncommitted changes), or None outside one."""
+    here = Path(__file__).parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True)
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 @contextlib.contextmanager
@@ -591,22 +611,36 @@ def _dot(a: Any, b: Any) -> float:
     return sum(float(np.vdot(np.asarray(u, np.float64), np.asarray(v, np.float64))) for u, v in pairs)
 
 
-def _weight_grad_err(impl: Impl, dparams: Any, reference: Any, direction: Any) -> float:
+#: Random directions per weight-gradient leaf in the agreement check (:func:`_weight_grad_err`).
+PROBES = 8
+
+
+def _weight_grad_err(impl: Impl, dparams: Any, reference: Any) -> float:
     """How far ``impl``'s weight gradients are from jaxrnn's ``reference`` (both pytrees; ``impl``'s in its
     own layout), without converting gradients between layouts.
 
     ``layout`` is linear and the implementations compute the same function of jaxrnn's params, so
-    ``<dparams, layout(v)> = <reference, v>`` for every ``v`` when the gradients agree. Two directions are
-    checked: the reference itself (the error relative to ``|g|^2``: a zero, scaled or sign-flipped gradient)
-    and a random ``v`` (scaled by ``sqrt(n) / (|g| |v|)``, about ``|error| / |g|`` for a random direction:
-    an error orthogonal to ``g``).
+    ``<dparams, layout(v)> = <reference, v>`` for every ``v`` when the gradients agree. Checked along the
+    reference itself (the error relative to ``|g|^2``: a zero, scaled or sign-flipped gradient) and, for
+    each leaf ``g_i`` of the reference, along :data:`PROBES` random directions nonzero only in that leaf:
+    for a standard normal ``v`` the gap is a normal draw of standard deviation ``|e_i|`` (the leaf's
+    error), so the root mean square over the probes estimates ``|e_i|``, reported relative to ``|g_i|``
+    (one draw alone may come out near zero; eight underestimate tenfold with a chance of about 1e-8).
     """
     square = _dot(reference, reference)
-    along = abs(_dot(dparams, impl.layout(reference)) - square) / max(square, 1e-30)
-    size = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(reference))
-    scale = math.sqrt(size / max(square * _dot(direction, direction), 1e-30))
-    across = abs(_dot(dparams, impl.layout(direction)) - _dot(reference, direction)) * scale
-    return max(along, across)
+    worst = abs(_dot(dparams, impl.layout(reference)) - square) / max(square, 1e-30)
+    leaves, treedef = jax.tree_util.tree_flatten(reference)
+    zeros = [np.zeros(np.shape(leaf), np.float32) for leaf in leaves]
+    rng = np.random.default_rng(0)
+    for i, leaf in enumerate(leaves):
+        gaps = []
+        for _ in range(PROBES):
+            v = rng.standard_normal(np.shape(leaf)).astype(np.float32)
+            probe = treedef.unflatten(zeros[:i] + [v] + zeros[i + 1 :])
+            gaps.append(_dot(dparams, impl.layout(probe)) - _dot(leaf, v))
+        norm = math.sqrt(_dot(leaf, leaf))
+        worst = max(worst, math.sqrt(np.mean(np.square(gaps))) / max(norm, 1e-6 * math.sqrt(square), 1e-30))
+    return worst
 
 
 def run_workload(
@@ -632,19 +666,15 @@ def run_workload(
             if reference is None:
                 if impl.name not in OURS:
                     raise RuntimeError("no jaxrnn implementation ran to check it against")
-                leaves, treedef = jax.tree_util.tree_flatten(dparams)
+                leaves = jax.tree_util.tree_leaves(dparams)
                 if not all(np.all(np.isfinite(a)) for a in (ys, loss, dxs, *leaves)):
                     raise FloatingPointError("non-finite outputs or gradients: no reference to check against")
-                rng = np.random.default_rng(0)
-                direction = treedef.unflatten(
-                    [rng.standard_normal(np.shape(leaf), np.float32) for leaf in leaves]
-                )
-                reference, reference_name = (ys, float(loss), dxs, dparams, direction), impl.name
+                reference, reference_name = (ys, float(loss), dxs, dparams), impl.name
             errors = [
                 _rel_err(ys, reference[0]),
                 _rel_err(float(loss), reference[1]),
                 _rel_err(dxs, reference[2]),
-                _weight_grad_err(impl, dparams, *reference[3:]),
+                _weight_grad_err(impl, dparams, reference[3]),
             ]
             result.max_rel_err = float(np.max(errors))  # (a NaN stays NaN)
         except Exception as error:  # as above: note it and go on
@@ -738,9 +768,13 @@ def markdown(
     lines = [
         "# jaxrnn benchmarks",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; devices {m['jax_devices']}; "
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; devices {m['jax_devices']}"
+        + (f" ({', '.join(m['accelerators'])})" if m.get("accelerators") else "")
+        + "; "
         f"load average at start {m['load_average']}.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        f"jaxrnn commit: {m.get('commit') or 'unknown'}; options: "
+        f"{' '.join(info.get('argv', [])) or 'none'}.",
         f"Matmul precision: {info['matmul_precision']}.",
         *(
             [
@@ -748,7 +782,7 @@ def markdown(
                 "recurrences' batches across them (`jaxrnn.host_split`); `jaxrnn auto (1 device)` is the "
                 "same code kept on one device. The peers and the matmul floor run on one device."
             ]
-            if len(m["jax_devices"]) > 1
+            if len(m["jax_devices"]) > 1 and m.get("jax_backend", "cpu") == "cpu"
             else []
         ),
         f"Matmul peak (float32, {info['peak']['n']}³): XLA {info['peak']['xla_gflops']:.1f} GFLOP/s, "
@@ -824,13 +858,12 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-#: The memory table's programs: (remat, backend asked for, label). ``remat=True`` runs the reference whatever
-#: the backend, so the reference without remat is the row that shows what remat itself saves.
-_MEMORY_CASES = (
-    (False, "auto", "auto (fast path)"),
-    (False, "xla", "xla (reference)"),
-    (True, "auto", "auto with remat (routed to the reference)"),
-)
+#: The memory table's programs: (remat, backend asked for). ``remat=True`` runs the reference whatever the
+#: backend, so the reference without remat is the row that shows what remat itself saves.
+_MEMORY_CASES = ((False, "auto"), (False, "xla"), (True, "auto"))
+
+#: How the memory table names the path :func:`jaxrnn.dispatch.select` picks.
+_PATH_NAMES = {"fast": "fast path", "xla": "reference", "pallas": "Pallas kernel"}
 
 
 def memory_table(steps: list[int]) -> list[dict[str, Any]]:
@@ -844,9 +877,14 @@ def memory_table(steps: list[int]) -> list[dict[str, Any]]:
     cell = jaxrnn.lstm(H)
     params = jax.eval_shape(lambda: cell.init(jax.random.key(0), n_in))
     rows = []
+    labels = {}
+    for remat, backend in _MEMORY_CASES:
+        path, _ = dispatch.select(cell, params, backend=backend, remat=remat, platform=jax.default_backend())
+        labels[remat, backend] = f"{backend}{' with remat' if remat else ''} ({_PATH_NAMES[path]})"
     for T in steps:
         xs = jax.ShapeDtypeStruct((B, T, n_in), jnp.float32)
-        for remat, backend, label in _MEMORY_CASES:
+        for remat, backend in _MEMORY_CASES:
+            label = labels[remat, backend]
 
             def loss(p, x, remat=remat, backend=backend):
                 return _loss(jaxrnn.scan(cell, p, x, remat=remat, backend=backend)[0])
@@ -912,6 +950,7 @@ def workloads(
     if quick:
         return [Workload("lstm", (16, 2, 8, 16))]
     cells = cells or [name for name in CELL_NAMES if name != "lstmp"]
+    shapes = list(dict.fromkeys(shapes)) if shapes else None  # (a shape given twice runs once)
     single = [
         Workload("lstm", shape, proj_size=shape[3] // 2) if kind == "lstmp" else Workload(kind, shape)
         for shape in (shapes or CONFIGS)
@@ -967,7 +1006,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="timed rounds per workload (default 10; --quick 3)",
     )
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="result folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="result folder (default: benchmarks/results for the full run, benchmarks/results/partial for "
+        "--quick, --cells or --shape, so that these never replace the full run's files)",
+    )
     parser.add_argument(
         "--budget",
         type=_positive(float),
@@ -985,7 +1030,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         type=_shape,
         action="append",
         dest="shapes",
-        help="T,B,I,H of a config to run (repeatable; default: all configs)",
+        help="T,B,I,H of a config to run (repeatable; default: all configs); the 2-layer bi-LSTM runs only "
+        f"at its own config, {','.join(map(str, BI_CONFIG))}",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     parser.add_argument(
@@ -1009,7 +1055,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cases = workloads(args.quick, args.cells, args.shapes)
     if not cases:
         parser.error("--cells and --shape select no workload")
-    info = {"machine": machine(), "repeats": repeats, "budget_s": args.budget, "quick": args.quick}
+    if args.out is None:
+        partial = args.quick or args.cells or args.shapes
+        args.out = Path(__file__).parent / "results" / ("partial" if partial else "")
+    try:  # (before the timing: an unwritable folder would otherwise fail after minutes of it)
+        args.out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=args.out).close()
+    except OSError as error:
+        parser.error(f"--out: cannot write into {str(args.out)!r} ({error})")
+    info = {
+        "machine": machine(),
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "repeats": repeats,
+        "budget_s": args.budget,
+        "quick": args.quick,
+    }
     with float32_matmuls() as precision:
         info["matmul_precision"] = precision
         return _run(args, cases, info)
@@ -1035,7 +1095,6 @@ def _run(args: argparse.Namespace, cases: list[Workload], info: dict[str, Any]) 
         notes += [f"{wl.label}: {n}" for n in run["notes"]]
     progress.close()
     memory = [] if args.no_memory else memory_table([100] if args.quick else [1000, 10_000, 100_000])
-    args.out.mkdir(parents=True, exist_ok=True)
     document = {**info, "rows": rows, "floors": floors, "memory": memory, "notes": notes}
     (args.out / "bench.json").write_text(json.dumps(document, indent=1))
     text = markdown(rows, floors, info, list(dict.fromkeys(notes)), memory)

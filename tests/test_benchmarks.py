@@ -27,13 +27,19 @@ def _harness():
     return module
 
 
-def test_quick_run_checks_agreement_and_writes_json_markdown_and_chart(tmp_path, capsys):
+def test_quick_run_checks_agreement_and_writes_json_markdown_and_chart(tmp_path, capsys, monkeypatch):
     harness = _harness()
-    document = harness.main(["--quick", "--out", str(tmp_path)])
+    monkeypatch.setattr(harness, "__file__", str(tmp_path / "run.py"))  # (the default --out is beside it)
+    document = harness.main(["--quick"])
 
+    assert not (tmp_path / "results" / "bench.json").exists()  # a quick run never replaces the full run's
+    tmp_path = tmp_path / "results" / "partial"
     saved = json.loads((tmp_path / "bench.json").read_text())
-    assert saved["quick"] is True and saved["machine"]["cores"] >= 1
-    assert {"jax", "torch", "flax", "keras"} <= set(saved["machine"]["versions"])
+    assert saved["quick"] is True and saved["argv"] == ["--quick"]
+    assert saved["machine"]["cores"] == len(os.sched_getaffinity(0))
+    assert saved["machine"]["jax_backend"] == "cpu" and saved["machine"]["accelerators"] == []
+    assert {"jaxrnn", "jax", "torch", "flax", "keras"} <= set(saved["machine"]["versions"])
+    assert saved["machine"]["versions"]["jaxrnn"] == jaxrnn.__version__
     impls = {row["impl"] for row in saved["rows"]}
     assert {"jaxrnn auto", "jaxrnn xla", "lax.scan", "torch (cpu)", "flax", "keras"} <= impls
     assert len(saved["rows"]) == len(document["rows"])
@@ -55,13 +61,15 @@ def test_quick_run_checks_agreement_and_writes_json_markdown_and_chart(tmp_path,
         )
     memory = saved["memory"]
     assert [(m["T"], m["remat"]) for m in memory] == [(100, False), (100, False), (100, True)]
-    assert [m["backend"] for m in memory] == [label for _, _, label in harness._MEMORY_CASES]
+    labels = ["auto (fast path)", "xla (reference)", "auto with remat (reference)"]
+    assert [m["backend"] for m in memory] == labels
     assert all(m["total_mib"] > 0 for m in memory)
     # the two no-remat rows are different programs (the fast path saves its own residuals)
     assert memory[0]["temp_mib"] != memory[1]["temp_mib"]
 
     text = (tmp_path / "bench.md").read_text()
     assert saved["machine"]["cpu"] in text
+    assert "; options: --quick." in text
     assert saved["matmul_precision"] == "float32 (the CPU default)"
     assert "Matmul precision: float32 (the CPU default)." in text
     assert "| lstm (16, 2, 8, 16) | jaxrnn auto |" in text
@@ -393,3 +401,54 @@ def test_host_devices_times_auto_on_one_device_beside_the_split(tmp_path):
     # the memory rows are the one-device program's (this process has one device), not one device's share of
     # a split program (T=100 splits: ~2^28 recurrent multiply-adds)
     assert document["memory"] == _harness().memory_table([100])
+
+
+def test_the_weight_gradient_check_catches_every_error_orthogonal_to_the_gradient():
+    """One random direction let an error ten times the tolerance, orthogonal to the gradient, through about
+    one time in fourteen; each weight's own probes catch every one, in any single weight."""
+    harness = _harness()
+    impl = harness.Impl("same layout", None, None, harness._same)
+    rng = np.random.default_rng()
+    reference = {"w_x": rng.normal(size=(3, 8)), "w_h": rng.normal(size=(2, 8)), "b": rng.normal(size=8)}
+    norm = np.sqrt(harness._dot(reference, reference))
+    assert harness._weight_grad_err(impl, reference, reference) < 1e-12
+    for trial in range(20):
+        name = list(reference)[trial % 3]
+        error = rng.normal(size=reference[name].shape)
+        error -= np.vdot(error, reference[name]) / np.vdot(reference[name], reference[name]) * reference[name]
+        error *= 10 * 2e-4 * norm / np.linalg.norm(error)
+        wrong = {**reference, name: reference[name] + error}
+        assert harness._weight_grad_err(impl, wrong, reference) > 2e-4, (trial, name)
+
+
+def test_an_unwritable_out_is_refused_before_any_timing(tmp_path, monkeypatch, capsys):
+    harness = _harness()
+    monkeypatch.setattr(harness, "run_workload", lambda *args: pytest.fail("timed before checking --out"))
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit) as exit:
+        harness.main(["--quick", "--out", str(tmp_path / "afile" / "sub")])
+    assert exit.value.code == 2
+    assert "--out: cannot write into" in capsys.readouterr().err
+
+
+def test_a_shape_given_twice_runs_once():
+    workloads = _harness().workloads(False, ["elman", "gru"], [(4, 2, 3, 5), (4, 2, 3, 5)])
+    assert [(wl.kind, wl.shape) for wl in workloads] == [("elman", (4, 2, 3, 5)), ("gru", (4, 2, 3, 5))]
+
+
+def test_the_host_devices_sentence_is_only_for_cpu_devices():
+    harness = _harness()
+    machine = {**harness.machine(), "jax_devices": ["cuda:0", "cuda:1"], "jax_backend": "gpu"}
+    machine["accelerators"] = ["NVIDIA H100", "NVIDIA H100"]
+    info = {
+        "machine": machine,
+        "argv": [],
+        "matmul_precision": "highest",
+        "peak": {"n": 512, "xla_gflops": 1.0, "numpy_gflops": 1.0},
+        "repeats": 10,
+        "budget_s": None,
+    }
+    text = harness.markdown([], [], info, [], [])
+    assert "(NVIDIA H100, NVIDIA H100)" in text and "CPU devices (`--host-devices`)" not in text
+    cpu = harness.markdown([], [], {**info, "machine": {**machine, "jax_backend": "cpu"}}, [], [])
+    assert "2 CPU devices (`--host-devices`)" in cpu

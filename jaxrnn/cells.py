@@ -182,7 +182,7 @@ def redescribed(cell: Cell, argument: str = "cell") -> str | None:
         f"options[{k!r}]": (options[k], _ABSENT) for k in MATH_OPTIONS & set(options) - set(made.options)
     }
     for field, (given, fact) in fields.items():
-        if given is not fact and given != fact:  # (``is`` first: a NaN option equals itself only so)
+        if given is not fact and given != fact:  # (``is`` first: the same object is the same option)
             got, made_with = ("no such option" if v is _ABSENT else repr(v) for v in (given, fact))
             return (
                 f"{argument}.{field}: got {got}, but the cell's functions were made with {made_with} (a "
@@ -233,9 +233,13 @@ def runs_split(cell: Cell) -> bool:
 def _check_step(cell: Cell, params: Params, carry: Carry, x: Array) -> None:
     """Trace-time checks of one built-in step, so that nothing broadcasts: ``params`` in the cell's layout,
     ``x (*batch, I)`` with ``I`` the rows of ``params["w_x"]``, ``carry`` of the cell's structure with
-    every leaf ``(*batch, width)`` (``H``; an LSTM's ``h`` is ``proj_size`` wide if it has one)."""
+    every leaf ``(*batch, width)`` (``H``; an LSTM's ``h`` is ``proj_size`` wide if it has one); ``x``
+    floating and not wider than the params, every carry leaf in the params' dtype promoted with the carry's
+    (as :func:`jaxrnn.scan` requires: a step that changed its carry's dtype broke a user's ``lax.scan``)."""
     input_size = validate.params(cell, params)
-    validate.array(x, "x")
+    validate.floating(x, "x")
+    params_dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
+    validate.not_wider(x, params_dtype, "x")
     x_shape = np.shape(x)
     if len(x_shape) < 1 or x_shape[-1] != input_size:
         raise ValueError(f"x: got shape {x_shape}, expected (..., {input_size}) to match params['w_x']")
@@ -259,6 +263,7 @@ def _check_step(cell: Cell, params: Params, carry: Carry, x: Array) -> None:
                 f"carry: got {name} of shape {np.shape(leaf)}, expected {expected} (x's batch shape "
                 f"{x_shape[:-1]}, {width} {zero.shape[-1]})"
             )
+    validate.carry(carry, cell.initial_carry(x_shape[:-1], params_dtype), promotes=True)
 
 
 #: The bias params of each built-in kind, which a cell made with ``use_bias=False`` does not have.

@@ -7,6 +7,7 @@ what it got and what it expected.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -298,13 +299,17 @@ def concrete(x: Any) -> np.ndarray | None:
 
 def real(value: Any, argument: str) -> float:
     """``value`` (a Python, NumPy or concrete 0-d JAX real number) as a float, so that it never promotes a
-    computation's dtype; ``TypeError`` naming ``argument`` otherwise."""
+    computation's dtype; ``TypeError`` naming ``argument`` otherwise, ``ValueError`` for a NaN or an
+    infinity (a cell made with one outputs NaN)."""
     if isinstance(value, (bool, np.bool_, str)) or np.ndim(value) != 0:
         raise TypeError(f"{argument}: got {value!r}, expected a real number")
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{argument}: got {value!r}, expected a real number") from err
+    if not math.isfinite(number):
+        raise ValueError(f"{argument}: got {value!r}, expected a finite real number")
+    return number
 
 
 def probability(value: Any, argument: str) -> float:
@@ -312,7 +317,7 @@ def probability(value: Any, argument: str) -> float:
     error = ValueError(f"{argument}: got {value!r}, expected a probability in [0, 1)")
     try:
         rate = real(value, argument)
-    except TypeError:
+    except (TypeError, ValueError):
         raise error from None
     if not 0.0 <= rate < 1.0:
         raise error

@@ -596,6 +596,48 @@ def test_step_shapes_do_not_broadcast(carry_shape, x_shape, message):
         CELL.step(PARAMS, carry, jnp.ones(x_shape))
 
 
+@pytest.mark.parametrize(
+    ("x", "carry", "error", "message"),
+    [
+        (jnp.ones((2, 4), jnp.int32), None, TypeError, r"x: got dtype int32, expected a floating dtype"),
+        (jnp.ones((2, 4), jnp.complex64), None, TypeError, r"x: got dtype complex64, expected a floating"),
+        (None, jnp.int32, TypeError, r"carry\[0\]: got dtype int32, expected a floating dtype"),
+        (None, jnp.float16, TypeError, r"carry: got dtypes \['float16', 'float16'\], expected float32"),
+    ],
+    ids=["int_x", "complex_x", "int_carry", "narrower_carry"],
+)
+def test_step_dtypes_are_those_scan_accepts(x, carry, error, message):
+    """step accepted them: a complex x made the carry complex, a float16 carry came back float32 (a user's
+    lax.scan over step then failed on the carry's type)."""
+    x = jnp.ones((2, 4)) if x is None else x
+    carry = tuple(jnp.zeros((2, 5), carry or jnp.float32) for _ in range(2))
+    with pytest.raises(error, match=message):
+        CELL.step(PARAMS, carry, x)
+
+
+def test_step_x_wider_than_the_params_is_refused():
+    with jax.enable_x64(True):
+        carry = (jnp.zeros((2, 5)), jnp.zeros((2, 5)))
+        with pytest.raises(TypeError, match=r"x: got dtype float64, wider than the params' float32"):
+            CELL.step(PARAMS, carry, jnp.ones((2, 4), jnp.float64))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jaxrnn.lstm(4, forget_bias=float("nan")),
+        lambda: jaxrnn.elman(4, "leaky_relu", negative_slope=float("nan")),
+        lambda: jaxrnn.elman(4, "prelu", prelu_init=float("inf")),
+    ],
+    ids=["forget_bias_nan", "negative_slope_nan", "prelu_init_inf"],
+)
+def test_non_finite_numeric_options_are_refused(make):
+    """Each built a cell whose outputs were NaN."""
+    message = r"(forget_bias|negative_slope|prelu_init): got (nan|inf), expected a finite real number"
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
 def test_lstm_step_with_an_array_for_its_carry():
     """An LSTM carry given as h alone would unpack by rows (h[0], h[1]) and broadcast: refused."""
     with pytest.raises(ValueError, match=r"carry: got an array of shape \(2, 5\), expected a tuple \(h, c\)"):

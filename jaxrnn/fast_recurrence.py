@@ -256,6 +256,11 @@ def unsupported(cell: Cell, *, remat: bool | int = False, h_mask: Array | None =
         return "remat is not supported (the fast path saves its residuals)"
     if h_mask is not None:
         return "recurrent dropout (h_mask) is not supported"
+    if varying.explicit_axes():
+        return (
+            f"under jax.set_mesh with Explicit axes {list(varying.explicit_axes())} its 2-D matmuls over "
+            "(T·B) rows would merge a sharded batch axis"
+        )
     return None
 
 

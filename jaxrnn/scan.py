@@ -164,6 +164,7 @@ def run(
     if h_mask is not None:
         h_mask = h_mask.reshape(batch, -1)
     params, xs, carry, h_mask = varying.align((params, xs, carry, h_mask), also=(step_mask,))
+    carry, h_mask = varying.shard_like_batch((carry, h_mask), xs)
 
     # 3.-4. project and recur: the backend chosen above (dispatch) does both
     options = {"reverse": reverse, "unroll": unroll, "remat": remat, "h_mask": h_mask}

@@ -1,4 +1,5 @@
-"""Inside ``jax.shard_map`` (or ``pmap``): give a recurrence's inputs one set of varying mesh axes.
+"""Inside ``jax.shard_map`` (or ``pmap``): give a recurrence's inputs one set of varying mesh axes; under
+``jax.set_mesh`` with ``Explicit`` axes: shard the carry's batch axis as the inputs' is.
 
 Under ``shard_map`` every value carries the manual mesh axes it varies over. A scan's carry must keep its
 type from step to step, and a custom VJP must return cotangents typed like its inputs. A carry that
@@ -59,3 +60,22 @@ def align(trees: tuple[Any, ...], also: tuple[Any, ...] = ()) -> tuple[Any, ...]
         return leaf + zero.astype(leaf.dtype)
 
     return tuple(jax.tree_util.tree_map(cast, tree) for tree in trees)
+
+
+def shard_like_batch(trees: tuple[Any, ...], xs: Any) -> tuple[Any, ...]:
+    """Under ``Explicit`` mesh axes: every leaf ``(B, ...)`` of ``trees`` resharded to the sharding of the
+    batch axis of the time-major ``xs (T, B, I)``, its other axes replicated; ``trees`` unchanged (no op
+    added) elsewhere. Values traced there carry their sharding in their type, so a zero or replicated carry
+    mixed with batch-sharded inputs would change its type after one step, which ``lax.scan`` refuses."""
+    if not explicit_axes():
+        return trees
+    spec = jax.typeof(xs).sharding.spec
+    batch = spec[1] if len(spec) > 1 else None
+
+    def reshard(leaf: Any) -> Any:
+        want = jax.sharding.PartitionSpec(batch, *(None,) * (jnp.ndim(leaf) - 1))
+        if jax.typeof(leaf).sharding.spec == want:
+            return leaf
+        return jax.sharding.reshard(leaf, want)
+
+    return tuple(jax.tree_util.tree_map(reshard, tree) for tree in trees)

@@ -87,3 +87,39 @@ def test_mesh_context_is_seen_inside_shard_map():
 
     jax.shard_map(probe, mesh=MESH, in_specs=P("batch"), out_specs=P("batch"))(jnp.ones(2))
     assert seen == [(True, True)]
+
+
+EXPLICIT_MESH = jax.make_mesh((1,), ("batch",), axis_types=(jax.sharding.AxisType.Explicit,))
+
+
+@pytest.mark.parametrize("backend", ["auto", "xla"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"cells": jaxrnn.gru(5)},
+        {"cells": jaxrnn.lstm(5), "num_layers": 2, "bidirectional": True},
+        {"cells": jaxrnn.elman(5), "recurrent_dropout": 0.3},
+    ],
+    ids=["gru", "bi_lstm_2_layers", "elman_recurrent_dropout"],
+)
+def test_a_batch_sharded_network_under_an_explicit_mesh_matches_the_unsharded_one(options, backend):
+    """Under jax.set_mesh with Explicit axes (jax.make_mesh's default) values carry their sharding in their
+    type: the replicated zero carry changed type after one step next to batch-sharded inputs (scan refused
+    it), and the fast path's (T·B, I) reshape of a sharded batch axis was refused."""
+    net = jaxrnn.rnn(**options, backend=backend)
+    k1, k2 = jax.random.split(jax.random.key(np.random.default_rng().integers(1 << 30)))
+    params = net.init(k1, input_size=3)
+    xs = jax.random.normal(k2, (4, 6, 3))
+    lengths = jnp.array([6, 3, 0, 5])
+
+    def loss(params, xs):
+        ys, carries = net.apply(params, xs, lengths=lengths, key=jax.random.key(7), train=True)
+        leaves = jax.tree_util.tree_leaves(carries)
+        return jnp.sum(ys * jnp.cos(ys)) + sum(jnp.sum(jnp.sin(c)) for c in leaves)
+
+    reference = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, xs)
+    with jax.set_mesh(EXPLICIT_MESH):
+        sharded = jax.device_put(xs, jax.sharding.NamedSharding(EXPLICIT_MESH, P("batch")))
+        value, grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, sharded)
+    np.testing.assert_allclose(value, reference[0], rtol=1e-5, atol=1e-5)
+    assert_trees_close(grads, reference[1], rtol=1e-4, atol=1e-5)

@@ -110,6 +110,7 @@ def _zeros_carry(widths: tuple[int, ...]) -> Callable[..., Carry]:
             raise ValueError(
                 f"batch_shape: got {batch_shape!r}, expected an int or a tuple of non-negative ints"
             )
+        validate.float_dtype(dtype)
         leaves = tuple(jnp.zeros((*shape, width), dtype) for width in widths)
         return leaves[0] if len(leaves) == 1 else leaves
 

@@ -305,6 +305,7 @@ def dense(
     def apply(params: dict[str, Array], h: Array) -> Array:
         input_size = check_dense_params(head, params, "params")
         validate.floating(h, "h")
+        validate.not_wider(h, jnp.result_type(params["w"]), "h")
         if jnp.shape(h)[-1:] != (input_size,):
             raise ValueError(
                 f"h: got shape {jnp.shape(h)}, expected (..., {input_size}) to match params['w']"
@@ -334,6 +335,7 @@ def check_dense_params(head: Dense, params: Any, argument: str) -> int:
         raise ValueError(f"{argument}: got {got}, expected a dict with keys {names}")
     for name in names:
         validate.floating(params[name], f"{argument}[{name!r}]")
+    validate.one_dtype(params, argument)
     w_shape = jnp.shape(params["w"])
     b_shape = jnp.shape(params["b"]) if head.use_bias else (head.out_size,)
     if len(w_shape) != 2 or w_shape[1] != head.out_size or b_shape != (head.out_size,):

@@ -105,7 +105,19 @@ def params(cell: Cell, params: Any, argument: str = "params") -> int | None:
                 f"(hidden_size={cell.hidden_size}{projected}, input_size={input_size})"
             )
         floating(params[name], f"{argument}[{name!r}]")
+    one_dtype(params, argument)
     return input_size
+
+
+def one_dtype(arrays: Mapping, argument: str) -> None:
+    """The arrays of ``arrays`` (a dict of params) must share one dtype (a mixed set computes in the
+    widest)."""
+    dtypes = {name: str(_dtype(arrays[name])) for name in sorted(arrays)}
+    if len(set(dtypes.values())) > 1:
+        raise TypeError(
+            f"{argument}: got dtypes {dtypes}, expected one floating dtype for every param (a mixed set "
+            f"computes in the widest); cast {argument} to one dtype"
+        )
 
 
 def input_leaf(cell: Cell) -> str:

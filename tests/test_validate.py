@@ -760,3 +760,34 @@ def test_recurrent_dropout_mask_of_a_broadcastable_shape():
         ValueError, match=r"h_mask: got shape \(3, 1\), expected \(3, 5\) \(\*batch, h's width\)"
     ):
         run(CELL, PARAMS, XS, h_mask=jnp.ones((3, 1)))
+
+
+def test_cell_params_of_mixed_dtypes():
+    """float32 weights with a float64 bias ran the whole scan in float64."""
+    with jax.enable_x64(True):
+        params = {**PARAMS, "b": PARAMS["b"].astype(jnp.float64)}
+        message = r"params: got dtypes \{'b': 'float64', 'w_h': 'float32', 'w_x': 'float32'\}, expected one"
+        with pytest.raises(TypeError, match=message):
+            jaxrnn.scan(CELL, params, XS)
+
+
+def test_dense_params_of_mixed_dtypes():
+    head = jaxrnn.dense(2)
+    params = head.init(jax.random.key(0), 5)
+    params = {**params, "b": params["b"].astype(jnp.bfloat16)}
+    message = r"params: got dtypes \{'b': 'bfloat16', 'w': 'float32'\}, expected one"
+    with pytest.raises(TypeError, match=message):
+        head.apply(params, jnp.ones((3, 5)))
+
+
+def test_dense_input_wider_than_its_params():
+    with jax.enable_x64(True):
+        head = jaxrnn.dense(2)
+        params = head.init(jax.random.key(0), 5)
+        with pytest.raises(TypeError, match=r"h: got dtype float64, wider than the params' float32"):
+            head.apply(params, jnp.ones((3, 5), jnp.float64))
+
+
+def test_initial_carry_of_an_integer_dtype():
+    with pytest.raises(TypeError, match=r"dtype: got int32, expected a floating dtype"):
+        CELL.initial_carry(2, jnp.int32)

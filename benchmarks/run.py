@@ -625,7 +625,7 @@ def _weight_grad_err(impl: Impl, dparams: Any, reference: Any) -> float:
     each leaf ``g_i`` of the reference, along :data:`PROBES` random directions nonzero only in that leaf:
     for a standard normal ``v`` the gap is a normal draw of standard deviation ``|e_i|`` (the leaf's
     error), so the root mean square over the probes estimates ``|e_i|``, reported relative to ``|g_i|``
-    (one draw alone may come out near zero; eight underestimate tenfold with a chance of about 1e-8).
+    (one draw alone may come out near zero; eight underestimate tenfold with a chance of about 1e-7).
     """
     square = _dot(reference, reference)
     worst = abs(_dot(dparams, impl.layout(reference)) - square) / max(square, 1e-30)

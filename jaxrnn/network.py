@@ -305,7 +305,6 @@ def dense(
     def apply(params: dict[str, Array], h: Array) -> Array:
         input_size = check_dense_params(head, params, "params")
         validate.floating(h, "h")
-        validate.not_wider(h, jnp.result_type(params["w"]), "h")
         if jnp.shape(h)[-1:] != (input_size,):
             raise ValueError(
                 f"h: got shape {jnp.shape(h)}, expected (..., {input_size}) to match params['w']"

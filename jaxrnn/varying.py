@@ -63,14 +63,16 @@ def align(trees: tuple[Any, ...], also: tuple[Any, ...] = ()) -> tuple[Any, ...]
 
 
 def shard_like_batch(trees: tuple[Any, ...], xs: Any) -> tuple[Any, ...]:
-    """Under ``Explicit`` mesh axes: every leaf ``(B, ...)`` of ``trees`` resharded to the sharding of the
-    batch axis of the time-major ``xs (T, B, I)``, its other axes replicated; ``trees`` unchanged (no op
-    added) elsewhere. Values traced there carry their sharding in their type, so a zero or replicated carry
+    """Under ``Explicit`` mesh axes with the batch axis of the time-major ``xs (T, B, I)`` sharded: every leaf
+    ``(B, ...)`` of ``trees`` resharded to that sharding, its other axes replicated; ``trees`` unchanged (no
+    op added) elsewhere. Values traced there carry their sharding in their type, so a zero or replicated carry
     mixed with batch-sharded inputs would change its type after one step, which ``lax.scan`` refuses."""
     if not explicit_axes():
         return trees
     spec = jax.typeof(xs).sharding.spec
     batch = spec[1] if len(spec) > 1 else None
+    if batch is None:  # (a carry sharded by the caller next to unsharded inputs keeps its sharding)
+        return trees
 
     def reshard(leaf: Any) -> Any:
         want = jax.sharding.PartitionSpec(batch, *(None,) * (jnp.ndim(leaf) - 1))

@@ -67,3 +67,12 @@ def test_a_tiny_temperature_samples_the_most_likely_character():
     greedy = charlm.generate(m, params, "def ", 12, 1e-30, jax.random.key(0))
     for temperature in (1e-39, 1e-45, 1e-300):
         assert charlm.generate(m, params, "def ", 12, temperature, jax.random.key(1)) == greedy
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, math.nan, math.inf])
+def test_generate_refuses_a_temperature_that_is_not_positive_and_finite(temperature):
+    """0 or below sampled greedily through the clamp, NaN gave NaN scores."""
+    m = build_model(charlm.TASK, CONFIG, TaskData({}, {}, 96, 96))
+    params = m.init(jax.random.key(0), 96)
+    with pytest.raises(ValueError, match=r"temperature: got .*, expected a positive finite number"):
+        charlm.generate(m, params, "def ", 3, temperature, jax.random.key(1))

@@ -132,3 +132,12 @@ def test_model_with_a_bias_free_head_trains():
     new_params, _, metrics = step(params, optax.sgd(0.1).init(params), batch, jax.random.key(2))
     assert set(new_params["head"]) == {"w"} and np.isfinite(metrics["loss"])
     assert not np.allclose(new_params["head"]["w"], params["head"]["w"])
+
+
+def test_carries_wider_than_the_params_reach_the_head():
+    """A carry may be wider than the params (the network then outputs in its dtype): the head takes it."""
+    m = model(jaxrnn.rnn(jaxrnn.lstm(4)), jaxrnn.dense(2), output="last")
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), m.init(jax.random.key(0), 3))
+    xs = jnp.ones((2, 5, 3), jnp.bfloat16)
+    out, _ = m.apply(params, xs, m.initial_carries(2, jnp.float32))
+    assert out.shape == (2, 2) and out.dtype == jnp.float32

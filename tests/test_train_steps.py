@@ -312,3 +312,14 @@ def test_evaluate_refuses_negative_probability_labels(clf):
     data = {"x": np.ones((4, 3, 2), np.float32), "y": y}
     with pytest.raises(ValueError, match=r"data\['y'\]: got a value of -1.0, expected probabilities >= 0"):
         evaluate(m, params, data, loss="cross_entropy")
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_accuracy_beside_a_regression_loss_checks_no_label_values(outputs):
+    """Label values are checked for the functions that read them: mse reads real targets, whatever
+    'accuracy' makes of them (a [0, 1] or probability check refused them)."""
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(outputs), output="last")
+    params = m.init(jax.random.key(0), 2)
+    data = {"x": np.ones((4, 3, 2), np.float32), "y": rng.normal(size=(4, outputs)).astype(np.float32) * 3}
+    result = evaluate(m, params, data, loss="mse", metrics=["accuracy"])
+    assert np.isfinite(result["loss"]) and 0 <= result["accuracy"] <= 1

@@ -245,3 +245,16 @@ def test_truncate_checks_reset_against_the_carries(reset, message):
     carries = jaxrnn.rnn(jaxrnn.lstm(4)).initial_carries(3)
     with pytest.raises(ValueError, match=message):
         truncate(carries, reset)
+
+
+def test_carries_of_another_batch_are_named(lm):
+    """The reset (of the batch's size) was blamed for carries of another batch."""
+    m, params = lm
+    x, y = stream()
+    opt = optax.sgd(0.1)
+    carries = m.initial_carries(4)
+    batch = {"x": x[:, :K], "y": y[:, :K], "reset": np.zeros(3, bool)}
+    with pytest.raises(
+        ValueError, match=r"carries: got leaves with leading axes \[\(4,\)\], expected \(3,\)"
+    ):
+        make_tbptt_step(m, "cross_entropy", opt)(params, opt.init(params), carries, batch, KEY)

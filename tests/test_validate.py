@@ -780,14 +780,20 @@ def test_dense_params_of_mixed_dtypes():
         head.apply(params, jnp.ones((3, 5)))
 
 
-def test_dense_input_wider_than_its_params():
-    with jax.enable_x64(True):
-        head = jaxrnn.dense(2)
-        params = head.init(jax.random.key(0), 5)
-        with pytest.raises(TypeError, match=r"h: got dtype float64, wider than the params' float32"):
-            head.apply(params, jnp.ones((3, 5), jnp.float64))
-
-
 def test_initial_carry_of_an_integer_dtype():
     with pytest.raises(TypeError, match=r"dtype: got int32, expected a floating dtype"):
         CELL.initial_carry(2, jnp.int32)
+
+
+def test_a_custom_cell_may_mix_param_dtypes():
+    """One dtype is required of the built-in cells' params only: a custom step may mix them on purpose."""
+    cell = jaxrnn.Cell(
+        init=None,
+        initial_carry=lambda batch_shape=(), dtype=jnp.float32: jnp.zeros((*batch_shape, 3), dtype),
+        step=lambda p, h, x: (jnp.tanh(x @ p["w"] + h * p["s"].astype(h.dtype)),) * 2,
+        param_shapes=lambda input_size: {"w": (input_size, 3), "s": ()},
+        hidden_size=3,
+    )
+    params = {"w": jnp.ones((4, 3)), "s": jnp.asarray(0.5, jnp.bfloat16)}
+    ys, _ = jaxrnn.scan(cell, params, XS, backend="xla")
+    assert ys.shape == (3, 6, 3) and ys.dtype == jnp.float32

@@ -123,3 +123,15 @@ def test_a_batch_sharded_network_under_an_explicit_mesh_matches_the_unsharded_on
         value, grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, sharded)
     np.testing.assert_allclose(value, reference[0], rtol=1e-5, atol=1e-5)
     assert_trees_close(grads, reference[1], rtol=1e-4, atol=1e-5)
+
+
+def test_a_sharded_carry_beside_unsharded_inputs_keeps_its_sharding():
+    """The carry is resharded like the inputs' batch only when that is sharded (it was made replicated)."""
+    cell = jaxrnn.gru(3)
+    params = cell.init(jax.random.key(0), 2)
+    with jax.set_mesh(EXPLICIT_MESH):
+        carry = jax.device_put(cell.initial_carry(4), jax.sharding.NamedSharding(EXPLICIT_MESH, P("batch")))
+        _, final = jax.jit(lambda p, x, c: jaxrnn.scan(cell, p, x, c, backend="xla"))(
+            params, jnp.ones((4, 5, 2)), carry
+        )
+        assert jax.typeof(final).sharding.spec == P("batch", None)

@@ -10,6 +10,7 @@ the rest trains. The score is bits per character, the test cross-entropy in bits
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,6 +88,12 @@ def generate(model: Model, params: Any, prompt: str, length: int, temperature: f
     """``length`` characters continuing ``prompt`` (a newline when empty), each drawn from
     ``softmax(logits / temperature)``. The prompt is fed one character at a time too, so one compiled step
     serves the whole loop."""
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, numbers.Real)
+        or not 0 < temperature < math.inf
+    ):
+        raise ValueError(f"temperature: got {temperature!r}, expected a positive finite number")
     onehot = jnp.eye(len(VOCABULARY))
     step = jax.jit(model.apply)
     carries = model.initial_carries(1)

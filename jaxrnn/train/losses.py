@@ -204,9 +204,12 @@ def _check_labels(logits: Any, labels: Any) -> bool:
     return False
 
 
-def _class_inputs(logits: Array, labels: Array, mask: Any, lengths: Any) -> tuple[Array, Array, bool]:
+def _class_inputs(
+    logits: Array, labels: Array, mask: Any, lengths: Any, *, probabilities: bool = True
+) -> tuple[Array, Array, bool]:
     """Checked ``(logits, labels)`` with padded elements zeroed, and whether the labels are class indices.
-    Concrete label values are checked at the valid elements only (padding may hold anything)."""
+    Concrete label values are checked at the valid elements only (padding may hold anything); float rows
+    only with ``probabilities`` (the cross-entropy reads them as such; accuracy takes their argmax)."""
     integer = _check_labels(logits, labels)
     l_shape = _shape(logits)
     weights = _weights(l_shape[:-1], mask, lengths)
@@ -217,7 +220,7 @@ def _class_inputs(logits: Array, labels: Array, mask: Any, lengths: Any) -> tupl
         valid = None if weights is None else validate.concrete(weights)
         if weights is None or valid is not None:  # (traced weights: which rows are padding is unknown)
             check_one_hot(labels, f"labels (integer labels of the logits' shape {l_shape})", valid)
-    else:
+    elif probabilities:
         check_probabilities(labels, "labels")
     return logits, labels, integer
 
@@ -255,8 +258,6 @@ def binary_accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: 
     per label."""
     _check_floating(logits, "logits")
     _check_same_shape(logits, labels, "logits", "labels")
-    logits, labels = _zero_padded(_shape(logits), mask, lengths, logits, labels)
-    check_binary_labels(labels)
     hits = ((logits > 0) == (labels > 0.5)).astype(jnp.float32)
     return masked_mean(hits, mask, lengths=lengths)
 
@@ -267,7 +268,7 @@ def accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = N
     trained with :func:`binary_cross_entropy`) it is :func:`binary_accuracy`, as Keras' "accuracy" is."""
     if len(_shape(logits)) >= 1 and _shape(logits)[-1] == 1:
         return binary_accuracy(logits, labels, mask, lengths=lengths)
-    logits, labels, integer = _class_inputs(logits, labels, mask, lengths)
+    logits, labels, integer = _class_inputs(logits, labels, mask, lengths, probabilities=False)
     if not integer:
         labels = jnp.argmax(labels, axis=-1)
     hits = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
@@ -282,8 +283,8 @@ def perplexity(logits: Array, labels: Array, mask: Any = None, *, lengths: Any =
 #: The losses and metrics that read class labels (integer ones index the last axis of the logits).
 CLASS_LABEL_FNS: tuple[LossFn, ...] = (softmax_cross_entropy, accuracy, perplexity)
 
-#: The losses and metrics that read binary labels in [0, 1].
-BINARY_LABEL_FNS: tuple[LossFn, ...] = (binary_cross_entropy, binary_accuracy)
+#: The losses that read float class labels as probabilities (a negative one gives a negative loss).
+PROBABILITY_FNS: tuple[LossFn, ...] = (softmax_cross_entropy, perplexity)
 
 #: Loss names accepted by ``make_train_step``/``fit``.
 LOSSES: dict[str, LossFn] = {

@@ -107,14 +107,14 @@ def check_batch(batch: Any, *, targets: bool = True, extra: tuple[str, ...] = ()
 def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str) -> None:
     """The labels of ``data`` (a :func:`~jaxrnn.train.dataset`; valid steps only), checked for the losses and
     metrics among ``fns`` that read them: inside the jitted steps they are traced and cannot be checked (an
-    out-of-range class index gave a NaN loss, a binary label outside [0, 1] a negative one). Binary labels
-    must lie in [0, 1]; integer class labels must index the model's outputs (or be one-hot rows); float
-    class labels must be probabilities (``>= 0``)."""
+    out-of-range class index gave a NaN loss, a binary label outside [0, 1] a negative one): labels of
+    binary cross-entropy must lie in [0, 1]; integer class labels of a multi-class head must index its
+    outputs (or be one-hot rows); float class labels of cross-entropy and perplexity must be
+    probabilities (``>= 0``)."""
     y = np.asarray(data["y"])
     classes = model.network.output_size if model.head is None else model.head.out_size
-    reads_classes = any(fn in losses.CLASS_LABEL_FNS for fn in fns)
-    binary = any(fn in losses.BINARY_LABEL_FNS for fn in fns) or (classes == 1 and reads_classes)
-    categorical = classes > 1 and reads_classes
+    binary = losses.binary_cross_entropy in fns
+    categorical = classes > 1 and any(fn in losses.CLASS_LABEL_FNS for fn in fns)  # (one logit: binary)
     if not (binary or categorical):
         return
     integer = np.issubdtype(y.dtype, np.integer)
@@ -134,7 +134,8 @@ def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str)
     if not categorical:
         return
     if not integer:
-        losses.check_probabilities(y, f"{argument}['y']")
+        if any(fn in losses.PROBABILITY_FNS for fn in fns):
+            losses.check_probabilities(y, f"{argument}['y']")
     elif y.ndim == 2:  # (valid rows, classes): one-hot labels
         losses.check_one_hot(y, f"{argument}['y'] (integer labels with a class axis)")
     else:

@@ -95,6 +95,12 @@ def make_tbptt_step(
             _check_reset(batch["reset"], batch_size, "batch['reset']", "batch['x']")
         if carries is None:
             carries = model.initial_carries(batch_size, _carry_dtype(params, batch["x"]))
+        rows = sorted({np.shape(c)[:1] for c in jax.tree_util.tree_leaves(carries)})
+        if rows != [(batch_size,)]:
+            raise ValueError(
+                f"carries: got leaves with leading axes {rows}, expected ({batch_size},) (the rows of "
+                f"batch['x'] of shape {batch['x'].shape})"
+            )
         carries = truncate(carries, batch.get("reset"))
         chunk = {k: v for k, v in batch.items() if k != "reset"}
         grad_fn = jax.value_and_grad(fn, has_aux=True)

@@ -224,7 +224,7 @@ def rnn(
             final_carries.append(layer_carries)
         return xs, final_carries
 
-    return Network(
+    network = Network(
         init=init,
         apply=apply,
         initial_carries=initial_carries,
@@ -234,6 +234,33 @@ def rnn(
         time_major=time_major,
         output_size=width(layer_cells[-1]),
     )
+    _NETWORK_MADE[apply] = network
+    return network
+
+
+#: Each :func:`rnn`-made ``apply`` and the network it was made for (kept by identity, as the cells' steps).
+_NETWORK_MADE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+#: The fields of a :class:`Network` that describe what its functions compute.
+_NETWORK_FIELDS = ("cells", "bidirectional", "merge", "time_major", "output_size")
+
+
+def redescribed_network(network: Network, argument: str = "network") -> str | None:
+    """For a network whose ``apply`` :func:`rnn` made but whose fields were changed since
+    (``network._replace(time_major=False)``): what differs from what ``apply`` computes, as an error message;
+    else ``None``. Consumers read the fields, ``apply`` does not (a changed ``time_major`` read batch-major
+    inputs as time-major)."""
+    made = _NETWORK_MADE.get(network.apply)
+    if made is None:
+        return None
+    for field in _NETWORK_FIELDS:
+        given, fact = getattr(network, field), getattr(made, field)
+        if given is not fact and given != fact:
+            return (
+                f"{argument}.{field}: got {given!r}, but its functions were made with {fact!r} (a field "
+                "changed with _replace does not change apply); build the network with jaxrnn.rnn"
+            )
+    return None
 
 
 #: Names accepted for a dense layer's ``activation``.

@@ -414,6 +414,16 @@ def test_to_torch_merge_other_than_concat_raises():
         to_torch(net, _random_params(net, 3))
 
 
+@pytest.mark.parametrize("export", [to_torch, lambda net, params: carries_to_torch(net, [{"forward": None}])])
+def test_a_network_redescribed_with_replace_raises(export):
+    """A changed field does not change apply: the export (or the carries' layout) would not be the net's."""
+    net = jaxrnn.rnn(jaxrnn.gru(3))._replace(bidirectional=True)
+    params = jaxrnn.rnn(jaxrnn.gru(3)).init(jax.random.key(0), 2)
+    message = r"net.bidirectional: got True, but its functions were made with False"
+    with pytest.raises(TypeError, match=message):
+        export(net, params)
+
+
 def test_to_torch_mixed_layers_raise():
     net = jaxrnn.rnn([jaxrnn.lstm(4), jaxrnn.lstm(5)], num_layers=2)
     with pytest.raises(ValueError, match=r"net: layer 1 has a lstm cell of hidden_size 5"):

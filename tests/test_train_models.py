@@ -141,3 +141,18 @@ def test_carries_wider_than_the_params_reach_the_head():
     xs = jnp.ones((2, 5, 3), jnp.bfloat16)
     out, _ = m.apply(params, xs, m.initial_carries(2, jnp.float32))
     assert out.shape == (2, 2) and out.dtype == jnp.float32
+
+
+def test_a_network_redescribed_with_replace_is_refused():
+    """time_major changed with _replace: apply still read axis 0 as time (outputs off by up to 1.15)."""
+    net = jaxrnn.rnn(jaxrnn.gru(3), time_major=True)._replace(time_major=False)
+    message = r"network.time_major: got False, but its functions were made with True"
+    with pytest.raises(ValueError, match=message):
+        model(net, jaxrnn.dense(2), output="last")
+
+
+def test_a_hand_built_network_is_not_redescribed():
+    """Only rnn-made functions have a description to keep; a hand-built Network's fields are its own."""
+    net = jaxrnn.rnn(jaxrnn.gru(3))
+    assert jaxrnn.network.redescribed_network(net) is None
+    assert jaxrnn.network.redescribed_network(net._replace(apply=lambda *a, **k: None)) is None

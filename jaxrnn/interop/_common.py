@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxrnn import validate
 from jaxrnn.cells import Cell, is_built_in, redescribed
-from jaxrnn.network import Dense, Network, check_dense_params, dense, is_built_dense
+from jaxrnn.network import Dense, Network, check_dense_params, dense, is_built_dense, redescribed_network
 
 
 def require(package: str, extra: str, caller: str) -> ModuleType:
@@ -26,13 +26,21 @@ def require(package: str, extra: str, caller: str) -> ModuleType:
         ) from err
 
 
+def check_network_made(net: Any) -> None:
+    """``net`` must be a :class:`Network` whose fields say what its functions compute."""
+    if not isinstance(net, Network):
+        raise TypeError(f"net: got {type(net).__name__}, expected a jaxrnn.Network (from jaxrnn.rnn)")
+    mismatch = redescribed_network(net, "net")
+    if mismatch is not None:
+        raise TypeError(mismatch)
+
+
 def check_network(net: Any, params: Any, target: str) -> tuple[Cell, int]:
     """Checks that ``net`` is a :class:`Network` of identical cells and ``params`` fits it.
 
     Returns the (shared) cell and the network's input size.
     """
-    if not isinstance(net, Network):
-        raise TypeError(f"net: got {type(net).__name__}, expected a jaxrnn.Network (from jaxrnn.rnn)")
+    check_network_made(net)
     cell = net.cells[0]
     for i, other in enumerate(net.cells[1:], start=1):
         if (other.kind, other.hidden_size, other.options) != (cell.kind, cell.hidden_size, cell.options):

@@ -21,6 +21,7 @@ from jaxrnn.cells import BIASES, DEFAULT_GATED_ACTIVATIONS, Cell, elman, gru, ls
 from jaxrnn.interop._common import (
     check_cell,
     check_network,
+    check_network_made,
     dense_head,
     dense_weights,
     refuse_dense_activation,
@@ -482,8 +483,7 @@ def _torch_layout(net: Any, caller: str) -> tuple[tuple[str, ...], list[tuple[in
     """``net``'s directions, its (layer, direction) pairs in torch's state order ``l * D + d``, and the width
     of each of torch's states (``{"h_0": H}``, an LSTM's ``{"h_0": P or H, "c_0": H}``); refuses what
     torch's ``(L * D, B, ·)`` states cannot hold."""
-    if not isinstance(net, Network):
-        raise TypeError(f"net: got {type(net).__name__}, expected a jaxrnn.Network (from jaxrnn.rnn)")
+    check_network_made(net)
     kinds = {cell.kind for cell in net.cells}
     sizes = {(cell.hidden_size, cell.output_size) for cell in net.cells}
     if len(kinds) != 1 or len(sizes) != 1 or not kinds <= {"elman", "lstm", "gru"}:

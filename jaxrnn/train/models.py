@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from jaxrnn import validate
 from jaxrnn.cells import carry_h
-from jaxrnn.network import Dense, Network, last_output, merge_directions
+from jaxrnn.network import Dense, Network, last_output, merge_directions, redescribed_network
 
 Array = jax.Array
 
@@ -74,9 +74,14 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
         )
     if output not in OUTPUTS:
         raise ValueError(f"output: got {output!r}, expected one of {list(OUTPUTS)}")
+    mismatch = redescribed_network(network)
+    if mismatch is not None:
+        raise ValueError(mismatch)
     if network.time_major:
         raise ValueError(
-            "network: got a time-major network, expected time_major=False (batches are (B, T, I))"
+            "network: got a time-major network, expected time_major=False (batches are (B, T, I)); its "
+            "params fit the same network built with jaxrnn.rnn(..., time_major=False) (a torch module with "
+            "batch_first=False imports as time-major)"
         )
 
     def init(key: Array, input_size: int, dtype: Any = jnp.float32) -> dict:

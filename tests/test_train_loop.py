@@ -253,7 +253,11 @@ def test_a_checkpoint_dir_that_is_a_file_is_rejected_before_training(tmp_path):
     "first, then, message",
     [
         ({"metrics": ["accuracy"]}, {"metrics": []}, r"metrics: got \[\], expected \['accuracy'\] as in the"),
-        ({"loss": "cross_entropy"}, {"loss": "mse"}, r"loss: got 'mse', expected 'cross_entropy' as in the"),
+        (
+            {"loss": "cross_entropy"},
+            {"loss": lambda out, y, mask: losses.softmax_cross_entropy(out, y, mask) * 2},
+            r"loss: got '<lambda>', expected 'cross_entropy' as in the",
+        ),
     ],
     ids=["metrics", "loss"],
 )

@@ -323,3 +323,38 @@ def test_accuracy_beside_a_regression_loss_checks_no_label_values(outputs):
     data = {"x": np.ones((4, 3, 2), np.float32), "y": rng.normal(size=(4, outputs)).astype(np.float32) * 3}
     result = evaluate(m, params, data, loss="mse", metrics=["accuracy"])
     assert np.isfinite(result["loss"]) and 0 <= result["accuracy"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("outputs", "loss", "y", "message"),
+    [
+        (
+            1,
+            "binary_cross_entropy",
+            np.array([0.0, 1.0, 1.0, 0.0], np.float32),
+            r"data\['y'\]: got labels of shape \(4,\), expected shape \(4, 1\) \(the model's outputs are "
+            r"\(4, 1\), which binary_cross_entropy reads them against\); data\['y'\]\[\.\.\., None\] adds",
+        ),
+        (
+            3,
+            "cross_entropy",
+            np.zeros((4, 1), np.int32),
+            r"data\['y'\]: got integer labels of shape \(4, 1\), expected class indices of shape \(4,\) or "
+            r"one-hot rows of shape \(4, 3\)",
+        ),
+        (
+            3,
+            "mse",
+            np.zeros((4, 2), np.float32),
+            r"data\['y'\]: got labels of shape \(4, 2\), expected shape \(4, 3\) \(the model's outputs are",
+        ),
+    ],
+    ids=["binary_without_output_axis", "class_indices_with_an_axis", "regression_width"],
+)
+def test_label_shapes_are_named_against_the_models_outputs(outputs, loss, y, message):
+    """The shapes were reported inside the traced loss, naming its own 'labels' and the batch's shapes
+    (and a (N, 1) integer column passed or failed the one-hot check depending on its values)."""
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(outputs), output="last")
+    params = m.init(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match=message):
+        evaluate(m, params, {"x": np.ones((4, 3, 2), np.float32), "y": y}, loss=loss)

@@ -283,6 +283,9 @@ def perplexity(logits: Array, labels: Array, mask: Any = None, *, lengths: Any =
 #: The losses and metrics that read class labels (integer ones index the last axis of the logits).
 CLASS_LABEL_FNS: tuple[LossFn, ...] = (softmax_cross_entropy, accuracy, perplexity)
 
+#: The losses and metrics that read targets of the outputs' own shape.
+SAME_SHAPE_FNS: tuple[LossFn, ...] = (mse, mae, binary_cross_entropy, binary_accuracy)
+
 #: The losses that read float class labels as probabilities (a negative one gives a negative loss).
 PROBABILITY_FNS: tuple[LossFn, ...] = (softmax_cross_entropy, perplexity)
 

@@ -113,21 +113,13 @@ def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str)
     probabilities (``>= 0``)."""
     y = np.asarray(data["y"])
     classes = model.network.output_size if model.head is None else model.head.out_size
+    _check_label_shape(model, data, fns, classes, argument)
     binary = losses.binary_cross_entropy in fns
     categorical = classes > 1 and any(fn in losses.CLASS_LABEL_FNS for fn in fns)  # (one logit: binary)
     if not (binary or categorical):
         return
     integer = np.issubdtype(y.dtype, np.integer)
     if model.output == "sequence":
-        steps = np.shape(data["x"])[:2]
-        if y.shape[:2] != steps:
-            if categorical and integer:
-                raise ValueError(
-                    f"{argument}['y']: got integer labels of shape {y.shape}, expected per-step class "
-                    f"indices of shape {steps} (as {argument}['x'] of shape {np.shape(data['x'])}) for a "
-                    "model with output 'sequence'"
-                )
-            return  # (the loss reports the shapes)
         y = y[np.arange(y.shape[1]) < data["lengths"][:, None]]
     if binary:
         losses.check_binary_labels(y, f"{argument}['y']")
@@ -140,6 +132,38 @@ def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str)
         losses.check_one_hot(y, f"{argument}['y'] (integer labels with a class axis)")
     else:
         losses.check_label_range(y, classes, f"{argument}['y']", "the model's output size")
+
+
+def _check_label_shape(model: Model, data: Mapping[str, Any], fns: Any, classes: int, argument: str) -> None:
+    """``data["y"]`` must have the shape the built-in losses and metrics among ``fns`` read against the
+    model's outputs (inside the steps a mismatch named the loss's own ``labels`` and the batch's shapes)."""
+    x_shape, y = np.shape(data["x"]), np.asarray(data["y"])
+    outputs = (*x_shape[:2], classes) if model.output == "sequence" else (x_shape[0], classes)
+    integer = np.issubdtype(y.dtype, np.integer)
+    per_step = "per-step " if model.output == "sequence" else ""
+    for fn in fns:
+        hint = ""
+        if fn in losses.CLASS_LABEL_FNS and classes > 1:
+            if y.shape == outputs or (integer and y.shape == outputs[:-1]):
+                continue
+            expected = (
+                f"{per_step}class indices of shape {outputs[:-1]} or one-hot rows of shape {outputs}"
+                if integer
+                else f"probability rows of shape {outputs} (or integer class indices of shape {outputs[:-1]})"
+            )
+        elif fn in losses.SAME_SHAPE_FNS or fn in losses.CLASS_LABEL_FNS:  # (one logit: binary accuracy)
+            if y.shape == outputs:
+                continue
+            expected = f"shape {outputs}"
+            if y.shape == outputs[:-1]:
+                hint = f"; {argument}['y'][..., None] adds the output axis"
+        else:
+            continue
+        kind = "integer labels" if integer else "labels"
+        raise ValueError(
+            f"{argument}['y']: got {kind} of shape {y.shape}, expected {expected} (the model's outputs are "
+            f"{outputs}, which {fn.__name__} reads them against){hint}"
+        )
 
 
 def loss_mask(model: Model, batch: Batch) -> Array:

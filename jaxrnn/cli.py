@@ -569,7 +569,13 @@ def load_run(
     task = TASKS[config.task]
     require(task)
     sizes = TaskData({}, {}, record["sizes"]["input"], record["sizes"]["output"])
-    model = build_model(task, config, sizes)
+    try:  # (a record edited by hand, or written by another version: no traceback)
+        check_options(task, asdict(config))
+        model = build_model(task, config, sizes)
+    except (ValueError, TypeError, KeyError) as err:
+        parser.error(
+            f"argument --out: {path} describes no run jaxrnn can rebuild ({err}); train the run again"
+        )
     template = model.init(jax.random.key(0), sizes.input_size)
     state = train.TrainState(template, make_optimizer(config).init(template), 0, jax.random.key(0), template)
     missing = f"argument --out: {out} has {METRICS_FILE} but no checkpoint; train the run again"
@@ -594,6 +600,10 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     data = task.load(config)
     print(describe(task, config, count_params(params)))
     metrics = task.evaluate(model, params, data, config)
+    missing = sorted(set(metrics) - set(record["metrics"]))
+    if missing:
+        path = args.out / METRICS_FILE
+        parser.error(f"argument --out: {path} lacks the metrics {missing} of its run; train the run again")
     print(task.report(metrics, config))
     changed = {
         name: (record["metrics"][name], value)

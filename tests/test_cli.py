@@ -389,3 +389,27 @@ def test_a_length_beyond_a_tasks_bound_exits_2(capsys, name):
     assert exit_info.value.code == 2
     assert f"argument --length: got {bound + 1}, expected" in (err := capsys.readouterr().err)
     assert f"to {bound} for {name}" in err
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"cell": "foo"}, r"describes no run jaxrnn can rebuild \(cell: got 'foo', expected 'elman', 'lstm'"),
+        ({"length": 400}, r"describes no run jaxrnn can rebuild \(length: got 400, expected 1 to 249"),
+        ({"horizon": 5}, r"lacks the metrics \['persistence_rmse_5', 'rmse_5'\] of its run"),
+    ],
+    ids=["unknown_cell", "length_out_of_bounds", "other_horizon"],
+)
+def test_evaluate_of_a_record_edited_beyond_its_task_exits_2(capsys, tmp_path, edit, message):
+    """An unknown cell built a GRU; an out-of-range length or another horizon raised inside the task."""
+    run_cli(
+        ["train", "--task", "sunspots", "--steps", "1", "--hidden", "4", "--horizon", "3", "--out", tmp_path]
+    )
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    record["config"].update(edit)
+    (tmp_path / "metrics.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err

@@ -175,8 +175,10 @@ def build_model(task: Task, config: RunConfig, data: TaskData) -> Model:
         cell = jaxrnn.elman(config.hidden, config.activation or "tanh")
     elif config.cell == "lstm":
         cell = jaxrnn.lstm(config.hidden, proj_size=config.proj_size)
-    else:
+    elif config.cell == "gru":
         cell = jaxrnn.gru(config.hidden)
+    else:
+        raise ValueError(f"cell: got {config.cell!r}, expected 'elman', 'lstm' or 'gru'")
     network = jaxrnn.rnn(
         cell, num_layers=config.layers, bidirectional=config.bidirectional, backend=config.backend
     )

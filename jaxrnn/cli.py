@@ -437,6 +437,12 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     out = args.out if args.out is not None else Path("runs") / task.name
     if out.exists() and not out.is_dir():
         parser.error(f"argument --out: {out} is a file, expected a directory (new or a run to overwrite)")
+    for folder in (out.resolve(), *out.resolve().parents):
+        if folder.name == CHECKPOINT_DIR and read_run_record(folder.parent / METRICS_FILE) is not None:
+            parser.error(
+                f"argument --out: {out} is inside the checkpoint of the run in {folder.parent} (its files "
+                "would block training that run again); choose another directory"
+            )
     foreign = foreign_files(out)
     if foreign:
         parser.error(

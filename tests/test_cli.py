@@ -413,3 +413,16 @@ def test_evaluate_of_a_record_edited_beyond_its_task_exits_2(capsys, tmp_path, e
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
+
+
+@pytest.mark.parametrize("inside", ["checkpoint", "checkpoint/sub"])
+def test_an_out_inside_a_runs_checkpoint_exits_2(capsys, tmp_path, inside):
+    """It was accepted, and its files then made train --out on the run itself refuse as foreign."""
+    run_cli(["train", "--steps", "1", "--hidden", "4", "--out", tmp_path])
+    out = tmp_path / inside
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--steps", "1", "--hidden", "4", "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert f"{out} is inside the checkpoint of the run in {tmp_path.resolve()}" in capsys.readouterr().err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

@@ -255,12 +255,21 @@ def boolean(value: Any, argument: str) -> None:
         raise TypeError(f"{argument}: got {value!r}, expected True or False")
 
 
-def array(value: Any, argument: str) -> None:
-    """``value`` must be an array (JAX or NumPy), not a list or a Python scalar."""
+def array(value: Any, argument: str, *, tensors: bool = False) -> None:
+    """``value`` must be an array (JAX or NumPy; with ``tensors``, also another library's, such as a
+    ``torch.Tensor``), not a list or a Python scalar."""
+    expected = "expected an array (jax.Array or numpy.ndarray)"
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise TypeError(f"{argument}: got {_a(type(value).__name__)}, {expected}")
+    if tensors:
+        return
+    try:
+        np.dtype(value.dtype)
+    except TypeError as err:  # another library's array (a torch.Tensor) whose dtype NumPy cannot read
         raise TypeError(
-            f"{argument}: got {_a(type(value).__name__)}, expected an array (jax.Array or numpy.ndarray)"
-        )
+            f"{argument}: got {_a(type(value).__name__)} of dtype {value.dtype}, {expected}; convert it "
+            "first (torch: tensor.numpy())"
+        ) from err
 
 
 @functools.cache

@@ -401,6 +401,15 @@ def test_xs_given_as_a_list():
         jaxrnn.scan(CELL, PARAMS, [[[1.0] * 4] * 6] * 3)
 
 
+def test_xs_given_as_a_torch_tensor():
+    import torch
+
+    with pytest.raises(
+        TypeError, match=r"xs: got a Tensor of dtype torch.float32, expected an array .*numpy\(\)"
+    ):
+        jaxrnn.scan(CELL, PARAMS, torch.zeros(3, 6, 4))
+
+
 def test_lengths_given_as_a_list():
     with pytest.raises(TypeError, match="lengths: got a list, expected an array"):
         jaxrnn.scan(CELL, PARAMS, XS, lengths=[6, 2, 3])

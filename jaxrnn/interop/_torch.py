@@ -102,7 +102,7 @@ def _state_dict_spec(
             "('weight' and 'bias', or 'weight' alone)"
         )
     for key, value in state_dict.items():
-        validate.array(value, f"module_or_state_dict[{key!r}]")
+        validate.array(value, f"module_or_state_dict[{key!r}]", tensors=True)
     if f"weight_hh{suffix}" not in state_dict:
         raise ValueError(
             f"module_or_state_dict: got a state_dict without 'weight_hh{suffix}', expected it beside "
@@ -195,7 +195,7 @@ def _layer_keys(is_cell: bool, num_layers: int, bidirectional: bool) -> list[tup
 def _floating_arrays(torch: Any, state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The state_dict's tensors as numpy copies, all of one floating dtype (or a TypeError naming the key)."""
     for key, value in state_dict.items():
-        validate.array(value, f"module_or_state_dict[{key!r}]")
+        validate.array(value, f"module_or_state_dict[{key!r}]", tensors=True)
     arrays = {key: _to_numpy(torch, value) for key, value in state_dict.items()}
     for key, value in arrays.items():  # (numpy's dtype: JAX's would read int64 as int32 without x64)
         if not jnp.issubdtype(value.dtype, jnp.floating):

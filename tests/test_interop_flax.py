@@ -98,6 +98,22 @@ def test_inner_params_dict_is_accepted():
     jax.tree.map(np.testing.assert_array_equal, from_inner, from_outer)
 
 
+def test_variables_of_an_nn_rnn_are_read_as_its_cells():
+    flax_rnn = nn.RNN(nn.LSTMCell(4))
+    rng = np.random.default_rng(3)
+    xs = jnp.asarray(rng.standard_normal((2, 5, 3), np.float32))
+    variables = _random_like(jax.eval_shape(flax_rnn.init, jax.random.key(0), xs), seed=4)
+    assert list(variables["params"]) == ["cell"]
+    cell, params = from_flax(variables, flax_rnn.cell)
+    want = jax.jit(flax_rnn.apply)(variables, xs)
+    np.testing.assert_allclose(jaxrnn.scan(cell, params, xs)[0], want, **TOL)
+
+
+def test_an_nn_rnn_given_as_the_cell_names_its_cell():
+    with pytest.raises(TypeError, match=r"cell: got RNN, expected .* \(for an nn.RNN, its cell.cell\)"):
+        from_flax({}, nn.RNN(nn.GRUCell(4)))
+
+
 def _random_params(cell, input_size: int, seed: int = 0):
     shapes = cell.param_shapes(input_size)
     return _random_like(jax.tree.map(np.zeros, shapes, is_leaf=lambda s: isinstance(s, tuple)), seed)

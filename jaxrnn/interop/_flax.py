@@ -60,9 +60,10 @@ def _flax_spec(nn: Any, cell: Any, argument: str) -> dict[str, Any]:
     the caller's name for the cell)."""
     kind = next((k for name, k in _KINDS.items() if type(cell) is getattr(nn, name)), None)
     if kind is None:
+        hint = f" (for an nn.RNN, its {argument}.cell)" if type(cell) is nn.RNN else ""
         raise TypeError(
             f"{argument}: got {type(cell).__name__}, expected a flax.linen SimpleCell, LSTMCell, "
-            "OptimizedLSTMCell or GRUCell"
+            f"OptimizedLSTMCell or GRUCell{hint}"
         )
     functions = {"activation_fn": cell.activation_fn}
     if kind != "elman":
@@ -125,7 +126,8 @@ def _check_dense_module(module: Any, argument: str) -> None:
 
 
 def _params_tree(variables: Any) -> Mapping[str, Any]:
-    """``variables["params"]``, or ``variables`` when it is the params dict itself."""
+    """``variables["params"]``, or ``variables`` when it is the params dict itself; for the variables of an
+    ``nn.RNN``, which holds its cell's params under ``"cell"``, the cell's."""
     if not isinstance(variables, Mapping):
         raise TypeError(f"variables: got {type(variables).__name__}, expected a dict of the module's params")
     tree = variables.get("params", variables)
@@ -133,6 +135,8 @@ def _params_tree(variables: Any) -> Mapping[str, Any]:
         raise TypeError(
             f"variables['params']: got {type(tree).__name__}, expected a dict of the module's params"
         )
+    if list(tree) == ["cell"] and isinstance(tree["cell"], Mapping):
+        return tree["cell"]
     return tree
 
 
@@ -208,7 +212,8 @@ def from_flax(variables: Mapping[str, Any], cell: Any) -> tuple[Cell | Dense, di
     :func:`jaxrnn.dense` head without activation and its params).
 
     Args:
-      variables: ``cell.init(...)``'s result, ``{"params": {...}}``, or the inner params dict.
+      variables: ``cell.init(...)``'s result, ``{"params": {...}}``, or the inner params dict; an
+        ``nn.RNN(cell)``'s variables (``{"params": {"cell": {...}}}``) are read as the cell's.
       cell: the ``flax.linen`` SimpleCell (no ``residual``), LSTMCell, OptimizedLSTMCell or GRUCell the
         variables belong to, with ``activation_fn`` (and ``gate_fn``) among ``flax.linen.tanh``, ``relu``,
         ``sigmoid`` and ``hard_sigmoid``; or a ``flax.linen.Dense`` (no ``precision``, ``dot_general`` or

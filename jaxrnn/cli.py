@@ -46,6 +46,7 @@ from jaxrnn.tasks.base import (
     build_model,
     check_options,
     default_readout,
+    fingerprint,
     require,
     subset,
 )
@@ -243,7 +244,8 @@ def build_parser() -> Parser:
         "evaluate",
         help="reload a run's checkpoint and evaluate it again",
         description="Reload the checkpoint in --out, evaluate it on the task's test set, print the report "
-        "and compare it with the metrics saved at training time.",
+        "and compare it with the metrics saved at training time (exit code 1 when they differ, or when the "
+        "task's data differ from the run's).",
     )
     evaluator.add_argument(
         "--out",
@@ -495,6 +497,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         "fit_seconds": fit_seconds,
         "wall_seconds": time.perf_counter() - start,
         "sizes": {**sizes, "input": data.input_size, "output": data.output_size},
+        "data_sha256": fingerprint(data),
         "history": {name: values.tolist() for name, values in result.history.items()},
         "files": files,
         "versions": {"jaxrnn": jaxrnn.__version__, "jax": jax.__version__},
@@ -602,9 +605,18 @@ def load_run(
 
 
 def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Re-evaluates a run; exit code 0 when its metrics (and its data, where the record has their digest)
+    are the saved ones, 1 when they differ."""
     task, config, record, model, params = load_run(args.out, parser)
     data = task.load(config)
     print(describe(task, config, count_params(params)))
+    same_data = record.get("data_sha256", fingerprint(data)) == fingerprint(data)
+    if not same_data:
+        source = " (it reads this Python's standard library)" if task.name == charlm.TASK.name else ""
+        print(
+            f"the {task.name} data loaded now differ from those the run was trained and tested on{source}: "
+            "its metrics cannot be reproduced here"
+        )
     metrics = task.evaluate(model, params, data, config)
     missing = sorted(set(metrics) - set(record["metrics"]))
     if missing:
@@ -621,7 +633,7 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         print(f"differs from the metrics saved at training time: {differences}")
     else:
         print(f"matches the metrics saved in {args.out / METRICS_FILE}")
-    return 0
+    return 0 if same_data and not changed else 1
 
 
 def generate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -10,19 +10,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxrnn import cli
 from jaxrnn.tasks import TASKS
+from jaxrnn.tasks.base import RunConfig, TaskData, fingerprint
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def run_cli(argv: list[str]) -> str:
-    """Runs ``jaxrnn argv`` in-process; returns its stdout (it must exit 0)."""
+def run_cli(argv: list[str], code: int = 0) -> str:
+    """Runs ``jaxrnn argv`` in-process; returns its stdout (it must exit with ``code``)."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert cli.main([str(arg) for arg in argv]) == 0
+        assert cli.main([str(arg) for arg in argv]) == code
     return out.getvalue()
 
 
@@ -347,6 +349,36 @@ def test_evaluate_of_a_checkpoint_that_does_not_fit_its_record_exits_2(capsys, t
     assert (
         f"the checkpoint in {tmp_path} cannot be restored for its metrics.json (ValueError: template" in err
     )
+
+
+def test_evaluate_exits_1_when_the_tasks_data_differ_from_the_runs(tmp_path):
+    run_cli(["train", "--steps", "1", "--hidden", "4", "--out", tmp_path])
+    path = tmp_path / "metrics.json"
+    record = json.loads(path.read_text())
+    assert record["data_sha256"] == fingerprint(TASKS["digits"].load(RunConfig(**record["config"])))
+    assert "matches the metrics saved" in run_cli(["evaluate", "--out", tmp_path])
+    record["data_sha256"] = "0" * 64  # as if the data had changed since (charlm: another Python's stdlib)
+    path.write_text(json.dumps(record))
+    stdout = run_cli(["evaluate", "--out", tmp_path], code=1)
+    assert "the digits data loaded now differ from those the run was trained and tested on: its" in stdout
+
+
+def test_fingerprint_changes_with_any_value_name_or_shape():
+    rng = np.random.default_rng(0)
+    train = {"x": rng.standard_normal((4, 3, 2)).astype(np.float32), "y": np.arange(4)}
+    data = TaskData(train, {"x": train["x"][:2], "y": train["y"][:2]}, 2, 4)
+    digest = fingerprint(data)
+    assert digest == fingerprint(data._replace(train={k: v.copy() for k, v in train.items()}))
+    changed_value = {**train, "x": train["x"].copy()}
+    changed_value["x"][3, 2, 1] += 1e-6
+    for other in (
+        data._replace(train=changed_value),
+        data._replace(train={**train, "y": train["y"].reshape(2, 2)}),
+        data._replace(train={"x": train["x"], "z": train["y"]}),
+        data._replace(train={**train, "y": train["y"].astype(np.int32)}),
+        data._replace(train=data.test, test=data.train),
+    ):
+        assert fingerprint(other) != digest
 
 
 def test_a_record_without_metrics_is_not_a_run_record(capsys, tmp_path):

@@ -70,7 +70,7 @@ def test_a_run_recorded_without_a_readout_is_reloaded_with_the_one_it_was_traine
     assert "matches the metrics saved" in stdout and f", {readout} readout," in stdout
     record["metrics"]["test_mse"] *= 1.5  # the check above can fail
     path.write_text(json.dumps(record))
-    assert "differs from the metrics saved" in run_cli(["evaluate", "--out", tmp_path])
+    assert "differs from the metrics saved" in run_cli(["evaluate", "--out", tmp_path], code=1)
 
 
 def test_plot_title_gives_the_test_sets_own_baseline(monkeypatch, tmp_path):

@@ -1,6 +1,8 @@
 """charlm: the standard-library corpus, the vocabulary, a tiny run end to end, and sampling from it."""
 
+import json
 import math
+import shutil
 
 import jax
 import numpy as np
@@ -48,6 +50,20 @@ def test_train_reports_bits_per_character_and_a_sample(run):
     assert 1.0 < metrics["test_bpc"] < 8.0
     assert record["history"]["val_bpc"][-1] == pytest.approx(metrics["test_bpc"], rel=1e-5)
     assert "sample (temperature 0.8):" in stdout
+
+
+def test_evaluate_of_a_run_on_another_corpus_names_the_standard_library(run, tmp_path):
+    """charlm's corpus is this Python's stdlib source: a run trained under another Python cannot be
+    reproduced, and evaluate says why (exit 1)."""
+    out = tmp_path / "copy"
+    shutil.copytree(run[0], out)
+    record = json.loads((out / "metrics.json").read_text())
+    record["data_sha256"] = "f" * 64
+    (out / "metrics.json").write_text(json.dumps(record))
+    stdout = run_cli(["evaluate", "--out", out], code=1)
+    assert (
+        "charlm data loaded now differ from those the run was trained and tested on (it reads this " in stdout
+    )
 
 
 def test_generate_continues_the_prompt_reproducibly(run):

@@ -51,7 +51,7 @@ def test_evaluate_notices_changed_metrics(run):
     path.write_text(json.dumps(record))
     try:
         assert "differs from the metrics saved at training time: test_accuracy" in run_cli(
-            ["evaluate", "--out", out]
+            ["evaluate", "--out", out], code=1
         )
     finally:
         path.write_text(saved)

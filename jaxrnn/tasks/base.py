@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import numbers
 from collections.abc import Callable, Mapping
@@ -189,3 +190,15 @@ def build_model(task: Task, config: RunConfig, data: TaskData) -> Model:
 def subset(data: Mapping[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
     """The examples ``index`` of a dataset dict."""
     return {name: value[index] for name, value in data.items()}
+
+
+def fingerprint(data: TaskData) -> str:
+    """A SHA-256 of the task's train and test arrays (names, dtypes, shapes and bytes): equal digests mean
+    equal data, so a run's record can tell whether a later ``load`` gave the data it was trained on."""
+    digest = hashlib.sha256()
+    for split, arrays in (("train", data.train), ("test", data.test)):
+        for name in sorted(arrays):
+            array = np.ascontiguousarray(arrays[name])
+            digest.update(f"{split}/{name}:{array.dtype.str}:{array.shape};".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()

@@ -37,6 +37,49 @@ def test_mean_pools_over_valid_steps():
     np.testing.assert_allclose(out, head.apply(params["head"], pooled), rtol=1e-5, atol=1e-6)
 
 
+def _gappy_mask(lengths):
+    """A mask with gaps (every step a random draw) that leaves one row with no valid step."""
+    mask = rng.random((4, 6)) < 0.5
+    mask[0, [1, 3]] = True  # (row 0 has steps after a gap)
+    mask[1] = False
+    return jnp.asarray(mask)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["mask", "mask-and-lengths"])
+@pytest.mark.parametrize("output", ["last", "mean", "final", "sequence"])
+def test_a_mask_selects_the_steps_each_readout_reads(output, with_lengths):
+    m, head, params, xs, lengths, _ = setup(output)
+    mask = _gappy_mask(lengths)
+    kwargs = {"mask": mask, "lengths": lengths} if with_lengths else {"mask": mask}
+    valid = np.asarray(mask) & (np.arange(6) < np.asarray(lengths)[:, None] if with_lengths else True)
+    ys, carries = m.network.apply(params["rnn"], xs, **kwargs)
+    out, _ = m.apply(params, xs, **kwargs)
+    steps = [np.flatnonzero(row) for row in valid]
+    zeros = jnp.zeros(5)
+    if output == "last":
+        feats = jnp.stack([ys[b, t[-1]] if len(t) else zeros for b, t in enumerate(steps)])
+    elif output == "mean":
+        feats = jnp.stack([ys[b, t].mean(0) if len(t) else zeros for b, t in enumerate(steps)])
+    elif output == "final":
+        feats = carries[-1]["forward"]
+    else:
+        feats = ys
+    np.testing.assert_allclose(out, head.apply(params["head"], feats), rtol=1e-5, atol=1e-6)
+    assert np.asarray(valid[1]).sum() == 0  # the row without valid steps is covered
+
+
+def test_a_mask_of_the_wrong_shape_is_refused():
+    m, _, params, xs, _, _ = setup("last")
+    with pytest.raises(ValueError, match=r"mask: got shape \(4, 5\), expected \(4, 6\)"):
+        m.apply(params, xs, mask=jnp.ones((4, 5), bool))
+
+
+def test_a_readout_mask_of_the_wrong_dtype_is_refused():
+    m, _, params, _, _, ys = setup("mean")
+    with pytest.raises(TypeError, match="mask: got dtype int32, expected bool"):
+        m.readout(params, ys, mask=jnp.ones((4, 6), jnp.int32))
+
+
 @pytest.mark.parametrize("output", ["mean", "last"])
 def test_traced_lengths_above_T_read_out_as_T(output):
     m, _, params, xs, lengths, _ = setup(output)

@@ -24,11 +24,13 @@ class Model(NamedTuple):
     Attributes:
       init: ``init(key, input_size, dtype=jnp.float32) -> params``, ``{"rnn": [...], "head": {...}}``
         (no ``"head"`` without a head).
-      apply: ``apply(params, xs, carries=None, *, lengths=None, key=None, train=False) -> (outputs,
-        final_carries)`` for ``xs (B, T, I)``; outputs are ``(B, O)`` for ``output`` "last"/"final"/"mean"
-        and ``(B, T, O)`` for "sequence".
-      readout: ``readout(params, ys, lengths=None, carries=None) -> outputs``, the part of ``apply`` after
-        the network (``carries``, the network's final carries, are read by "final" only).
+      apply: ``apply(params, xs, carries=None, *, lengths=None, mask=None, key=None, train=False) ->
+        (outputs, final_carries)`` for ``xs (B, T, I)``; outputs are ``(B, O)`` for ``output``
+        "last"/"final"/"mean" and ``(B, T, O)`` for "sequence". ``lengths (B,)`` and ``mask (B, T)`` (bool)
+        say which steps are valid, as in :func:`jaxrnn.scan` (both may be given: a step is valid where both
+        say so).
+      readout: ``readout(params, ys, lengths=None, carries=None, *, mask=None) -> outputs``, the part of
+        ``apply`` after the network (``carries``, the network's final carries, are read by "final" only).
       initial_carries: the network's ``initial_carries(batch_shape, dtype)``.
       network: the :class:`jaxrnn.Network`.
       head: the :class:`jaxrnn.Dense` head, or None.
@@ -49,12 +51,14 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
 
     ``output`` chooses what the head reads from the network's outputs ``ys (B, T, H)``:
 
-    * "last": ``ys[b, lengths[b] - 1]``, the last valid step (sequence classification/regression);
+    * "last": ``ys[b, lengths[b] - 1]``, the last valid step (sequence classification/regression; with a
+      ``mask``, the last step it marks; zeros for a sequence without valid steps);
     * "final": the last layer's final ``h`` of each direction, merged as the network merges its outputs:
       the forward direction's after its last valid step and the backward direction's after step 0, so each
       has read the whole sequence (PyTorch's ``h_n``, Keras' ``Bidirectional(return_sequences=False)``);
       for a unidirectional network the same as "last";
-    * "mean": ``Σ_{t < lengths[b]} ys[b, t] / lengths[b]`` (mean pooling);
+    * "mean": ``Σ_{t < lengths[b]} ys[b, t] / lengths[b]`` (mean pooling; with a ``mask``, over the steps it
+      marks);
     * "sequence": every step, ``(B, T, O)`` (seq2seq regression, language models, per-step labels).
 
     For cross-entropy losses give the head no activation: the losses take logits.
@@ -91,7 +95,16 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
             params["head"] = head.init(k_head, network.output_size, dtype)
         return params
 
-    def readout(params: dict, ys: Array, lengths: Array | None = None, carries: list | None = None) -> Array:
+    def readout(
+        params: dict,
+        ys: Array,
+        lengths: Array | None = None,
+        carries: list | None = None,
+        *,
+        mask: Array | None = None,
+    ) -> Array:
+        if mask is not None:
+            validate.mask(mask, tuple(jnp.shape(ys)[:-1]), "(*batch, T), ys' shape less its features")
         if output == "final":
             if carries is None:
                 raise ValueError('carries: got None, expected the network\'s final carries (output="final")')
@@ -99,17 +112,17 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
             feats = final_h["forward"]
             if network.bidirectional:
                 feats = merge_directions(network.merge, final_h["forward"], final_h["backward"])
-        elif output == "last":
+        elif output == "last" and (mask is None or ys.shape[-2] == 0):  # (no step: zeros)
             feats = last_output(ys, lengths)
-        elif output == "mean":
-            steps = ys.shape[-2]
-            n = (
-                jnp.full(ys.shape[:-2], steps)
-                if lengths is None
-                else validate.clipped_lengths(lengths, steps)
-            )
-            valid = (jnp.arange(steps) < n[..., None])[..., None]
-            feats = jnp.sum(jnp.where(valid, ys, 0.0), axis=-2) / jnp.maximum(n, 1)[..., None]
+        elif output in ("last", "mean"):
+            valid = valid_steps(ys, lengths, mask)
+            n = valid.sum(-1)
+            if output == "mean":
+                feats = jnp.sum(jnp.where(valid[..., None], ys, 0.0), axis=-2) / jnp.maximum(n, 1)[..., None]
+            else:  # the last step the mask marks: the first one of the reversed mask
+                index = ys.shape[-2] - 1 - jnp.argmax(valid[..., ::-1], axis=-1)
+                last = jnp.take_along_axis(ys, index[..., None, None], axis=-2)[..., 0, :]
+                feats = jnp.where((n > 0)[..., None], last, jnp.zeros_like(last))
         else:
             feats = ys
         return feats if head is None else head.apply(params["head"], feats)
@@ -120,6 +133,7 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
         carries: list | None = None,
         *,
         lengths: Array | None = None,
+        mask: Array | None = None,
         key: Array | None = None,
         train: bool = False,
     ) -> tuple[Array, list]:
@@ -127,8 +141,10 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
             got = sorted(params) if isinstance(params, dict) else type(params).__name__
             want = ["head", "rnn"] if head is not None else ["rnn"]
             raise ValueError(f"params: got {got}, expected a dict with keys {want}")
-        ys, carries = network.apply(params["rnn"], xs, carries, lengths=lengths, key=key, train=train)
-        return readout(params, ys, lengths, carries), carries
+        ys, carries = network.apply(
+            params["rnn"], xs, carries, lengths=lengths, mask=mask, key=key, train=train
+        )
+        return readout(params, ys, lengths, carries, mask=mask), carries
 
     return Model(
         init=init,
@@ -139,3 +155,13 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
         head=head,
         output=output,
     )
+
+
+def valid_steps(ys: Array, lengths: Array | None, mask: Array | None) -> Array:
+    """``(*batch, T)`` bool: the steps of ``ys (*batch, T, H)`` before each sequence's length and marked by
+    ``mask`` (every step where both are None)."""
+    steps = ys.shape[-2]
+    valid = jnp.ones(ys.shape[:-1], bool) if mask is None else mask
+    if lengths is None:
+        return valid
+    return valid & (jnp.arange(steps) < validate.clipped_lengths(lengths, steps)[..., None])

@@ -98,6 +98,14 @@ def test_accuracy_of_one_logit_per_element_is_binary_accuracy():
     assert losses.get_metrics(["binary_accuracy"])["binary_accuracy"] is losses.binary_accuracy
 
 
+@pytest.mark.parametrize("loss", ["binary_cross_entropy", losses.binary_cross_entropy])
+def test_accuracy_beside_binary_cross_entropy_is_binary_accuracy(loss):
+    """As Keras resolves "accuracy" for that loss: multi-label heads score per label."""
+    assert losses.get_metrics(["accuracy"], loss)["accuracy"] is losses.binary_accuracy
+    assert losses.get_metrics(["accuracy"], "cross_entropy")["accuracy"] is losses.accuracy
+    assert losses.get_metrics(["accuracy"])["accuracy"] is losses.accuracy
+
+
 def test_nothing_valid_gives_zero_not_nan():
     logits, labels = rng.normal(size=(3, 4)), rng.integers(0, 4, 3)
     assert float(losses.softmax_cross_entropy(jnp.asarray(logits), labels, np.zeros(3))) == 0.0

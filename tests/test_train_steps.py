@@ -314,6 +314,17 @@ def test_evaluate_refuses_negative_probability_labels(clf):
         evaluate(m, params, data, loss="cross_entropy")
 
 
+def test_accuracy_of_a_multi_label_head_trained_with_binary_cross_entropy_scores_each_label():
+    """Integer multi-hot rows (two labels on) were refused as 'not one-hot' by the softmax accuracy."""
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(3), output="last")
+    params = m.init(jax.random.key(0), 2)
+    x = rng.normal(size=(6, 3, 2)).astype(np.float32)
+    y = np.array([[1, 1, 0], [0, 0, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1], [0, 0, 1]])
+    result = evaluate(m, params, {"x": x, "y": y}, loss="binary_cross_entropy", metrics=["accuracy"])
+    logits, _ = m.apply(params, x)
+    assert result["accuracy"] == pytest.approx(float(np.mean((np.asarray(logits) > 0) == (y > 0.5))))
+
+
 @pytest.mark.parametrize("outputs", [1, 3])
 def test_accuracy_beside_a_regression_loss_checks_no_label_values(outputs):
     """Label values are checked for the functions that read them: mse reads real targets, whatever

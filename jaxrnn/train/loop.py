@@ -181,7 +181,7 @@ def fit(
     mesh = parallel.data_mesh(devices)
     if batch_size % len(devices):
         raise ValueError(f"batch_size: got {batch_size}, expected a multiple of the {len(devices)} devices")
-    metric_fns = losses.get_metrics(metrics)
+    metric_fns = losses.get_metrics(metrics, loss)
     fns = [losses.get_loss(loss), *metric_fns.values()]
     check_labels(model, train, fns, "train")
     if validation is not None:

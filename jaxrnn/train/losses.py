@@ -265,7 +265,8 @@ def binary_accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: 
 def accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """The fraction of valid elements whose ``argmax`` over the last axis equals the label (integer or
     one-hot, as for :func:`softmax_cross_entropy`). With one logit per element (``(..., 1)``, a binary head
-    trained with :func:`binary_cross_entropy`) it is :func:`binary_accuracy`, as Keras' "accuracy" is."""
+    trained with :func:`binary_cross_entropy`) it is :func:`binary_accuracy`, as Keras' "accuracy" is (and
+    the name "accuracy" beside that loss is :func:`binary_accuracy` for any width: :func:`get_metrics`)."""
     if len(_shape(logits)) >= 1 and _shape(logits)[-1] == 1:
         return binary_accuracy(logits, labels, mask, lengths=lengths)
     logits, labels, integer = _class_inputs(logits, labels, mask, lengths, probabilities=False)
@@ -319,8 +320,10 @@ def get_loss(loss: str | LossFn) -> LossFn:
     return LOSSES[loss]
 
 
-def get_metrics(metrics: Any) -> dict[str, LossFn]:
-    """Metrics given as names (from :data:`METRICS`) or as a ``{name: fn}`` mapping; ``None``: none."""
+def get_metrics(metrics: Any, loss: str | LossFn | None = None) -> dict[str, LossFn]:
+    """Metrics given as names (from :data:`METRICS`) or as a ``{name: fn}`` mapping; ``None``: none. Beside
+    the ``loss`` :func:`binary_cross_entropy`, the name "accuracy" is :func:`binary_accuracy` (as Keras
+    resolves it), so multi-label outputs score per label."""
     if isinstance(metrics, Mapping):
         for name, fn in metrics.items():
             if not isinstance(name, str) or not callable(fn):
@@ -338,7 +341,8 @@ def get_metrics(metrics: Any) -> dict[str, LossFn]:
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"metrics: got unknown names {unknown}, expected names from {list(METRICS)}")
-    return {m: METRICS[m] for m in metrics}
+    binary = loss is not None and get_loss(loss) is binary_cross_entropy
+    return {m: binary_accuracy if binary and m == "accuracy" else METRICS[m] for m in metrics}
 
 
 def combine(fn: LossFn, values: Any, counts: Any) -> float:

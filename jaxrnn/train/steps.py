@@ -184,7 +184,7 @@ def objective(
     """``objective(params, batch, key, train, carries=None) -> (loss, (aux, final_carries))``, the masked loss
     of a batch, with ``aux`` the named metrics plus ``"count"`` (the total loss weight)."""
     loss_fn = losses.get_loss(loss)
-    metric_fns = losses.get_metrics(metrics)
+    metric_fns = losses.get_metrics(metrics, loss)
 
     def fn(params, batch, key, train, carries=None):
         check_batch(batch)
@@ -262,7 +262,7 @@ def make_eval_step(
 ) -> Callable[[Any, Batch], dict[str, Array]]:
     """Builds the jitted ``eval_step(params, batch) -> {"loss", "count", *metrics}`` (no dropout); one
     compile per model, loss and metrics, however often it is built."""
-    static = Static(model, losses.get_loss(loss), tuple(losses.get_metrics(metrics).items()))
+    static = Static(model, losses.get_loss(loss), tuple(losses.get_metrics(metrics, loss).items()))
     return functools.partial(_eval_batch, static)
 
 
@@ -270,7 +270,7 @@ def combine_metrics(
     per_batch: list[Mapping[str, Any]], loss: str | losses.LossFn, metrics: Any = ()
 ) -> dict[str, float]:
     """Combines per-batch metric dicts into dataset-level values, weighting each batch by its ``"count"``."""
-    fns = {"loss": losses.get_loss(loss), **losses.get_metrics(metrics)}
+    fns = {"loss": losses.get_loss(loss), **losses.get_metrics(metrics, loss)}
     counts = [m["count"] for m in per_batch]
     return {name: losses.combine(fn, [m[name] for m in per_batch], counts) for name, fn in fns.items()}
 
@@ -287,7 +287,7 @@ def evaluate(
     """The loss and metrics of ``params`` over a whole dataset (any format :func:`~jaxrnn.train.dataset`
     accepts), each averaged over every valid sequence or step (padding never counts)."""
     data = data_lib.dataset(data, "data")
-    check_labels(model, data, [losses.get_loss(loss), *losses.get_metrics(metrics).values()], "data")
+    check_labels(model, data, [losses.get_loss(loss), *losses.get_metrics(metrics, loss).values()], "data")
     eval_step = make_eval_step(model, loss, metrics=metrics)
     batch_size = min(batch_size, len(data["x"]))
     per_batch = [jax.device_get(eval_step(params, b)) for b in data_lib.batches(data, batch_size)]

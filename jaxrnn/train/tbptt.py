@@ -135,7 +135,7 @@ def make_tbptt_train_step(
     """
     validate.positive_int(chunk, "chunk")
     step = make_tbptt_step(model, loss, optimizer, metrics=metrics, jit=False)
-    perplexity_names = {n for n, f in losses.get_metrics(metrics).items() if f is losses.perplexity}
+    perplexity_names = {n for n, f in losses.get_metrics(metrics, loss).items() if f is losses.perplexity}
 
     def train_step(params, opt_state, batch, key):
         check_batch(batch)

@@ -32,6 +32,8 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
 
+from jaxrnn import validate
+
 from . import layout as layouts
 from .layout import Layout
 
@@ -154,8 +156,8 @@ def _call(cfg: Config, kernel, out_shape, in_specs, out_specs, name: str):
     @call.defjvp
     def _refuse(primals, tangents):
         raise ValueError(
-            f"backend='pallas': the fused kernel ({name}) has a first derivative only; for second "
-            "derivatives (grad of grad, hessian) use backend='auto' or 'xla'"
+            f"backend='pallas' (which 'auto' picks on GPU and TPU): the fused kernel ({name}) has a first "
+            "derivative only; for second derivatives (grad of grad, hessian) use backend='xla'"
         )
 
     return call
@@ -454,8 +456,11 @@ def run(
     Returns:
       ``hs (T, B, H)`` (zero on masked steps) and the tuple of final carry leaves ``(B, H)``.
     """
+    validate.boolean(reverse, "reverse")
     steps, batch, width = xp.shape
     hidden = width // cell.gates
+    if mask is not None and jnp.result_type(mask) != jnp.bool_:
+        raise TypeError(f"mask: got dtype {jnp.result_type(mask)}, expected bool")
     # padding, not broadcasting, fills the layout: a (T, 1) mask or a (B, 1) h_mask would be read as zeros
     for name, value, expected in (("mask", mask, (steps, batch)), ("h_mask", h_mask, (batch, hidden))):
         if value is not None and tuple(value.shape) != expected:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxrnn import validate
+
 from . import fused
 from .reference import matmul, scan_steps
 
@@ -104,6 +106,7 @@ def gru(
     Returns:
       ``hs (T, B, H)`` and the final ``h (B, H)``.
     """
+    validate.boolean(reset_after, "reset_after")
     layout, acc = fused.plan(xp, 3, (h0,), w_h, platform, {"b_h": (b_h, 3)})
     hs, (h,) = fused.run(
         _kernel(reset_after, layout.hidden, acc),

@@ -72,8 +72,14 @@ def next_pow2(n: int) -> int:
 
 
 def default_platform() -> str:
-    """The platform of the default backend, as a layout name ("cuda" and "rocm" are "gpu")."""
-    backend = jax.default_backend()
+    """The platform computations run on when nothing says otherwise, as a layout name ("cuda" and "rocm"
+    are "gpu"): the device of a ``jax.default_device`` context (or setting) where there is one, else the
+    default backend's."""
+    device = jax.config.jax_default_device
+    if device is None:
+        backend = jax.default_backend()
+    else:  # a Device, or a platform name
+        backend = device if isinstance(device, str) else device.platform
     return "gpu" if backend in ("gpu", "cuda", "rocm") else backend
 
 

@@ -83,6 +83,9 @@ def lstm(
     Returns:
       ``hs (T, B, H)`` and the final ``(h, c)``.
     """
+    if not isinstance(carry0, (tuple, list)) or len(carry0) != 2:
+        got = f"{len(carry0)} leaves" if isinstance(carry0, (tuple, list)) else type(carry0).__name__
+        raise ValueError(f"carry0: got {got}, expected (h0, c0), two (B, H) arrays")
     layout, acc = fused.plan(xp, 4, carry0, w_h, platform)
     hs, carry = fused.run(
         _kernel(layout.hidden, acc),

@@ -75,6 +75,17 @@ def test_layout_pads_odd_sizes_per_platform():
     assert (tpu.batch % 8, tpu.hidden, tpu.steps % tpu.time_chunk) == (0, 128, 0)
 
 
+def test_default_platform_follows_a_default_device_context(monkeypatch):
+    """On a GPU machine, work under jax.default_device(cpu) runs on the CPU: "auto" must not pick the
+    Triton kernel there, nor "pallas" leave interpret mode."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "cuda")
+    assert layout.default_platform() == "gpu"
+    with jax.default_device(jax.devices("cpu")[0]):
+        assert layout.default_platform() == "cpu"
+    with jax.default_device("cpu"):
+        assert layout.default_platform() == "cpu"
+
+
 def test_pad_vector_pads_each_gate_block():
     lay = layout.choose("cpu", batch=1, hidden=3, steps=1, gates=2, itemsize=4)
     padded = fused.pad_vector(jnp.arange(1.0, 7.0), 2, lay)
@@ -142,7 +153,11 @@ def test_second_derivatives_are_refused_with_a_clear_error():
         grad = jax.grad(lambda x: jnp.sum(jaxrnn.scan(cell, params, x, backend="pallas")[0] ** 2))(xs)
         return jnp.sum(grad**2)
 
-    with pytest.raises(ValueError, match="backend='pallas': the fused kernel .* has a first derivative only"):
+    with pytest.raises(
+        ValueError,
+        match=r"backend='pallas' \(which 'auto' picks on GPU and TPU\): the fused kernel .* has a first "
+        r"derivative only; .* use backend='xla'",
+    ):
         jax.jit(jax.grad(grad_norm)).trace(jnp.ones((2, 4, 2)))
 
 
@@ -202,6 +217,28 @@ def test_kernel_arguments_that_do_not_fit_xp_are_refused(kind, changes, message)
     """The kernels pad to their layout: a wrong shape would be padded or cut instead of failing."""
     with pytest.raises(ValueError, match=message):
         _call_kernel(kind, **changes)
+
+
+def test_a_reverse_that_is_not_a_bool_is_refused():
+    """The string "False" is true: the kernel ran the recurrence backward."""
+    with pytest.raises(TypeError, match="reverse: got 'False', expected True or False"):
+        elman.elman(jnp.ones((4, 2, 3)), jnp.ones((2, 3)), jnp.ones((3, 3)), reverse="False")
+
+
+def test_a_reset_after_that_is_not_a_bool_is_refused():
+    with pytest.raises(TypeError, match="reset_after: got 'no', expected True or False"):
+        gru.gru(jnp.ones((4, 2, 9)), jnp.ones((2, 3)), jnp.ones((3, 9)), jnp.ones(9), reset_after="no")
+
+
+def test_an_lstm_carry_without_two_leaves_is_refused():
+    with pytest.raises(ValueError, match=r"carry0: got 1 leaves, expected \(h0, c0\), two \(B, H\) arrays"):
+        lstm.lstm(jnp.ones((4, 2, 12)), (jnp.ones((2, 3)),), jnp.ones((3, 12)))
+
+
+def test_a_mask_that_is_not_bool_is_refused():
+    """A float mask would be read as a weight of the held carry."""
+    with pytest.raises(TypeError, match="mask: got dtype float32, expected bool"):
+        elman.elman(jnp.ones((4, 2, 3)), jnp.ones((2, 3)), jnp.ones((3, 3)), mask=jnp.full((4, 2), 0.5))
 
 
 def test_kernel_inputs_of_an_integer_dtype_are_refused():

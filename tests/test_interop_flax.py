@@ -267,6 +267,14 @@ def test_integer_leaf_raises():
         from_flax(variables, nn.GRUCell(4))
 
 
+def test_a_leaf_given_as_a_list_is_named():
+    """np.asarray read it as float64, and the dtype error blamed another leaf."""
+    variables = _flax_variables(nn.LSTMCell(2), (jnp.zeros((1, 2)),) * 2, jnp.zeros((1, 2)), seed=0)
+    variables["params"]["ii"]["kernel"] = [[1.0, 2.0], [3.0, 4.0]]
+    with pytest.raises(TypeError, match=r"variables\['ii'\]\['kernel'\]: got a list, expected an array"):
+        from_flax(variables, nn.LSTMCell(2))
+
+
 def test_leaves_of_mixed_dtypes_raise():
     variables = _flax_variables(nn.GRUCell(4), jnp.zeros((1, 4)), jnp.zeros((1, 2)), seed=0)
     variables["params"]["in"]["bias"] = variables["params"]["in"]["bias"].astype(jnp.bfloat16)

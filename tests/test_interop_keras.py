@@ -1,5 +1,6 @@
 """jaxrnn.interop for Keras 3 (JAX backend, set in conftest): SimpleRNN, LSTM, GRU and Bidirectional."""
 
+import importlib
 import sys
 
 import jax
@@ -223,6 +224,24 @@ def test_mixed_precision_raises():
         from_keras(_built(L.LSTM(4, **INIT, dtype="mixed_float16")))
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "float16"])
+def test_bidirectional_with_a_half_precision_policy_raises(policy):
+    """Keras casts a Bidirectional's inputs to its own compute dtype while the wrapped layers stay float32:
+    the converted network gave other numbers (2e-4 off) without a word."""
+    layer = _built(L.Bidirectional(L.LSTM(4, **INIT, return_sequences=True), dtype=policy))
+    with pytest.raises(ValueError, match=r"layer.dtype_policy: got compute dtype float16"):
+        from_keras(layer)
+    net = jaxrnn.rnn(jaxrnn.lstm(4), bidirectional=True)
+    with pytest.raises(ValueError, match=r"layer.dtype_policy: got compute dtype float16"):
+        to_keras(net, _random_params(net, 3), layer)
+
+
+def test_to_keras_into_a_layer_of_another_kind_names_the_layer():
+    net = jaxrnn.rnn(jaxrnn.lstm(4))
+    with pytest.raises(TypeError, match=r"layer: got a Keras gru layer \(GRU\), expected keras.layers.LSTM"):
+        to_keras(net, _random_params(net, 3), L.GRU(4, **INIT))
+
+
 def test_merge_mode_none_raises():
     with pytest.raises(ValueError, match=r"layer.merge_mode: got None"):
         from_keras(_built(L.Bidirectional(L.LSTM(4, **INIT), merge_mode=None)))
@@ -346,6 +365,19 @@ def test_to_keras_input_size_mismatch_raises():
     net = jaxrnn.rnn(jaxrnn.elman(4))
     with pytest.raises(ValueError, match=r"layer: built for input size 5, expected 3"):
         to_keras(net, _random_params(net, 3), _built(L.SimpleRNN(4, **INIT), 5))
+
+
+def test_keras_whose_backend_is_missing_is_not_called_uninstalled(monkeypatch):
+    """Keras installed with KERAS_BACKEND=tensorflow and no tensorflow: reinstalling keras cannot help."""
+
+    def import_module(name):
+        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    with pytest.raises(
+        ImportError, match=r"keras, which is installed but fails to import: No module .*KERAS_BACKEND"
+    ):
+        from_keras(None)
 
 
 def test_missing_keras_names_the_extra(monkeypatch):

@@ -426,7 +426,7 @@ def test_a_network_redescribed_with_replace_raises(export):
 
 def test_to_torch_mixed_layers_raise():
     net = jaxrnn.rnn([jaxrnn.lstm(4), jaxrnn.lstm(5)], num_layers=2)
-    with pytest.raises(ValueError, match=r"net: layer 1 has a lstm cell of hidden_size 5"):
+    with pytest.raises(ValueError, match=r"net: layer 1 has an lstm cell of hidden_size 5"):
         to_torch(net, _random_params(net, 3))
 
 
@@ -437,6 +437,24 @@ def test_to_torch_mixed_layers_name_the_option_that_differs():
         match=r"layer 1 has a gru cell of hidden_size 4, compute_dtype=bfloat16, expected the same",
     ):
         to_torch(net, _random_params(net, 3))
+
+
+def test_to_torch_ignores_a_negative_slope_its_activation_does_not_read():
+    """negative_slope changes a leaky_relu only: tanh layers with different ones compute the same."""
+    net = jaxrnn.rnn([jaxrnn.elman(5, negative_slope=0.1), jaxrnn.elman(5)], num_layers=2)
+    params = _random_params(net, 3)
+    module = torch.nn.RNN(3, 5, num_layers=2, batch_first=True)
+    module.load_state_dict(to_torch(net, params))
+    x = np.random.default_rng(0).standard_normal((2, 4, 3), np.float32)
+    np.testing.assert_allclose(_np(module(torch.from_numpy(x))[0]), net.apply(params, x)[0], **TOL)
+    leaky = jaxrnn.rnn([jaxrnn.elman(5, "leaky_relu", negative_slope=0.1), jaxrnn.elman(5, "leaky_relu")])
+    with pytest.raises(ValueError, match=r"layer 1 has an elman cell of hidden_size 5, negative_slope=0.01"):
+        to_torch(leaky, _random_params(leaky, 3))
+
+
+def test_a_module_on_the_meta_device_is_refused():
+    with pytest.raises(ValueError, match=r"module_or_state_dict: got tensors on the meta device"):
+        from_torch(torch.nn.LSTM(4, 5, device="meta"))
 
 
 def test_to_torch_compute_dtype_raises():
@@ -510,7 +528,7 @@ def test_to_torch_bias_false_with_nonzero_bias_raises():
 
 def test_to_torch_wrong_params_raise():
     net = jaxrnn.rnn(jaxrnn.gru(4), num_layers=2)
-    with pytest.raises(ValueError, match=r"params: got list, expected a list of 2 layers"):
+    with pytest.raises(ValueError, match=r"params: got a list of 1, expected a list of 2 layers"):
         to_torch(net, _random_params(net, 3)[:1])
 
 
@@ -578,6 +596,30 @@ def test_carries_of_another_structure_are_refused():
     net, _ = from_torch(torch.nn.GRU(3, 5, bidirectional=True))
     with pytest.raises(ValueError, match=r"carries\[0\]: got \['forward'\], expected a dict with keys"):
         carries_to_torch(net, [{"forward": jnp.zeros((2, 5))}])
+
+
+@pytest.mark.parametrize(
+    ("make", "state", "message"),
+    [
+        (jaxrnn.lstm, jnp.ones((3, 5)), r"carries\[0\]\['forward'\]: got an array of structure"),
+        (jaxrnn.gru, (jnp.ones((3, 5)),) * 2, r"carries\[0\]\['forward'\]: got a tuple of structure"),
+        (jaxrnn.gru, jnp.ones((3, 7)), r"carries\[0\]\['forward'\]: got shape \(3, 7\), expected \(3, 5\)"),
+        (jaxrnn.gru, jnp.ones((2, 3, 5)), r"got batch shape \(2, 3\), expected \(B,\) or \(\)"),
+    ],
+    ids=["lstm-given-one-state", "gru-given-a-pair", "width", "two-batch-axes"],
+)
+def test_carries_to_torch_refuses_carries_that_do_not_fit_the_cell(make, state, message):
+    """They were stacked as they came: an LSTM took the rows of one h as (h, c)."""
+    with pytest.raises(ValueError, match=message):
+        carries_to_torch(jaxrnn.rnn(make(5)), [{"forward": state}])
+
+
+def test_carries_from_torch_refuses_states_that_are_not_floating_arrays():
+    net = jaxrnn.rnn(jaxrnn.gru(5))
+    with pytest.raises(TypeError, match=r"h_0: got dtype int64, expected a floating dtype"):
+        carries_from_torch(net, torch.ones(1, 3, 5, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"h_0: got a str, expected an array"):
+        carries_from_torch(net, "abc")
 
 
 def test_torch_states_of_layers_of_different_sizes_are_refused():

@@ -21,6 +21,15 @@ def require(package: str, extra: str, caller: str) -> ModuleType:
     try:
         return importlib.import_module(package)
     except ImportError as err:
+        missing = getattr(err, "name", None)
+        if missing is None or not (package == missing or package.startswith(f"{missing}.")):
+            # installed, but something it imports is missing (Keras' configured backend, say)
+            hint = (
+                " (set KERAS_BACKEND=jax, or torch, before keras is imported)" if package == "keras" else ""
+            )
+            raise ImportError(
+                f"{caller} needs {package}, which is installed but fails to import: {err}{hint}"
+            ) from err
         raise ImportError(
             f"{caller} needs {package}, which is not installed; install it with pip install 'jaxrnn[{extra}]'"
         ) from err
@@ -43,13 +52,15 @@ def check_network(net: Any, params: Any, target: str) -> tuple[Cell, int]:
     check_network_made(net)
     cell = net.cells[0]
     for i, other in enumerate(net.cells[1:], start=1):
-        if (other.kind, other.hidden_size, other.options) != (cell.kind, cell.hidden_size, cell.options):
-            mine, theirs = cell.options or {}, other.options or {}
+        mine, theirs = _math_options(cell), _math_options(other)
+        if (other.kind, other.hidden_size, theirs) != (cell.kind, cell.hidden_size, mine):
             differing = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
             options = "".join(f", {k}={_shown(theirs.get(k))}" for k in differing)
             first = "".join(f", {k}={_shown(mine.get(k))}" for k in differing)
+            article = {"elman": "an", "lstm": "an"}.get(other.kind, "a")
             raise ValueError(
-                f"net: layer {i} has a {other.kind} cell of hidden_size {other.hidden_size}{options}, "
+                f"net: layer {i} has {article} {other.kind} cell of hidden_size {other.hidden_size}{options},"
+                " "
                 f"expected the same cell as layer 0 ({cell.kind}, hidden_size {cell.hidden_size}{first}): "
                 f"{target} stacks identical layers"
             )
@@ -57,7 +68,8 @@ def check_network(net: Any, params: Any, target: str) -> tuple[Cell, int]:
         check_exact(layer_cell, "net" if i == 0 else f"net.cells[{i}]")
     directions = ("forward", "backward") if net.bidirectional else ("forward",)
     if not isinstance(params, (list, tuple)) or len(params) != len(net.cells):
-        raise ValueError(f"params: got {type(params).__name__}, expected a list of {len(net.cells)} layers")
+        got = f"a list of {len(params)}" if isinstance(params, (list, tuple)) else type(params).__name__
+        raise ValueError(f"params: got {got}, expected a list of {len(net.cells)} layers")
     input_size = None
     for i, layer in enumerate(params):
         if not isinstance(layer, dict) or set(layer) != set(directions):
@@ -77,6 +89,15 @@ def check_network(net: Any, params: Any, target: str) -> tuple[Cell, int]:
                     f"{argument}['w_x']: got input size {size}, expected {expected} (as {source})"
                 )
     return cell, input_size
+
+
+def _math_options(cell: Cell) -> dict[str, Any]:
+    """``cell.options`` less what does not change its math (an Elman ``negative_slope`` is read by
+    "leaky_relu" only)."""
+    options = dict(cell.options or {})
+    if options.get("activation") != "leaky_relu":
+        options.pop("negative_slope", None)
+    return options
 
 
 def _shown(option: Any) -> str:

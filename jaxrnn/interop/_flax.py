@@ -198,8 +198,9 @@ def _leaf(
             f"variables: missing {module}/{leaf}, expected it in a Flax cell's params (got modules "
             f"{sorted(tree)})"
         )
-    value, argument = np.asarray(tree[module][leaf]), f"variables[{module!r}][{leaf!r}]"
-    validate.floating(value, argument)
+    argument = f"variables[{module!r}][{leaf!r}]"
+    validate.floating(tree[module][leaf], argument)
+    value = np.asarray(tree[module][leaf])
     if dtype is not None and value.dtype != dtype:
         raise TypeError(f"{argument}: got dtype {value.dtype}, expected {dtype} (one dtype for every leaf)")
     if value.shape != shape:

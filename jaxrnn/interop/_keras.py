@@ -173,6 +173,13 @@ def _layer_spec(keras: Any, layer: Any) -> tuple[dict[str, Any], list[Any], str 
     """``(spec, [rnn layer per direction], merge or None)`` for a Keras layer."""
     if isinstance(layer, keras.layers.Bidirectional):
         _refuse_own_call(layer, keras.layers.Bidirectional, "layer")
+        _check_one_dtype(layer, "layer")
+        if layer.compute_dtype != layer.forward_layer.compute_dtype:
+            raise ValueError(
+                f"layer.dtype_policy: got compute dtype {layer.compute_dtype}, expected the wrapped layers' "
+                f"{layer.forward_layer.compute_dtype} (Keras would cast their inputs to "
+                f"{layer.compute_dtype})"
+            )
         merge_mode = layer.merge_mode
         if merge_mode not in _MERGES:
             raise ValueError(f"layer.merge_mode: got {merge_mode!r}, expected one of {list(_MERGES)}")
@@ -308,7 +315,13 @@ def to_keras(net: Network | Dense, params: Any, layer: Any) -> Any:
                 f"{name}: got {value!r}, expected one of {list(_ACTIVATIONS.values())} (the ones Keras has)"
             )
     reset_after = cell.options["reset_after"] if kind == "gru" else None
-    expected = {"kind": kind, "units": cell.hidden_size, **gated, "reset_after": reset_after}
+    if spec["kind"] != kind:
+        keras_name = next(name for name, k in _KINDS.items() if k == kind)
+        raise TypeError(
+            f"layer: got a Keras {spec['kind']} layer ({type(directions[0]).__name__}), expected "
+            f"keras.layers.{keras_name} to match the net's {kind} cell"
+        )
+    expected = {"units": cell.hidden_size, **gated, "reset_after": reset_after}
     for name, value in expected.items():
         if spec[name] != value:
             raise ValueError(f"layer.{name}: got {spec[name]!r}, expected {value!r} to match the net's cell")

@@ -11,8 +11,10 @@ head's ``w`` transposed, its ``bias`` the head's ``b``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -163,6 +165,11 @@ def _to_numpy(torch: Any, tensor: Any) -> np.ndarray:
     of numpy or JAX arrays is copied as it is."""
     if not isinstance(tensor, torch.Tensor):
         return np.array(tensor)
+    if tensor.is_meta:
+        raise ValueError(
+            "module_or_state_dict: got tensors on the meta device, expected materialized weights (load or "
+            "initialize the module first)"
+        )
     tensor = tensor.detach().cpu()
     if tensor.dtype == torch.bfloat16:
         return tensor.float().numpy().astype(jnp.bfloat16)
@@ -517,8 +524,13 @@ def carries_from_torch(net: Network, h_0: Any, c_0: Any = None) -> list[dict[str
     if is_lstm != (c_0 is not None):
         expected = "the LSTM's c_0" if is_lstm else "None (only an LSTM has a cell state)"
         raise ValueError(f"c_0: got {'None' if c_0 is None else 'a state'}, expected {expected}")
-    states = {"h_0": _to_numpy(torch, h_0)} | ({"c_0": _to_numpy(torch, c_0)} if is_lstm else {})
+    states = {"h_0": h_0} | ({"c_0": c_0} if is_lstm else {})
     for name, value in states.items():
+        validate.array(value, name, tensors=True)
+    states = {name: _to_numpy(torch, value) for name, value in states.items()}
+    for name, value in states.items():
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            raise TypeError(f"{name}: got dtype {value.dtype}, expected a floating dtype")
         width = widths[name]
         size = "proj_size" if width != widths.get("c_0", width) else "hidden_size"
         if value.ndim not in (2, 3) or value.shape[0] != len(order) or value.shape[-1] != width:
@@ -553,6 +565,16 @@ def carries_to_torch(net: Network, carries: Any) -> Any:
         if not isinstance(value, Mapping) or set(value) != set(directions):
             got = sorted(value) if isinstance(value, Mapping) else type(value).__name__
             raise ValueError(f"carries[{layer}]: got {got}, expected a dict with keys {list(directions)}")
+    first = jax.tree_util.tree_leaves(carries[0][directions[0]])
+    batch_shape = np.shape(first[0])[:-1] if first else ()
+    if len(batch_shape) > 1:
+        raise ValueError(
+            f"carries[0][{directions[0]!r}]: got batch shape {batch_shape}, expected (B,) or () (torch's "
+            "states hold one batch axis)"
+        )
+    for layer, direction in order:  # the structure and shape of each as the cell's initial_carry
+        expected = jax.eval_shape(partial(net.cells[layer].initial_carry, batch_shape))
+        validate.carry(carries[layer][direction], expected, f"carries[{layer}][{direction!r}]")
     states = [carries[layer][d] for layer, d in order]
     if is_lstm:
         return tuple(_to_torch(torch, np.stack([np.asarray(s[k]) for s in states])) for k in (0, 1))

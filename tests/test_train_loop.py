@@ -5,6 +5,7 @@ import re
 import chex
 import jax
 import numpy as np
+import optax
 import pytest
 
 import jaxrnn
@@ -269,6 +270,37 @@ def test_resuming_with_other_metrics_or_loss_is_refused(tmp_path, first, then, m
     fit(m, params, sign_task(), epochs=1, **{**kwargs, **first})
     with pytest.raises(ValueError, match=message):
         fit(m, params, sign_task(), epochs=2, **{**kwargs, **then})
+
+
+def test_resuming_with_another_learning_rate_is_refused_and_with_an_equal_optimizer_accepted(tmp_path):
+    """A changed learning rate went unnoticed: the optimizer state has the same shapes."""
+    m, params = classifier()
+    kwargs = dict(loss="cross_entropy", batch_size=16, progress=False, key=jax.random.key(0))
+    fit(m, params, sign_task(), epochs=1, optimizer=optimizer(0.05), checkpoint_dir=tmp_path, **kwargs)
+    with pytest.raises(
+        ValueError,
+        match=r"optimizer: got jaxrnn.train.optimizer with learning_rate=0.01, expected learning_rate=0.05 "
+        r"as in the checkpoint",
+    ):
+        fit(m, params, sign_task(), epochs=2, optimizer=optimizer(0.01), checkpoint_dir=tmp_path, **kwargs)
+    same = optimizer(0.05)  # another object with the same settings
+    result = fit(m, params, sign_task(), epochs=2, optimizer=same, checkpoint_dir=tmp_path, **kwargs)
+    assert len(result.history["loss"]) == 2
+
+
+def test_resuming_with_an_optimizer_of_unknown_settings_is_refused(tmp_path):
+    m, params = classifier()
+    kwargs = dict(loss="cross_entropy", batch_size=16, progress=False, key=jax.random.key(0))
+    fit(m, params, sign_task(), epochs=1, optimizer=optimizer(0.05), checkpoint_dir=tmp_path, **kwargs)
+    lookalike = optax.chain(  # the same state structure, so only the recorded settings can tell
+        optax.clip_by_global_norm(1.0), optax.scale_by_adam(), optax.scale_by_learning_rate(0.5)
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"optimizer: got an optax transformation jaxrnn.train.optimizer did not make, expected "
+        r"jaxrnn.train.optimizer\(name='adam', learning_rate=0.05",
+    ):
+        fit(m, params, sign_task(), epochs=2, optimizer=lookalike, checkpoint_dir=tmp_path, **kwargs)
 
 
 def test_resuming_with_the_loss_function_a_name_stands_for_is_accepted(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxrnn.train import optimizer
+from jaxrnn.train import optim, optimizer
 
 rng = np.random.default_rng()
 
@@ -176,3 +176,24 @@ def test_non_finite_settings_are_rejected(kwargs, message):
 def test_momentum_of_one_or_more_is_rejected():
     with pytest.raises(ValueError, match=r"momentum: got 1.5, expected a number in \[0, 1\)"):
         optimizer(1e-3, name="sgd", momentum=1.5)
+
+
+def warmup(step):
+    return jnp.minimum(1.0, step / 100)
+
+
+def test_settings_are_those_the_optimizer_was_made_with():
+    opt = optimizer(3e-3, name="sgd", momentum=0.9, clip_norm=None, l2=1e-4, schedule=warmup)
+    assert optim.settings(opt) == {
+        "name": "sgd",
+        "learning_rate": 3e-3,
+        "schedule": "warmup",
+        "clip_norm": None,
+        "clip_value": None,
+        "weight_decay": 0.0,
+        "l1": 0.0,
+        "l2": 1e-4,
+        "momentum": 0.9,
+    }
+    assert optim.settings(optimizer(warmup))["learning_rate"] == "warmup"
+    assert optim.settings(optax.adam(1e-3)) is None and optim.settings(None) is None

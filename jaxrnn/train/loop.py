@@ -15,7 +15,7 @@ import optax
 
 from jaxrnn import host_split, validate
 from jaxrnn.train import data as data_lib
-from jaxrnn.train import losses, parallel
+from jaxrnn.train import losses, optim, parallel
 from jaxrnn.train.checkpoint import Checkpointer, TrainState, checkpoint_config
 from jaxrnn.train.models import Model
 from jaxrnn.train.steps import check_labels, combine_metrics, make_eval_step, make_train_step
@@ -66,6 +66,18 @@ def _loss_name(loss: str | Callable) -> str:
     return named or getattr(loss, "__qualname__", type(loss).__name__)
 
 
+def _optimizer_difference(got: dict | None, saved: dict | None) -> tuple[str, str]:
+    """The settings in which two optimizers' :func:`~jaxrnn.train.optim.settings` differ, as ``(got,
+    expected)`` for a message (one not made by :func:`~jaxrnn.train.optimizer` described as such)."""
+    if got is None or saved is None:
+        other = "an optax transformation jaxrnn.train.optimizer did not make"
+        made = lambda s: f"jaxrnn.train.optimizer({', '.join(f'{k}={v!r}' for k, v in s.items())})"  # noqa: E731
+        return (other, made(saved)) if got is None else (made(got), other)
+    keys = [k for k in saved.keys() | got.keys() if saved.get(k) != got.get(k)]
+    show = lambda s: ", ".join(f"{k}={s.get(k)!r}" for k in sorted(keys))  # noqa: E731
+    return f"jaxrnn.train.optimizer with {show(got)}", show(saved)
+
+
 def fit(
     model: Model,
     params: Any,
@@ -105,9 +117,10 @@ def fit(
     JSON config (``config``, the history and the early-stopping state) are saved after every epoch; if the
     directory already holds a checkpoint, ``fit`` resumes from it (its key replaces ``key``) and reproduces
     the uninterrupted run bit for bit on CPU. Resuming checks ``batch_size``, ``tbptt``, ``shuffle``, the loss
-    (a callable by its name) and the metric names against the checkpoint, and the params' and optimizer
-    state's shapes; the optimizer's settings (e.g. its learning rate) are not stored, so a changed one goes
-    unnoticed.
+    (a callable by its name), the metric names and, for an optimizer :func:`~jaxrnn.train.optimizer` made,
+    its settings (learning rate, clipping, ...; a schedule by its name) against the checkpoint, and the
+    params' and optimizer state's shapes. Another optax transformation's settings cannot be read, so a
+    changed learning rate of one goes unnoticed.
 
     Devices: the params, optimizer state and key are placed on ``devices`` (default ``jax.devices()``) and
     each batch is sharded over them (a 1-D mesh, ``NamedSharding`` on the batch axis; one device: everything
@@ -204,6 +217,7 @@ def fit(
         # the history's columns and the monitored loss (a callable by its name)
         "loss": _loss_name(loss),
         "metrics": sorted(metric_fns),
+        "optimizer": optim.settings(optimizer),
     }
     step, first_epoch, history = 0, 0, {}
     best, best_epoch, wait, best_params = math.inf, -1, 0, params
@@ -238,8 +252,11 @@ def fit(
                         f"{ckpt.directory} (its early stopping and history follow {was!r})"
                     )
                 if was != value:
+                    got, expected = (
+                        _optimizer_difference(value, was) if name == "optimizer" else (repr(value), repr(was))
+                    )
                     raise ValueError(
-                        f"{name}: got {value!r}, expected {was!r} as in the checkpoint in "
+                        f"{name}: got {got}, expected {expected} as in the checkpoint in "
                         f"{ckpt.directory} (resuming needs the same setting)"
                     )
             params, opt_state, step, key, best_params = state

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,26 @@ from jaxrnn import validate
 
 #: Names accepted for ``optimizer(name=...)``.
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
+
+#: The settings of each optimizer :func:`optimizer` made, by its ``update`` function.
+_SETTINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def settings(transformation: Any) -> dict[str, Any] | None:
+    """The arguments :func:`optimizer` made ``transformation`` with (a schedule by its qualified name), as
+    JSON-ready values; ``None`` for any other optax transformation, whose settings cannot be read."""
+    update = getattr(transformation, "update", None)
+    try:
+        return _SETTINGS.get(update)
+    except TypeError:  # (not weak-referenceable: no optimizer of ours)
+        return None
+
+
+def _named(value: Any) -> Any:
+    """A number as a float; a schedule (or any callable) by its qualified name."""
+    if callable(value):
+        return getattr(value, "__qualname__", type(value).__name__)
+    return None if value is None else float(value)
 
 
 def _positive_or_none(
@@ -135,4 +157,16 @@ def optimizer(
     if weight_decay:
         parts.append(optax.add_decayed_weights(weight_decay))
     parts.append(optax.scale_by_learning_rate(step_size))
-    return optax.chain(*parts)
+    transformation = optax.chain(*parts)
+    _SETTINGS[transformation.update] = {
+        "name": name,
+        "learning_rate": _named(learning_rate),
+        "schedule": _named(schedule),
+        "clip_norm": _named(clip_norm),
+        "clip_value": _named(clip_value),
+        "weight_decay": weight_decay,
+        "l1": l1,
+        "l2": l2,
+        "momentum": momentum,
+    }
+    return transformation

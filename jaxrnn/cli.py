@@ -610,7 +610,8 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     task, config, record, model, params = load_run(args.out, parser)
     data = task.load(config)
     print(describe(task, config, count_params(params)))
-    same_data = record.get("data_sha256", fingerprint(data)) == fingerprint(data)
+    saved_digest = record.get("data_sha256")  # (None: a record written before digests were kept)
+    same_data = saved_digest is None or saved_digest == fingerprint(data)
     if not same_data:
         source = " (it reads this Python's standard library)" if task.name == charlm.TASK.name else ""
         print(
@@ -627,6 +628,7 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         name: (record["metrics"][name], value)
         for name, value in metrics.items()
         if not math.isclose(value, record["metrics"][name], rel_tol=1e-5, abs_tol=1e-7)
+        and not (math.isnan(value) and math.isnan(record["metrics"][name]))
     }
     if changed:
         differences = ", ".join(f"{name} {saved:.6g} -> {now:.6g}" for name, (saved, now) in changed.items())

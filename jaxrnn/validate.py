@@ -178,8 +178,10 @@ def sequence(
 
 
 def lengths(lengths: Any, batch_shape: tuple[int, ...], steps: int) -> None:
-    """``lengths`` must be integers of shape ``batch_shape`` in ``[0, T]`` (values checked when concrete)."""
-    array(lengths, "lengths")
+    """``lengths`` must be integers of shape ``batch_shape`` in ``[0, T]`` (values checked when concrete); a
+    Python int is the length of an unbatched sequence (``batch_shape`` ``()``)."""
+    if not isinstance(lengths, numbers.Integral) or isinstance(lengths, bool):
+        array(lengths, "lengths")
     shape = _shape(lengths)
     if shape != batch_shape:
         raise ValueError(f"lengths: got shape {shape}, expected the batch shape {batch_shape}")
@@ -261,7 +263,7 @@ def array(value: Any, argument: str, *, tensors: bool = False) -> None:
     expected = "expected an array (jax.Array or numpy.ndarray)"
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         raise TypeError(f"{argument}: got {_a(type(value).__name__)}, {expected}")
-    if tensors:
+    if tensors or isinstance(value, jax.Array):
         return
     try:
         np.dtype(value.dtype)

@@ -122,7 +122,8 @@ def recurrence(
     """The fused kernel with :func:`jaxrnn.recurrence.scan_recurrence`'s signature (less ``project``: it
     takes projected inputs) and results.
 
-    ``platform`` ("cpu", "gpu", "tpu") defaults to the default backend's; "cpu" runs interpret mode.
+    ``platform`` ("cpu", "gpu", "tpu") defaults to :func:`kernels.layout.default_platform` (a
+    ``jax.default_device`` context's, else the default backend's); "cpu" runs interpret mode.
 
     Raises:
       ValueError: when the kernel does not support the cell, option, dtype or size (the message says why).

@@ -381,6 +381,26 @@ def test_fingerprint_changes_with_any_value_name_or_shape():
         assert fingerprint(other) != digest
 
 
+def test_fingerprint_tells_apart_dtypes_of_one_size_and_refuses_objects():
+    import ml_dtypes
+
+    def digest(array):
+        return fingerprint(TaskData({"x": array}, {}, 1, 1))
+
+    assert digest(np.zeros(3, ml_dtypes.float8_e4m3fn)) != digest(np.zeros(3, ml_dtypes.float8_e4m3fnuz))
+    with pytest.raises(TypeError, match=r"data.train\['x'\]: got dtype object, expected numbers"):
+        digest(np.array([1, "a"], object))
+
+
+def test_evaluate_of_a_run_whose_metric_is_nan_reproduces_it(tmp_path, monkeypatch):
+    """NaN is not close to NaN: a diverged run reproduced exactly read as "differs" (exit 1)."""
+    task = TASKS["digits"]
+    nan_metrics = lambda *args: {name: float("nan") for name in ("test_loss", "test_accuracy")}  # noqa: E731
+    monkeypatch.setitem(TASKS, "digits", dataclasses.replace(task, evaluate=nan_metrics))
+    run_cli(["train", "--steps", "1", "--hidden", "4", "--out", tmp_path])
+    assert "matches the metrics saved" in run_cli(["evaluate", "--out", tmp_path])
+
+
 def test_a_record_without_metrics_is_not_a_run_record(capsys, tmp_path):
     record = run_record("digits")
     del record["metrics"]

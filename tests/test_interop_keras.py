@@ -236,6 +236,23 @@ def test_bidirectional_with_a_half_precision_policy_raises(policy):
         to_keras(net, _random_params(net, 3), layer)
 
 
+def test_a_float32_bidirectional_around_float64_layers_converts():
+    """Keras computes them in float64 on float32 inputs, as the converted float64 network does."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        layer = L.Bidirectional(L.GRU(3, **INIT, dtype="float64", return_sequences=True))
+        x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+        layer.build(x.shape)
+        rng = np.random.default_rng(1)
+        layer.set_weights([rng.standard_normal(w.shape) for w in layer.get_weights()])
+        want = np.asarray(layer(x))
+        net, params = from_keras(layer)
+        assert params[0]["forward"]["w_x"].dtype == jnp.float64
+        np.testing.assert_allclose(net.apply(params, jnp.asarray(x, jnp.float64))[0], want, rtol=1e-6)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
 def test_to_keras_into_a_layer_of_another_kind_names_the_layer():
     net = jaxrnn.rnn(jaxrnn.lstm(4))
     with pytest.raises(TypeError, match=r"layer: got a Keras gru layer \(GRU\), expected keras.layers.LSTM"):

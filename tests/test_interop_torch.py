@@ -453,7 +453,7 @@ def test_to_torch_ignores_a_negative_slope_its_activation_does_not_read():
 
 
 def test_a_module_on_the_meta_device_is_refused():
-    with pytest.raises(ValueError, match=r"module_or_state_dict: got tensors on the meta device"):
+    with pytest.raises(ValueError, match=r"module_or_state_dict\['weight_ih_l0'\]: got a tensor on the meta"):
         from_torch(torch.nn.LSTM(4, 5, device="meta"))
 
 
@@ -612,6 +612,32 @@ def test_carries_to_torch_refuses_carries_that_do_not_fit_the_cell(make, state, 
     """They were stacked as they came: an LSTM took the rows of one h as (h, c)."""
     with pytest.raises(ValueError, match=message):
         carries_to_torch(jaxrnn.rnn(make(5)), [{"forward": state}])
+
+
+def test_carries_from_torch_of_jax_arrays_traces_under_jit_and_grad():
+    """A seq2seq handoff: an encoder's (L * D, B, H) states as a decoder's carries inside a loss."""
+    net = jaxrnn.rnn(jaxrnn.lstm(5))
+    params = _random_params(net, 3)
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal((2, 4, 3), np.float32))
+
+    def loss(h_0, c_0):
+        return jnp.sum(net.apply(params, xs, carries_from_torch(net, h_0, c_0))[0] ** 2)
+
+    h_0, c_0 = jnp.full((1, 2, 5), 0.3), jnp.full((1, 2, 5), -0.2)
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(h_0, c_0)
+    want = jax.grad(lambda h, c: jnp.sum(net.apply(params, xs, [{"forward": (h[0], c[0])}])[0] ** 2), (0, 1))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), grads, want(h_0, c_0))
+
+
+def test_carries_from_torch_given_torchs_hx_tuple_names_it():
+    net = jaxrnn.rnn(jaxrnn.lstm(5))
+    with pytest.raises(TypeError, match=r"h_0: got a tuple, expected a tensor or an array; pass torch's hx"):
+        carries_from_torch(net, (torch.zeros(1, 2, 5), torch.zeros(1, 2, 5)))
+
+
+def test_carries_from_torch_names_a_meta_tensor():
+    with pytest.raises(ValueError, match=r"h_0: got a tensor on the meta device"):
+        carries_from_torch(jaxrnn.rnn(jaxrnn.gru(5)), torch.zeros(1, 3, 5, device="meta"))
 
 
 def test_carries_from_torch_refuses_states_that_are_not_floating_arrays():

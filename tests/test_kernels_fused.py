@@ -236,7 +236,7 @@ def test_an_lstm_carry_without_two_leaves_is_refused():
 
 
 def test_a_mask_that_is_not_bool_is_refused():
-    """A float mask would be read as a weight of the held carry."""
+    """The argument is a (T, B) bool, as scan's mask: a float one (0.5 would count as valid) is refused."""
     with pytest.raises(TypeError, match="mask: got dtype float32, expected bool"):
         elman.elman(jnp.ones((4, 2, 3)), jnp.ones((2, 3)), jnp.ones((3, 3)), mask=jnp.full((4, 2), 0.5))
 

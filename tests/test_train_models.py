@@ -74,6 +74,16 @@ def test_a_mask_of_the_wrong_shape_is_refused():
         m.apply(params, xs, mask=jnp.ones((4, 5), bool))
 
 
+def test_readout_checks_lengths_beside_a_mask():
+    """The mask's path broadcast a (1,) lengths over the batch instead of refusing it."""
+    m, _, params, _, _, ys = setup("last")
+    mask = jnp.ones((4, 6), bool)
+    with pytest.raises(ValueError, match=r"lengths: got shape \(1,\), expected the batch shape \(4,\)"):
+        m.readout(params, ys, jnp.array([3]), mask=mask)
+    with pytest.raises(TypeError, match=r"lengths: got dtype float32, expected an integer dtype"):
+        m.readout(params, ys, jnp.array([3.0, 1, 2, 2]), mask=mask)
+
+
 def test_a_readout_mask_of_the_wrong_dtype_is_refused():
     m, _, params, _, _, ys = setup("mean")
     with pytest.raises(TypeError, match="mask: got dtype int32, expected bool"):

@@ -187,7 +187,7 @@ def test_settings_are_those_the_optimizer_was_made_with():
     assert optim.settings(opt) == {
         "name": "sgd",
         "learning_rate": 3e-3,
-        "schedule": "warmup",
+        "schedule": [float(warmup(step)) for step in optim.SCHEDULE_STEPS],
         "clip_norm": None,
         "clip_value": None,
         "weight_decay": 0.0,
@@ -195,5 +195,9 @@ def test_settings_are_those_the_optimizer_was_made_with():
         "l2": 1e-4,
         "momentum": 0.9,
     }
-    assert optim.settings(optimizer(warmup))["learning_rate"] == "warmup"
+    recorded = optim.settings(optimizer(warmup))["learning_rate"]
+    np.testing.assert_allclose(recorded, [0.0, 0.01, 0.1, 1.0, 1.0, 1.0, 1.0], rtol=1e-6)
+    # schedules of one factory with other arguments differ (their qualified names are the same)
+    slow, fast = (optimizer(optax.exponential_decay(rate, 100, 0.5)) for rate in (1e-3, 1e-1))
+    assert optim.settings(slow) != optim.settings(fast)
     assert optim.settings(optax.adam(1e-3)) is None and optim.settings(None) is None

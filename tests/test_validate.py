@@ -186,9 +186,18 @@ def test_dense_init_with_an_integer_dtype():
         jaxrnn.dense(3).init(jax.random.key(0), 4, jnp.int32)
 
 
-def test_lengths_as_a_python_int():
-    with pytest.raises(TypeError, match=r"lengths: got an int, expected an array"):
-        jaxrnn.scan(CELL, PARAMS, XS, lengths=3)
+@pytest.mark.parametrize("backend", ["xla", "auto", "pallas"])
+def test_lengths_as_a_python_int_is_an_unbatched_sequences(backend):
+    """The natural argument of a one-sequence function that vmap batches; it fits no batch shape but ()."""
+    ys, carry = jaxrnn.scan(CELL, PARAMS, XS[0], lengths=2, backend=backend)
+    want_ys, want_carry = jaxrnn.scan(CELL, PARAMS, XS[0], lengths=jnp.asarray(2), backend="xla")
+    np.testing.assert_allclose(ys, want_ys, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(carry, want_carry, rtol=1e-6, atol=1e-6)
+    assert not np.any(ys[2:])
+    with pytest.raises(ValueError, match=r"lengths: got shape \(\), expected the batch shape \(3,\)"):
+        jaxrnn.scan(CELL, PARAMS, XS, lengths=3, backend=backend)
+    with pytest.raises(TypeError, match=r"lengths: got a bool, expected an array"):
+        jaxrnn.scan(CELL, PARAMS, XS[0], lengths=True, backend=backend)
 
 
 @pytest.mark.parametrize("backend", ["xla", "auto", "pallas"])
@@ -408,6 +417,12 @@ def test_xs_given_as_a_torch_tensor():
         TypeError, match=r"xs: got a Tensor of dtype torch.float32, expected an array .*numpy\(\)"
     ):
         jaxrnn.scan(CELL, PARAMS, torch.zeros(3, 6, 4))
+
+
+def test_xs_given_as_prng_keys_is_named_by_its_dtype():
+    """A key where xs belongs (an argument-order slip) is a jax.Array: no hint about torch tensors."""
+    with pytest.raises(TypeError, match=r"^xs: got dtype key<fry>, expected a floating dtype$"):
+        jaxrnn.scan(CELL, PARAMS, jax.random.split(jax.random.key(0), (3, 6)))
 
 
 def test_lengths_given_as_a_list():

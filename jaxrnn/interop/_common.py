@@ -214,7 +214,7 @@ def to_jax(tree: Any) -> Any:
     JAX without ``jax_enable_x64`` makes float64 arrays float32: that narrowing is announced, not silent.
     """
     if not jax.config.jax_enable_x64 and any(
-        np.asarray(leaf).dtype == np.float64 for leaf in jax.tree_util.tree_leaves(tree)
+        getattr(leaf, "dtype", None) == np.float64 for leaf in jax.tree_util.tree_leaves(tree)
     ):
         warnings.warn(
             "the source weights are float64, but jax_enable_x64 is off: the params are float32 (enable it, "

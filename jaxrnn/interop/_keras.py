@@ -174,11 +174,12 @@ def _layer_spec(keras: Any, layer: Any) -> tuple[dict[str, Any], list[Any], str 
     if isinstance(layer, keras.layers.Bidirectional):
         _refuse_own_call(layer, keras.layers.Bidirectional, "layer")
         _check_one_dtype(layer, "layer")
-        if layer.compute_dtype != layer.forward_layer.compute_dtype:
+        inner = layer.forward_layer.compute_dtype
+        if np.dtype(layer.compute_dtype).itemsize < min(np.dtype(inner).itemsize, 4):
+            # (a float32 wrapper around float64 layers computes as they do on float32 inputs)
             raise ValueError(
                 f"layer.dtype_policy: got compute dtype {layer.compute_dtype}, expected the wrapped layers' "
-                f"{layer.forward_layer.compute_dtype} (Keras would cast their inputs to "
-                f"{layer.compute_dtype})"
+                f"{inner} or float32 (Keras casts their inputs to {layer.compute_dtype})"
             )
         merge_mode = layer.merge_mode
         if merge_mode not in _MERGES:

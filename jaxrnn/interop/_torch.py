@@ -160,15 +160,15 @@ def _state_dict_spec(
     }
 
 
-def _to_numpy(torch: Any, tensor: Any) -> np.ndarray:
+def _to_numpy(torch: Any, tensor: Any, argument: str) -> np.ndarray:
     """A copy (``Tensor.numpy()`` shares memory, and the module may go on training in place); a state_dict
-    of numpy or JAX arrays is copied as it is."""
+    of numpy or JAX arrays is copied as it is. ``argument``: the caller's name for the tensor."""
     if not isinstance(tensor, torch.Tensor):
         return np.array(tensor)
     if tensor.is_meta:
         raise ValueError(
-            "module_or_state_dict: got tensors on the meta device, expected materialized weights (load or "
-            "initialize the module first)"
+            f"{argument}: got a tensor on the meta device, expected materialized values (load or initialize "
+            "the module first)"
         )
     tensor = tensor.detach().cpu()
     if tensor.dtype == torch.bfloat16:
@@ -203,7 +203,9 @@ def _floating_arrays(torch: Any, state_dict: Mapping[str, Any]) -> dict[str, np.
     """The state_dict's tensors as numpy copies, all of one floating dtype (or a TypeError naming the key)."""
     for key, value in state_dict.items():
         validate.array(value, f"module_or_state_dict[{key!r}]", tensors=True)
-    arrays = {key: _to_numpy(torch, value) for key, value in state_dict.items()}
+    arrays = {
+        key: _to_numpy(torch, value, f"module_or_state_dict[{key!r}]") for key, value in state_dict.items()
+    }
     for key, value in arrays.items():  # (numpy's dtype: JAX's would read int64 as int32 without x64)
         if not jnp.issubdtype(value.dtype, jnp.floating):
             raise TypeError(
@@ -521,13 +523,22 @@ def carries_from_torch(net: Network, h_0: Any, c_0: Any = None) -> list[dict[str
     torch = require("torch", "torch", "carries_from_torch")
     _, order, widths = _torch_layout(net, "carries_from_torch")
     is_lstm = "c_0" in widths
+    if is_lstm and c_0 is None and isinstance(h_0, (tuple, list)):
+        raise TypeError(
+            f"h_0: got a {type(h_0).__name__}, expected a tensor or an array; pass torch's hx = (h_0, c_0) "
+            "as two arguments, carries_from_torch(net, h_0, c_0)"
+        )
     if is_lstm != (c_0 is not None):
         expected = "the LSTM's c_0" if is_lstm else "None (only an LSTM has a cell state)"
         raise ValueError(f"c_0: got {'None' if c_0 is None else 'a state'}, expected {expected}")
     states = {"h_0": h_0} | ({"c_0": c_0} if is_lstm else {})
     for name, value in states.items():
         validate.array(value, name, tensors=True)
-    states = {name: _to_numpy(torch, value) for name, value in states.items()}
+    # JAX arrays stay as they are (tracers under jit and grad too); tensors and numpy arrays are copied
+    states = {
+        name: value if isinstance(value, jax.Array) else _to_numpy(torch, value, name)
+        for name, value in states.items()
+    }
     for name, value in states.items():
         if not jnp.issubdtype(value.dtype, jnp.floating):
             raise TypeError(f"{name}: got dtype {value.dtype}, expected a floating dtype")

@@ -199,6 +199,13 @@ def fingerprint(data: TaskData) -> str:
     for split, arrays in (("train", data.train), ("test", data.test)):
         for name in sorted(arrays):
             array = np.ascontiguousarray(arrays[name])
-            digest.update(f"{split}/{name}:{array.dtype.str}:{array.shape};".encode())
+            if array.dtype == object:
+                raise TypeError(
+                    f"data.{split}[{name!r}]: got dtype object, expected numbers (hashed by value)"
+                )
+            # (the dtype's name: its .str is "<V1" for every 1-byte ml_dtypes type)
+            digest.update(
+                f"{split}/{name}:{array.dtype.name}:{array.dtype.byteorder}:{array.shape};".encode()
+            )
             digest.update(array.tobytes())
     return digest.hexdigest()

@@ -118,7 +118,8 @@ def fit(
     directory already holds a checkpoint, ``fit`` resumes from it (its key replaces ``key``) and reproduces
     the uninterrupted run bit for bit on CPU. Resuming checks ``batch_size``, ``tbptt``, ``shuffle``, the loss
     (a callable by its name), the metric names and, for an optimizer :func:`~jaxrnn.train.optimizer` made,
-    its settings (learning rate, clipping, ...; a schedule by its name) against the checkpoint, and the
+    its settings (learning rate, clipping, ...; a schedule by its values at
+    :data:`~jaxrnn.train.optim.SCHEDULE_STEPS`) against the checkpoint, and the
     params' and optimizer state's shapes. Another optax transformation's settings cannot be read, so a
     changed learning rate of one goes unnoticed.
 

@@ -105,6 +105,8 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
     ) -> Array:
         if mask is not None:
             validate.mask(mask, tuple(jnp.shape(ys)[:-1]), "(*batch, T), ys' shape less its features")
+        if lengths is not None:
+            validate.lengths(lengths, tuple(jnp.shape(ys)[:-2]), jnp.shape(ys)[-2])
         if output == "final":
             if carries is None:
                 raise ValueError('carries: got None, expected the network\'s final carries (output="final")')
@@ -112,17 +114,15 @@ def model(network: Network, head: Dense | None = None, *, output: str = "last") 
             feats = final_h["forward"]
             if network.bidirectional:
                 feats = merge_directions(network.merge, final_h["forward"], final_h["backward"])
-        elif output == "last" and (mask is None or ys.shape[-2] == 0):  # (no step: zeros)
+        elif output == "last":
+            if mask is not None:  # as lengths: one past the last valid step (0 for none)
+                valid = valid_steps(ys, lengths, mask)
+                lengths = jnp.max(jnp.where(valid, jnp.arange(1, ys.shape[-2] + 1), 0), axis=-1, initial=0)
             feats = last_output(ys, lengths)
-        elif output in ("last", "mean"):
+        elif output == "mean":
             valid = valid_steps(ys, lengths, mask)
             n = valid.sum(-1)
-            if output == "mean":
-                feats = jnp.sum(jnp.where(valid[..., None], ys, 0.0), axis=-2) / jnp.maximum(n, 1)[..., None]
-            else:  # the last step the mask marks: the first one of the reversed mask
-                index = ys.shape[-2] - 1 - jnp.argmax(valid[..., ::-1], axis=-1)
-                last = jnp.take_along_axis(ys, index[..., None, None], axis=-2)[..., 0, :]
-                feats = jnp.where((n > 0)[..., None], last, jnp.zeros_like(last))
+            feats = jnp.sum(jnp.where(valid[..., None], ys, 0.0), axis=-2) / jnp.maximum(n, 1)[..., None]
         else:
             feats = ys
         return feats if head is None else head.apply(params["head"], feats)

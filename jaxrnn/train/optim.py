@@ -21,21 +21,27 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
 _SETTINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+#: The steps at which :func:`settings` records a schedule's values.
+SCHEDULE_STEPS: tuple[int, ...] = (0, 1, 10, 100, 1_000, 10_000, 100_000)
+
+
 def settings(transformation: Any) -> dict[str, Any] | None:
-    """The arguments :func:`optimizer` made ``transformation`` with (a schedule by its qualified name), as
-    JSON-ready values; ``None`` for any other optax transformation, whose settings cannot be read."""
+    """The arguments :func:`optimizer` made ``transformation`` with, as JSON-ready values (a schedule as its
+    values at :data:`SCHEDULE_STEPS`); ``None`` for any other optax transformation, whose settings cannot be
+    read."""
     update = getattr(transformation, "update", None)
     try:
-        return _SETTINGS.get(update)
+        made = _SETTINGS.get(update)
     except TypeError:  # (not weak-referenceable: no optimizer of ours)
         return None
+    return None if made is None else {name: _recorded(value) for name, value in made.items()}
 
 
-def _named(value: Any) -> Any:
-    """A number as a float; a schedule (or any callable) by its qualified name."""
+def _recorded(value: Any) -> Any:
+    """A number as a float, a schedule as its values at :data:`SCHEDULE_STEPS`; names and None as they are."""
     if callable(value):
-        return getattr(value, "__qualname__", type(value).__name__)
-    return None if value is None else float(value)
+        return [float(value(step)) for step in SCHEDULE_STEPS]
+    return value if value is None or isinstance(value, str) else float(value)
 
 
 def _positive_or_none(
@@ -160,10 +166,10 @@ def optimizer(
     transformation = optax.chain(*parts)
     _SETTINGS[transformation.update] = {
         "name": name,
-        "learning_rate": _named(learning_rate),
-        "schedule": _named(schedule),
-        "clip_norm": _named(clip_norm),
-        "clip_value": _named(clip_value),
+        "learning_rate": learning_rate,
+        "schedule": schedule,
+        "clip_norm": clip_norm,
+        "clip_value": clip_value,
         "weight_decay": weight_decay,
         "l1": l1,
         "l2": l2,

@@ -46,6 +46,8 @@ class Network(NamedTuple):
       cells: the cell of each layer.
       bidirectional, merge, time_major: as given to :func:`rnn`.
       output_size: the feature size of ``ys``.
+      dropout, recurrent_dropout, unroll, remat, backend: as given to :func:`rnn` (``dropout`` 0 for one
+        layer, where it has no effect), to read; ``apply`` uses the values it was made with.
     """
 
     init: Callable[..., list]
@@ -56,6 +58,11 @@ class Network(NamedTuple):
     merge: str
     time_major: bool
     output_size: int
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    unroll: int | bool = 1
+    remat: bool | int = False
+    backend: str = "auto"
 
 
 def _layer_cells(cells: Cell | Sequence[Cell], num_layers: int) -> tuple[Cell, ...]:
@@ -233,6 +240,11 @@ def rnn(
         merge=merge,
         time_major=time_major,
         output_size=width(layer_cells[-1]),
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        unroll=unroll,
+        remat=remat,
+        backend=backend,
     )
     _NETWORK_MADE[apply] = network
     return network
@@ -242,7 +254,18 @@ def rnn(
 _NETWORK_MADE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 #: The fields of a :class:`Network` that describe what its functions compute.
-_NETWORK_FIELDS = ("cells", "bidirectional", "merge", "time_major", "output_size")
+_NETWORK_FIELDS = (
+    "cells",
+    "bidirectional",
+    "merge",
+    "time_major",
+    "output_size",
+    "dropout",
+    "recurrent_dropout",
+    "unroll",
+    "remat",
+    "backend",
+)
 
 
 def redescribed_network(network: Network, argument: str = "network") -> str | None:

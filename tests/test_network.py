@@ -69,6 +69,20 @@ def test_list_of_cells_gives_one_cell_per_layer():
     assert_trees_close(carries, [{"forward": first_carry}, {"forward": second_carry}])
 
 
+def test_a_network_describes_its_options():
+    """As a PyTorch module shows its dropout: from_torch's networks could not be inspected for it."""
+    net = jaxrnn.rnn(jaxrnn.gru(4), num_layers=2, dropout=0.3, recurrent_dropout=0.1, unroll=2, backend="xla")
+    assert (net.dropout, net.recurrent_dropout, net.unroll, net.remat, net.backend) == (
+        0.3,
+        0.1,
+        2,
+        False,
+        "xla",
+    )
+    with pytest.warns(UserWarning, match="no effect"):
+        assert jaxrnn.rnn(jaxrnn.gru(4), dropout=0.3).dropout == 0.0  # one layer: nothing to drop
+
+
 def test_time_major_network_equals_batch_major():
     xs, lengths = xs_and_lengths()
     batch_major = jaxrnn.rnn(jaxrnn.lstm(4), bidirectional=True)

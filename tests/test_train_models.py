@@ -204,6 +204,13 @@ def test_a_network_redescribed_with_replace_is_refused():
         model(net, jaxrnn.dense(2), output="last")
 
 
+def test_a_network_whose_dropout_was_replaced_is_refused():
+    """apply drops with the rate it was made with, whatever the field says."""
+    net = jaxrnn.rnn(jaxrnn.gru(3), num_layers=2, dropout=0.2)._replace(dropout=0.0)
+    with pytest.raises(ValueError, match=r"network.dropout: got 0.0, but its functions were made with 0.2"):
+        model(net, jaxrnn.dense(2), output="last")
+
+
 def test_a_hand_built_network_is_not_redescribed():
     """Only rnn-made functions have a description to keep; a hand-built Network's fields are its own."""
     net = jaxrnn.rnn(jaxrnn.gru(3))

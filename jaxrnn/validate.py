@@ -295,16 +295,19 @@ def prng_key(value: Any, argument: str) -> None:
     )
 
 
-def positive_int(value: Any, argument: str, *, allow_bool: bool = False) -> int | bool:
-    """``value`` must be a positive int (a Python or NumPy integer; or, with ``allow_bool``, a bool); returns
-    it as a Python ``int`` or ``bool`` (``np.True_ is True`` is false, and ``True == 1``: callers that test
-    for ``True`` or key a cache on the value need the canonical type)."""
+def positive_int(
+    value: Any, argument: str, *, allow_bool: bool = False, allow_zero: bool = False
+) -> int | bool:
+    """``value`` must be a positive int (a Python or NumPy integer; or, with ``allow_bool``, a bool; with
+    ``allow_zero``, also 0); returns it as a Python ``int`` or ``bool`` (``np.True_ is True`` is false, and
+    ``True == 1``: callers that test for ``True`` or key a cache on the value need the canonical type)."""
     if isinstance(value, (bool, np.bool_)):
         if allow_bool:
             return bool(value)
-    elif isinstance(value, numbers.Integral) and value >= 1:
+    elif isinstance(value, numbers.Integral) and value >= (0 if allow_zero else 1):
         return int(value)
-    expected = "True, False or a positive int" if allow_bool else "a positive int"
+    expected = "a non-negative int" if allow_zero else "a positive int"
+    expected = f"True, False or {expected}" if allow_bool else expected
     raise ValueError(f"{argument}: got {value!r}, expected {expected}")
 
 

@@ -303,6 +303,39 @@ def test_resuming_with_an_optimizer_of_unknown_settings_is_refused(tmp_path):
         fit(m, params, sign_task(), epochs=2, optimizer=lookalike, checkpoint_dir=tmp_path, **kwargs)
 
 
+def test_resuming_with_fewer_epochs_than_the_checkpoint_holds_is_refused(tmp_path):
+    """epochs counts every epoch: 2 after 3 done returned the 3-epoch run without a word."""
+    m, params = classifier()
+    kwargs = dict(loss="cross_entropy", optimizer=optimizer(0.05), batch_size=16, progress=False)
+    fit(m, params, sign_task(), epochs=3, key=jax.random.key(0), checkpoint_dir=tmp_path, **kwargs)
+    with pytest.raises(
+        ValueError, match=r"epochs: got 2, expected at least the 3 epochs done in the checkpoint"
+    ):
+        fit(m, params, sign_task(), epochs=2, key=jax.random.key(0), checkpoint_dir=tmp_path, **kwargs)
+
+
+def test_patience_0_stops_as_patience_1_as_in_keras():
+    m, params = classifier()
+    zero, one = (fit(m, params, sign_task(), **_stalled(patience=p)) for p in (0, 1))
+    assert zero.stopped_early and len(zero.history["val_loss"]) == len(one.history["val_loss"]) == 2
+    with pytest.raises(ValueError, match=r"patience: got -1, expected a non-negative int"):
+        fit(m, params, sign_task(), **_stalled(patience=-1))
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate", "predict"])
+def test_a_network_given_as_the_model_is_named(call):
+    net = jaxrnn.rnn(jaxrnn.gru(4))
+    params = net.init(jax.random.key(0), 1)
+    x, y, _ = sign_task(8)
+    calls = {
+        "fit": lambda: fit(net, params, (x, y), **_stalled()),
+        "evaluate": lambda: evaluate(net, params, (x, y), loss="mse"),
+        "predict": lambda: jaxrnn.train.predict(net, params, x),
+    }
+    with pytest.raises(TypeError, match=r"model: got Network, expected a jaxrnn.train.Model"):
+        calls[call]()
+
+
 def test_resuming_with_the_loss_function_a_name_stands_for_is_accepted(tmp_path):
     m, params = classifier()
     kwargs = dict(optimizer=optimizer(0.05), batch_size=16, progress=False, key=jax.random.key(0))

@@ -325,6 +325,24 @@ def test_accuracy_of_a_multi_label_head_trained_with_binary_cross_entropy_scores
     assert result["accuracy"] == pytest.approx(float(np.mean((np.asarray(logits) > 0) == (y > 0.5))))
 
 
+@pytest.mark.parametrize("labels", ["indices", "column"])
+def test_cross_entropy_of_a_one_output_head_is_refused(labels):
+    """A softmax over one class is 1: the loss was exactly 0 and nothing trained, and the hint for (N,)
+    labels, [..., None], led there."""
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(1), output="last")
+    params = m.init(jax.random.key(0), 2)
+    y = np.array([0, 1, 1, 0]) if labels == "indices" else np.array([[0], [1], [1], [0]])
+    data = {"x": np.ones((4, 3, 2), np.float32), "y": y}
+    with pytest.raises(
+        ValueError, match=r"model: got one output, expected at least 2 for softmax_cross_entropy"
+    ):
+        evaluate(m, params, data, loss="cross_entropy")
+    with pytest.raises(
+        ValueError, match=r"logits: got shape \(4, 1\), expected at least 2 classes; .*binary_cross"
+    ):
+        losses.softmax_cross_entropy(jnp.zeros((4, 1)), jnp.asarray(y))
+
+
 @pytest.mark.parametrize("outputs", [1, 3])
 def test_accuracy_beside_a_regression_loss_checks_no_label_values(outputs):
     """Label values are checked for the functions that read them: mse reads real targets, whatever

@@ -21,7 +21,7 @@ import numpy as np
 from jaxrnn.cells import Cell
 from jaxrnn.scan import scan
 from jaxrnn.train import losses
-from jaxrnn.train.models import Model
+from jaxrnn.train.models import Model, check_model
 from jaxrnn.train.steps import Static, check_batch, loss_mask, split_aware_jit
 
 Array = jax.Array
@@ -60,6 +60,7 @@ def gradient_flow(
       loss: the loss ``L`` (a name or callable), evaluated without dropout.
       layer: which layer's hidden state ``h_t`` (default the last).
     """
+    check_model(model)
     check_batch(batch)
     network = model.network
     if network.bidirectional:

@@ -17,7 +17,7 @@ from jaxrnn import host_split, validate
 from jaxrnn.train import data as data_lib
 from jaxrnn.train import losses, optim, parallel
 from jaxrnn.train.checkpoint import Checkpointer, TrainState, checkpoint_config
-from jaxrnn.train.models import Model
+from jaxrnn.train.models import Model, check_model
 from jaxrnn.train.steps import check_labels, combine_metrics, make_eval_step, make_train_step
 from jaxrnn.train.tbptt import make_tbptt_train_step
 
@@ -28,10 +28,12 @@ class FitResult(NamedTuple):
     Attributes:
       params: the trained params (those of the best epoch when early stopping restored them).
       opt_state: the optimizer state after the last step.
-      history: ``{name: (epochs,) array}``: "loss", "grad_norm", "update_norm" (per-batch means), each
-        metric, "seq_per_s" (training throughput; the first epoch of a call includes compilation), and
+      history: ``{name: (epochs,) array}``: "loss" and each metric (over the epoch's valid sequences or
+        steps, as :func:`~jaxrnn.train.evaluate` averages them), "grad_norm", "update_norm" (per-batch
+        means), "seq_per_s" (training throughput; the first epoch of a call includes compilation), and
         "val_loss"/"val_<metric>" with validation data.
-      step: the number of training batches done (one optimizer update each; with ``tbptt`` one per chunk).
+      step: the number of training batches done (each one optimizer update; with ``tbptt``, one update per
+        chunk of the batch, so the optimizer counts more).
       best_epoch: the 0-based epoch that last improved the monitored loss by more than ``min_delta`` (as
         Keras' ``EarlyStopping``; with ``min_delta=0`` the epoch of the lowest loss, the first if tied).
       stopped_early: whether early stopping ended the run.
@@ -110,7 +112,8 @@ def fit(
     gradient norm and sequences/s.
 
     Early stopping: with ``patience``, training stops once the monitored loss ("val_loss" with validation
-    data, else "loss") has not improved by more than ``min_delta`` for ``patience`` epochs; with
+    data, else "loss") has not improved by more than ``min_delta`` for ``patience`` epochs (0 acts as 1, as
+    in Keras, where both stop at the first epoch without improvement); with
     ``restore_best`` the params of ``best_epoch`` (the last such improvement) are returned.
 
     Checkpoints: with ``checkpoint_dir`` the state (params, optimizer state, step, key, best params) and a
@@ -153,6 +156,7 @@ def fit(
     Returns:
       A :class:`FitResult`.
     """
+    check_model(model)
     # the validated values are Python ints and bools (NumPy ones would not go into the JSON checkpoint)
     epochs = validate.positive_int(epochs, "epochs")
     batch_size = validate.positive_int(batch_size, "batch_size")
@@ -162,8 +166,8 @@ def fit(
     for flag, name in ((restore_best, "restore_best"), (shuffle, "shuffle"), (progress, "progress")):
         validate.boolean(flag, name)
     restore_best, shuffle, progress = bool(restore_best), bool(shuffle), bool(progress)
-    if patience is not None:
-        patience = validate.positive_int(patience, "patience")
+    if patience is not None:  # (0 acts as 1, as in Keras, where both stop at the first epoch without gain)
+        patience = max(validate.positive_int(patience, "patience", allow_zero=True), 1)
     min_delta = validate.non_negative(min_delta, "min_delta")
     if max_to_keep is not None:
         max_to_keep = validate.positive_int(max_to_keep, "max_to_keep")
@@ -262,6 +266,11 @@ def fit(
                     )
             params, opt_state, step, key, best_params = state
             first_epoch, history = saved["epoch"], saved["history"]
+            if epochs < first_epoch:
+                raise ValueError(
+                    f"epochs: got {epochs}, expected at least the {first_epoch} epochs done in the "
+                    f"checkpoint in {ckpt.directory} (epochs counts them all)"
+                )
             best, best_epoch, wait = saved["best"], saved["best_epoch"], saved["wait"]
             if best is None:
                 best = math.inf

@@ -204,6 +204,13 @@ def _check_labels(logits: Any, labels: Any) -> bool:
     return False
 
 
+#: Why a softmax over one output is refused.
+ONE_CLASS = (
+    "a softmax over one class is 1, so the cross-entropy is always 0 and nothing trains (for one logit per "
+    "example use binary_cross_entropy)"
+)
+
+
 def _class_inputs(
     logits: Array, labels: Array, mask: Any, lengths: Any, *, probabilities: bool = True
 ) -> tuple[Array, Array, bool]:
@@ -212,6 +219,8 @@ def _class_inputs(
     only with ``probabilities`` (the cross-entropy reads them as such; accuracy takes their argmax)."""
     integer = _check_labels(logits, labels)
     l_shape = _shape(logits)
+    if probabilities and l_shape[-1:] == (1,):
+        raise ValueError(f"logits: got shape {l_shape}, expected at least 2 classes; {ONE_CLASS}")
     weights = _weights(l_shape[:-1], mask, lengths)
     logits, labels = _zero_padded(l_shape[:-1], mask, lengths, logits, labels)
     if integer:
@@ -254,8 +263,8 @@ def binary_cross_entropy(logits: Array, labels: Array, mask: Any = None, *, leng
 def binary_accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """The fraction of valid elements where ``logit > 0`` (``σ(logit) > 0.5``) agrees with ``label > 0.5``;
     logits and labels ``y ∈ [0, 1]`` of the same shape, as for :func:`binary_cross_entropy` (Keras'
-    ``binary_accuracy`` for a head without activation). Each element counts, so multi-label outputs score
-    per label."""
+    ``binary_accuracy`` thresholds its input at 0.5, i.e. reads probabilities: the same hits as this on
+    ``σ(logit)``). Each element counts, so multi-label outputs score per label."""
     _check_floating(logits, "logits")
     _check_same_shape(logits, labels, "logits", "labels")
     hits = ((logits > 0) == (labels > 0.5)).astype(jnp.float32)
@@ -265,7 +274,7 @@ def binary_accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: 
 def accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """The fraction of valid elements whose ``argmax`` over the last axis equals the label (integer or
     one-hot, as for :func:`softmax_cross_entropy`). With one logit per element (``(..., 1)``, a binary head
-    trained with :func:`binary_cross_entropy`) it is :func:`binary_accuracy`, as Keras' "accuracy" is (and
+    trained with :func:`binary_cross_entropy`) it is :func:`binary_accuracy`, as Keras picks for "accuracy" (and
     the name "accuracy" beside that loss is :func:`binary_accuracy` for any width: :func:`get_metrics`)."""
     if len(_shape(logits)) >= 1 and _shape(logits)[-1] == 1:
         return binary_accuracy(logits, labels, mask, lengths=lengths)

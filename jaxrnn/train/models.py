@@ -165,3 +165,12 @@ def valid_steps(ys: Array, lengths: Array | None, mask: Array | None) -> Array:
     if lengths is None:
         return valid
     return valid & (jnp.arange(steps) < validate.clipped_lengths(lengths, steps)[..., None])
+
+
+def check_model(model: Any) -> None:
+    """``model`` must be a :class:`Model` (a network alone has no readout)."""
+    if not isinstance(model, Model):
+        raise TypeError(
+            f"model: got {type(model).__name__}, expected a jaxrnn.train.Model (from "
+            "jaxrnn.train.model(network, head))"
+        )

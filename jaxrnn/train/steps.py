@@ -20,7 +20,7 @@ import optax
 from jaxrnn import host_split, validate
 from jaxrnn.train import data as data_lib
 from jaxrnn.train import losses
-from jaxrnn.train.models import Model
+from jaxrnn.train.models import Model, check_model
 
 Array = jax.Array
 Batch = Mapping[str, Any]
@@ -113,6 +113,9 @@ def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str)
     probabilities (``>= 0``)."""
     y = np.asarray(data["y"])
     classes = model.network.output_size if model.head is None else model.head.out_size
+    softmax = [fn.__name__ for fn in fns if fn in losses.PROBABILITY_FNS]
+    if classes == 1 and softmax:
+        raise ValueError(f"model: got one output, expected at least 2 for {softmax[0]}; {losses.ONE_CLASS}")
     _check_label_shape(model, data, fns, classes, argument)
     binary = losses.binary_cross_entropy in fns
     categorical = classes > 1 and any(fn in losses.CLASS_LABEL_FNS for fn in fns)  # (one logit: binary)
@@ -183,6 +186,7 @@ def objective(
 ) -> Callable[..., tuple[Array, dict[str, Array]]]:
     """``objective(params, batch, key, train, carries=None) -> (loss, (aux, final_carries))``, the masked loss
     of a batch, with ``aux`` the named metrics plus ``"count"`` (the total loss weight)."""
+    check_model(model)
     loss_fn = losses.get_loss(loss)
     metric_fns = losses.get_metrics(metrics, loss)
 
@@ -286,6 +290,7 @@ def evaluate(
 ) -> dict[str, float]:
     """The loss and metrics of ``params`` over a whole dataset (any format :func:`~jaxrnn.train.dataset`
     accepts), each averaged over every valid sequence or step (padding never counts)."""
+    check_model(model)
     data = data_lib.dataset(data, "data")
     check_labels(model, data, [losses.get_loss(loss), *losses.get_metrics(metrics, loss).values()], "data")
     eval_step = make_eval_step(model, loss, metrics=metrics)
@@ -310,6 +315,7 @@ def predict(model: Model, params: Any, xs: Any, *, lengths: Any = None, batch_si
     """The model's outputs for ``xs`` (``(N, T, I)`` or a list of ``(T_i, I)`` arrays), in batches:
     ``(N, O)`` for output "last"/"final"/"mean", ``(N, T, O)`` for "sequence" (past a sequence's length the
     head reads zero features)."""
+    check_model(model)
     if isinstance(xs, (list, tuple)):
         if lengths is not None:
             raise ValueError("lengths: got lengths with a list of sequences, expected one or the other")

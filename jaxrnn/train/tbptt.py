@@ -24,7 +24,7 @@ from jax import lax
 
 from jaxrnn import validate
 from jaxrnn.train import losses
-from jaxrnn.train.models import Model
+from jaxrnn.train.models import Model, check_model
 from jaxrnn.train.steps import Batch, TrainStep, check_batch, objective, update
 
 Array = jax.Array
@@ -32,6 +32,7 @@ TBPTTStep = Callable[[Any, Any, Any, Batch, Array], tuple[Any, Any, Any, dict[st
 
 
 def _check_model(model: Model) -> None:
+    check_model(model)
     if model.output != "sequence":
         raise ValueError(
             f"model: got output={model.output!r}, expected 'sequence' (TBPTT needs per-step targets)"

@@ -274,8 +274,9 @@ def binary_accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: 
 def accuracy(logits: Array, labels: Array, mask: Any = None, *, lengths: Any = None) -> Array:
     """The fraction of valid elements whose ``argmax`` over the last axis equals the label (integer or
     one-hot, as for :func:`softmax_cross_entropy`). With one logit per element (``(..., 1)``, a binary head
-    trained with :func:`binary_cross_entropy`) it is :func:`binary_accuracy`, as Keras picks for "accuracy" (and
-    the name "accuracy" beside that loss is :func:`binary_accuracy` for any width: :func:`get_metrics`)."""
+    trained with :func:`binary_cross_entropy`) it is :func:`binary_accuracy`, as Keras picks for
+    "accuracy" (and the name "accuracy" beside that loss is :func:`binary_accuracy` for any width:
+    :func:`get_metrics`)."""
     if len(_shape(logits)) >= 1 and _shape(logits)[-1] == 1:
         return binary_accuracy(logits, labels, mask, lengths=lengths)
     logits, labels, integer = _class_inputs(logits, labels, mask, lengths, probabilities=False)

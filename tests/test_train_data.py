@@ -92,3 +92,45 @@ def test_dataset_with_ragged_targets_names_them():
     ys = [np.ones(2), np.ones(4)]  # the first is not as long as its sequence
     with pytest.raises(ValueError, match=r"data\['y'\]: got targets of differing shapes"):
         dataset((xs, ys))
+
+
+@pytest.mark.parametrize("form", ["dict", "tuple"])
+def test_weights_multiply_the_padding_weights_of_each_batch(form):
+    x, y = np.ones((5, 3, 2), np.float32), np.arange(5)
+    weights = np.array([0.5, 2, 0, 1, 3])
+    data = dataset({"x": x, "y": y, "weights": weights} if form == "dict" else (x, y, None, weights))
+    assert data["weights"].dtype == np.float32
+    got = np.concatenate([b["weights"] for b in batches(data, 2)])
+    np.testing.assert_array_equal(got, [0.5, 2, 0, 1, 3, 0])  # the padding copy of example 4 counts 0
+
+
+@pytest.mark.parametrize(
+    ("weights", "error", "message"),
+    [
+        (np.ones(4), ValueError, r"data\['weights'\]: got shape \(4,\), expected \(5,\), one per sequence"),
+        (np.ones((5, 3)), ValueError, r"data\['weights'\]: got shape \(5, 3\), expected \(5,\)"),
+        (
+            np.array([1, -1, 1, 1, 1.0]),
+            ValueError,
+            r"data\['weights'\]: got a value of -1.0, expected finite",
+        ),
+        (
+            np.array([1, np.nan, 1, 1, 1]),
+            ValueError,
+            r"data\['weights'\]: got a value of nan, expected finite",
+        ),
+        (np.zeros(5), ValueError, r"data\['weights'\]: got all zeros, expected at least one positive"),
+        (np.array(["a"] * 5), TypeError, r"data\['weights'\]: got dtype <U1, expected real numbers"),
+        ([1.0] * 5, TypeError, r"data\['weights'\]: got a list, expected an array"),
+    ],
+    ids=["count", "per-step", "negative", "nan", "zeros", "strings", "list"],
+)
+def test_bad_weights_are_named(weights, error, message):
+    with pytest.raises(error, match=message):
+        dataset({"x": np.ones((5, 3, 2), np.float32), "y": np.arange(5), "weights": weights})
+
+
+def test_a_tuple_of_five_names_its_length():
+    x = np.ones((5, 3, 2), np.float32)
+    with pytest.raises(TypeError, match=r"data: got a tuple of 5, expected a dict or an \(x, y\[, lengths"):
+        dataset((x, np.arange(5), None, None, None))

@@ -8,7 +8,7 @@ import pytest
 
 import jaxrnn
 from jaxrnn import host_split
-from jaxrnn.train import evaluate, losses, make_train_step, model, optimizer, predict
+from jaxrnn.train import evaluate, fit, losses, make_train_step, model, optimizer, predict
 
 rng = np.random.default_rng()
 KEY = jax.random.key(0)
@@ -279,6 +279,36 @@ def test_integer_labels_with_a_class_axis_must_be_one_hot():
         ValueError, match=r"data\['y'\] \(integer labels with a class axis\): got values in \[0, 2\]"
     ):
         evaluate(m, params, data, loss="cross_entropy")
+
+
+def test_evaluate_weighs_each_sequence_by_its_weight():
+    """Keras' sample_weight: Σ w·l / Σ w over sequences (per-step: over their valid steps too)."""
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(3), output="sequence")
+    params = m.init(jax.random.key(0), 2)
+    x = rng.normal(size=(5, 4, 2)).astype(np.float32)
+    y, lengths = rng.integers(0, 3, (5, 4)), np.array([4, 2, 3, 1, 4])
+    weights = np.array([0.5, 2.0, 0.0, 1.0, 3.0])
+    got = evaluate(m, params, (x, y, lengths, weights), loss="cross_entropy", batch_size=2)["loss"]
+    logits = np.asarray(m.apply(params, x, lengths=lengths)[0], np.float64)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    per_step = -np.take_along_axis(log_p, y[..., None], -1)[..., 0]
+    w = weights[:, None] * (np.arange(4) < lengths[:, None])
+    assert got == pytest.approx((w * per_step).sum() / w.sum(), rel=1e-5)
+
+
+def test_fit_with_uniform_weights_trains_as_without():
+    """Σ w·l / Σ w does not change when every weight is the same."""
+    m = model(jaxrnn.rnn(jaxrnn.gru(4)), jaxrnn.dense(3), output="last")
+    params = m.init(jax.random.key(0), 2)
+    x, y = rng.normal(size=(6, 4, 2)).astype(np.float32), rng.integers(0, 3, 6)
+    kwargs = dict(loss="cross_entropy", optimizer=optimizer(0.1), epochs=2, batch_size=4, progress=False)
+    plain = fit(m, params, (x, y), key=jax.random.key(1), **kwargs)
+    weighted = fit(m, params, (x, y, None, np.full(6, 2.5)), key=jax.random.key(1), **kwargs)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), plain.params, weighted.params
+    )
+    zero = fit(m, params, (x, y, None, np.array([1, 1, 1, 1, 0, 0.0])), key=jax.random.key(1), **kwargs)
+    assert not np.allclose(zero.history["loss"], plain.history["loss"])
 
 
 def test_evaluate_ignores_labels_past_a_sequence_end():

@@ -1,9 +1,10 @@
 """In-memory datasets: padding variable-length sequences, shuffling and fixed-size batches.
 
 A dataset is a dict of NumPy arrays with a common leading axis ``N``: ``"x" (N, T, I)`` floats, ``"y"``
-targets (``(N, ...)`` per sequence or ``(N, T, ...)`` per step) and ``"lengths" (N,)`` int32. Every batch has
-the same shape, so a jitted step compiles once: sequences are padded to the dataset's longest ``T``, and the
-last, short batch is filled with copies of a real example whose ``"weights"`` entry is 0, so they never count.
+targets (``(N, ...)`` per sequence or ``(N, T, ...)`` per step), ``"lengths" (N,)`` int32 and optionally
+``"weights" (N,)`` float32, per-sequence weights (Keras' ``sample_weight``). Every batch has the same shape,
+so a jitted step compiles once: sequences are padded to the dataset's longest ``T``, and the last, short batch
+is filled with copies of a real example whose ``"weights"`` entry is 0, so they never count.
 """
 
 from __future__ import annotations
@@ -63,24 +64,29 @@ def _per_step(xs: Sequence[Any], ys: Any) -> bool:
 def dataset(data: Mapping[str, Any] | Sequence[Any], argument: str = "data") -> Dataset:
     """Normalises ``data`` into a :data:`Dataset` dict.
 
-    ``data`` is a dict with "x", "y" and optional "lengths", or a tuple ``(x, y)`` or ``(x, y, lengths)``.
-    ``x`` is ``(N, T, I)`` floats or a list of ``(T_i, I)`` float arrays (then padded, keeping their promoted
-    dtype, and ``lengths`` come from the ``T_i``); per-step targets given as a list of ``(T_i, ...)`` arrays
-    are padded alike.
+    ``data`` is a dict with "x", "y" and optional "lengths" and "weights", or a tuple ``(x, y)``,
+    ``(x, y, lengths)`` or ``(x, y, lengths, weights)`` (``lengths`` may be None). ``x`` is ``(N, T, I)``
+    floats or a list of ``(T_i, I)`` float arrays (then padded, keeping their promoted dtype, and ``lengths``
+    come from the ``T_i``); per-step targets given as a list of ``(T_i, ...)`` arrays are padded alike.
+    ``weights (N,)`` weigh each sequence (and each of its valid steps) in the losses and metrics, which are
+    then ``Σ w·l / Σ w`` (Keras' weighted metrics; its loss divides by the batch size instead).
     """
     if isinstance(data, Mapping):
-        unknown = sorted(set(data) - {"x", "y", "lengths"})
+        unknown = sorted(set(data) - {"x", "y", "lengths", "weights"})
         if "x" not in data or "y" not in data or unknown:
             raise ValueError(
-                f"{argument}: got keys {sorted(data)}, expected 'x', 'y' and optionally 'lengths'"
+                f"{argument}: got keys {sorted(data)}, expected 'x', 'y' and optionally 'lengths', 'weights'"
             )
-        x, y, lengths = data["x"], data["y"], data.get("lengths")
-    elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
-        x, y, lengths = (*data, None) if len(data) == 2 else data
+        x, y, lengths, weights = data["x"], data["y"], data.get("lengths"), data.get("weights")
+    elif isinstance(data, (tuple, list)) and len(data) in (2, 3, 4):
+        x, y, lengths, weights = (*data, None, None, None)[:4]
     else:
-        raise TypeError(
-            f"{argument}: got {type(data).__name__}, expected a dict or an (x, y[, lengths]) tuple"
+        got = (
+            f"a {type(data).__name__} of {len(data)}"
+            if isinstance(data, (tuple, list))
+            else type(data).__name__
         )
+        raise TypeError(f"{argument}: got {got}, expected a dict or an (x, y[, lengths[, weights]]) tuple")
     if len(x) == 0:
         raise ValueError(f"{argument}: got an empty dataset (0 sequences), expected at least one")
     if isinstance(x, (list, tuple)):
@@ -105,7 +111,26 @@ def dataset(data: Mapping[str, Any] | Sequence[Any], argument: str = "data") -> 
         raise ValueError(
             f"{argument}['y']: got shape {y.shape}, expected {x.shape[0]} targets (one per sequence)"
         )
-    return {"x": x, "y": y, "lengths": checked_lengths(lengths, x.shape, f"{argument}['lengths']")}
+    result = {"x": x, "y": y, "lengths": checked_lengths(lengths, x.shape, f"{argument}['lengths']")}
+    if weights is not None:
+        result["weights"] = checked_weights(weights, x.shape[0], f"{argument}['weights']")
+    return result
+
+
+def checked_weights(weights: Any, size: int, argument: str = "weights") -> np.ndarray:
+    """Per-sequence ``weights (N,)`` as float32: finite and ``>= 0``, not all 0."""
+    validate.array(weights, argument)
+    weights = np.asarray(weights)
+    if weights.shape != (size,):
+        raise ValueError(f"{argument}: got shape {weights.shape}, expected ({size},), one per sequence")
+    if not (np.issubdtype(weights.dtype, np.floating) or np.issubdtype(weights.dtype, np.integer)):
+        raise TypeError(f"{argument}: got dtype {weights.dtype}, expected real numbers")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        bad = weights[~(np.isfinite(weights) & (weights >= 0))][0]
+        raise ValueError(f"{argument}: got a value of {bad}, expected finite weights >= 0")
+    if not np.any(weights > 0):
+        raise ValueError(f"{argument}: got all zeros, expected at least one positive weight")
+    return weights.astype(np.float32)
 
 
 def checked_lengths(lengths: Any, x_shape: tuple[int, ...], argument: str = "lengths") -> np.ndarray:
@@ -135,8 +160,9 @@ def batches(
     data: Mapping[str, np.ndarray], batch_size: int, *, key: jax.Array | None = None
 ) -> Iterator[Dataset]:
     """Yields fixed-size batches of ``data`` (a dict of arrays with a common leading axis), shuffled by a
-    permutation drawn from ``key`` (in order when None), each with ``"weights" (batch_size,)`` float32: 1 for
-    a real example, 0 for the padding that completes the last batch."""
+    permutation drawn from ``key`` (in order when None), each with ``"weights" (batch_size,)`` float32: the
+    data's own ``"weights"`` (1 without) for a real example, 0 for the padding that completes the last
+    batch."""
     sizes = {name: len(value) for name, value in data.items()}
     if len(set(sizes.values())) != 1:
         raise ValueError(f"data: got leading axes {sizes}, expected one common size")
@@ -148,5 +174,6 @@ def batches(
         real = len(index)
         index = np.concatenate([index, np.full(batch_size - real, index[0])])
         batch = {name: value[index] for name, value in data.items()}
-        batch["weights"] = (np.arange(batch_size) < real).astype(np.float32)
+        real_rows = (np.arange(batch_size) < real).astype(np.float32)
+        batch["weights"] = real_rows * batch["weights"] if "weights" in batch else real_rows
         yield batch

@@ -322,6 +322,27 @@ def test_patience_0_stops_as_patience_1_as_in_keras():
         fit(m, params, sign_task(), **_stalled(patience=-1))
 
 
+@pytest.mark.parametrize("where", ["train", "validation", "evaluate", "predict"])
+def test_inputs_of_another_feature_count_are_named_with_their_dataset(where):
+    """The step's error named its batch's xs and shape, not the dataset the user passed."""
+    m, params = classifier()  # input size 1
+    x, y, lengths = sign_task(8)
+    wide = np.concatenate([x, x], -1)
+    calls = {
+        "train": lambda: fit(m, params, (wide, y), **_stalled(batch_size=8)),
+        "validation": lambda: fit(m, params, (x, y), **_stalled(batch_size=8, validation=(wide, y))),
+        "evaluate": lambda: evaluate(m, params, (wide, y), loss="cross_entropy"),
+        "predict": lambda: jaxrnn.train.predict(m, params, wide),
+    }
+    name = {"train": r"train\['x'\]", "validation": r"validation\['x'\]", "evaluate": r"data\['x'\]"}
+    with pytest.raises(
+        ValueError,
+        match=rf"{name.get(where, 'xs')}: got 2 features \(shape \(8, 6, 2\)\), expected 1 \(the input size "
+        r"of params\['rnn'\]\[0\]\['forward'\]\['w_x'\]\)",
+    ):
+        calls[where]()
+
+
 @pytest.mark.parametrize("call", ["fit", "evaluate", "predict"])
 def test_a_network_given_as_the_model_is_named(call):
     net = jaxrnn.rnn(jaxrnn.gru(4))

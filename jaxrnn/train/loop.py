@@ -18,7 +18,13 @@ from jaxrnn.train import data as data_lib
 from jaxrnn.train import losses, optim, parallel
 from jaxrnn.train.checkpoint import Checkpointer, TrainState, checkpoint_config
 from jaxrnn.train.models import Model, check_model
-from jaxrnn.train.steps import check_labels, combine_metrics, make_eval_step, make_train_step
+from jaxrnn.train.steps import (
+    check_features,
+    check_labels,
+    combine_metrics,
+    make_eval_step,
+    make_train_step,
+)
 from jaxrnn.train.tbptt import make_tbptt_train_step
 
 
@@ -186,8 +192,10 @@ def fit(
     size = len(train["x"])
     if batch_size > size:
         raise ValueError(f"batch_size: got {batch_size}, expected at most the {size} training sequences")
+    check_features(model, params, train["x"].shape, "train['x']")
     if validation is not None:
         validation = data_lib.dataset(validation, "validation")
+        check_features(model, params, validation["x"].shape, "validation['x']")
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices: got an empty list, expected at least one device (or None: all)")

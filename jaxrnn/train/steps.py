@@ -104,6 +104,24 @@ def check_batch(batch: Any, *, targets: bool = True, extra: tuple[str, ...] = ()
         validate.lengths(batch["lengths"], x_shape[:1], x_shape[1])
 
 
+def check_features(model: Model, params: Any, x_shape: tuple[int, ...], argument: str) -> None:
+    """The inputs' feature count (``x_shape[-1]``) must be the network's input size, named by ``argument``
+    (inside the steps a mismatch named the batch's ``xs`` and shape). Params of another structure are left
+    to ``apply``, which names them."""
+    try:
+        first = params["rnn"][0]["forward"]
+    except (TypeError, KeyError, IndexError):
+        return
+    cell = model.network.cells[0]
+    size = validate.params(cell, first, "params['rnn'][0]['forward']")
+    if size is not None and x_shape[-1] != size:
+        leaf = f"params['rnn'][0]['forward'][{validate.input_leaf(cell)!r}]"
+        raise ValueError(
+            f"{argument}: got {x_shape[-1]} features (shape {tuple(x_shape)}), expected {size} (the input "
+            f"size of {leaf})"
+        )
+
+
 def check_labels(model: Model, data: Mapping[str, Any], fns: Any, argument: str) -> None:
     """The labels of ``data`` (a :func:`~jaxrnn.train.dataset`; valid steps only), checked for the losses and
     metrics among ``fns`` that read them: inside the jitted steps they are traced and cannot be checked (an
@@ -292,6 +310,7 @@ def evaluate(
     accepts), each averaged over every valid sequence or step (padding never counts)."""
     check_model(model)
     data = data_lib.dataset(data, "data")
+    check_features(model, params, data["x"].shape, "data['x']")
     check_labels(model, data, [losses.get_loss(loss), *losses.get_metrics(metrics, loss).values()], "data")
     eval_step = make_eval_step(model, loss, metrics=metrics)
     batch_size = min(batch_size, len(data["x"]))
@@ -321,6 +340,8 @@ def predict(model: Model, params: Any, xs: Any, *, lengths: Any = None, batch_si
             raise ValueError("lengths: got lengths with a list of sequences, expected one or the other")
         xs, lengths = data_lib.pad_sequences(xs)
     xs = np.asarray(xs)
+    if xs.ndim == 3:  # (other ranks: apply names them)
+        check_features(model, params, xs.shape, "xs")
     if xs.ndim != 3 or xs.shape[0] == 0:
         raise ValueError(f"xs: got shape {xs.shape}, expected (N, T, features) with N >= 1")
     lengths = data_lib.checked_lengths(lengths, xs.shape)

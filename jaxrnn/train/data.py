@@ -118,8 +118,8 @@ def dataset(data: Mapping[str, Any] | Sequence[Any], argument: str = "data") -> 
 
 
 def checked_weights(weights: Any, size: int, argument: str = "weights") -> np.ndarray:
-    """Per-sequence ``weights (N,)`` as float32: finite and ``>= 0``, not all 0."""
-    validate.array(weights, argument)
+    """Per-sequence ``weights (N,)`` (an array or a list, as ``lengths``) as float32: finite and ``>= 0``, not
+    all 0."""
     weights = np.asarray(weights)
     if weights.shape != (size,):
         raise ValueError(f"{argument}: got shape {weights.shape}, expected ({size},), one per sequence")

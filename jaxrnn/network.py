@@ -278,7 +278,8 @@ def redescribed_network(network: Network, argument: str = "network") -> str | No
         return None
     for field in _NETWORK_FIELDS:
         given, fact = getattr(network, field), getattr(made, field)
-        if given is not fact and given != fact:
+        # (a type counts: unroll=True unrolls fully and 1 not at all, yet True == 1)
+        if given is not fact and (type(given) is not type(fact) or given != fact):
             return (
                 f"{argument}.{field}: got {given!r}, but its functions were made with {fact!r} (a field "
                 "changed with _replace does not change apply); build the network with jaxrnn.rnn"

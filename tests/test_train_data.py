@@ -119,11 +119,23 @@ def test_weights_multiply_the_padding_weights_of_each_batch(form):
             ValueError,
             r"data\['weights'\]: got a value of nan, expected finite",
         ),
-        (np.zeros(5), ValueError, r"data\['weights'\]: got all zeros, expected at least one positive"),
+        (np.zeros(5), ValueError, r"data\['weights'\]: got all zeros \(in float32\), expected at least one"),
+        (np.array([1e40, 1, 1, 1, 1]), ValueError, r"data\['weights'\]: got a value of inf, expected finite"),
+        (np.array([1e-46, 0, 0, 0, 0]), ValueError, r"data\['weights'\]: got all zeros \(in float32\)"),
         (np.array(["a"] * 5), TypeError, r"data\['weights'\]: got dtype <U1, expected real numbers"),
         ([1.0] * 4, ValueError, r"data\['weights'\]: got shape \(4,\), expected \(5,\)"),
     ],
-    ids=["count", "per-step", "negative", "nan", "zeros", "strings", "list"],
+    ids=[
+        "count",
+        "per-step",
+        "negative",
+        "nan",
+        "zeros",
+        "float32-overflow",
+        "float32-underflow",
+        "strings",
+        "list",
+    ],
 )
 def test_bad_weights_are_named(weights, error, message):
     with pytest.raises(error, match=message):

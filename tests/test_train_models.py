@@ -211,6 +211,18 @@ def test_a_network_whose_dropout_was_replaced_is_refused():
         model(net, jaxrnn.dense(2), output="last")
 
 
+@pytest.mark.parametrize(
+    ("field", "made", "replaced"), [("unroll", 1, True), ("unroll", True, 1), ("remat", True, 1)]
+)
+def test_a_replaced_option_equal_by_value_but_not_by_kind_is_refused(field, made, replaced):
+    """True == 1, but unroll=True unrolls fully and 1 not at all; remat=True chunks by √T, 1 by one step."""
+    net = jaxrnn.rnn(jaxrnn.gru(3), **{field: made})._replace(**{field: replaced})
+    with pytest.raises(
+        ValueError, match=rf"network.{field}: got {replaced}, but its functions were made with"
+    ):
+        model(net, jaxrnn.dense(2), output="last")
+
+
 def test_a_hand_built_network_is_not_redescribed():
     """Only rnn-made functions have a description to keep; a hand-built Network's fields are its own."""
     net = jaxrnn.rnn(jaxrnn.gru(3))

@@ -125,12 +125,14 @@ def checked_weights(weights: Any, size: int, argument: str = "weights") -> np.nd
         raise ValueError(f"{argument}: got shape {weights.shape}, expected ({size},), one per sequence")
     if not (np.issubdtype(weights.dtype, np.floating) or np.issubdtype(weights.dtype, np.integer)):
         raise TypeError(f"{argument}: got dtype {weights.dtype}, expected real numbers")
+    with np.errstate(over="ignore"):  # (checked as float32: 1e40 would become inf, 1e-46 zero)
+        weights = weights.astype(np.float32)
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):
         bad = weights[~(np.isfinite(weights) & (weights >= 0))][0]
         raise ValueError(f"{argument}: got a value of {bad}, expected finite weights >= 0")
     if not np.any(weights > 0):
-        raise ValueError(f"{argument}: got all zeros, expected at least one positive weight")
-    return weights.astype(np.float32)
+        raise ValueError(f"{argument}: got all zeros (in float32), expected at least one positive weight")
+    return weights
 
 
 def checked_lengths(lengths: Any, x_shape: tuple[int, ...], argument: str = "lengths") -> np.ndarray:
@@ -175,5 +177,7 @@ def batches(
         index = np.concatenate([index, np.full(batch_size - real, index[0])])
         batch = {name: value[index] for name, value in data.items()}
         real_rows = (np.arange(batch_size) < real).astype(np.float32)
-        batch["weights"] = real_rows * batch["weights"] if "weights" in batch else real_rows
+        batch["weights"] = (
+            (real_rows * batch["weights"]).astype(np.float32) if "weights" in batch else real_rows
+        )
         yield batch
